@@ -1,0 +1,46 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+# Debian's python3 is preferred: snmpsim (the test SNMP agent) needs a Python with the gdbm module.
+PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+DEBIAN_PACKAGES := python3-venv python3-gdbm python3-dev snmp snmpd mosquitto prometheus prometheus-snmp-exporter nftables iproute2 systemd
+
+.PHONY: demo test lint typecheck unit bench debian-deps clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+debian-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages: $$missing"; \
+	    apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; \
+	  fi; \
+	else echo "not root: Debian packages ($(DEBIAN_PACKAGES)) must already be installed"; fi
+
+demo: debian-deps $(VENV)/.installed
+	$(BIN)/uptimewatch demo
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: $(VENV)/.installed
+	$(BIN)/mypy
+
+unit: $(VENV)/.installed
+	$(BIN)/pytest -q -ra
+
+test: debian-deps $(VENV)/.installed lint typecheck unit
+
+bench: debian-deps $(VENV)/.installed
+	$(BIN)/python bench/poll_bench.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,96 @@
+"""Command line: ``uptimewatch run | check-config | probe | profiles check | demo``.
+
+Each subcommand's work lives in the module that owns it; this file only parses arguments, so
+``uptimewatch --help`` stays fast and a broken optional part cannot break the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from . import __version__
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _lazy(target: str) -> Handler:
+    module_name, _, func_name = target.partition(":")
+
+    def run(args: argparse.Namespace) -> int:
+        module = importlib.import_module(module_name)
+        func: Handler = getattr(module, func_name)
+        return func(args)
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="uptimewatch", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"uptimewatch {__version__}")
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default INFO"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the monitoring daemon")
+    run.add_argument("-c", "--config", required=True, help="configuration file (YAML)")
+    run.add_argument("--listen", help="HOST:PORT for /metrics and the API (default: server.listen)")
+    run.set_defaults(handler=_lazy("uptimewatch.app:cli_run"))
+
+    check = sub.add_parser("check-config", help="validate a configuration file; exit 1 on errors")
+    check.add_argument("config", help="configuration file (YAML)")
+    check.set_defaults(handler=_lazy("uptimewatch.config.loader:cli_check_config"))
+
+    probe = sub.add_parser("probe", help="poll one device once and print its normalized fields")
+    probe.add_argument("target", help="HOST or HOST:PORT")
+    probe.add_argument("--community", "-c", default=None, help="SNMP v1/v2c community (default public)")
+    probe.add_argument("--snmp-version", "-v", default=None, choices=["1", "2c", "3"])
+    probe.add_argument("--v3-user", default=None)
+    probe.add_argument("--v3-auth-key", default=None)
+    probe.add_argument("--v3-auth-protocol", default="SHA")
+    probe.add_argument("--v3-priv-key", default=None)
+    probe.add_argument("--v3-priv-protocol", default="AES")
+    probe.add_argument("--v3-context", default="")
+    probe.add_argument("--profile", default="auto", help="auto (match by sysObjectID) or a profile name")
+    probe.add_argument("--profiles-dir", default=None, help="directory of probe profiles (default: shipped)")
+    probe.add_argument("--timeout", type=float, default=2.0, help="seconds per SNMP request")
+    probe.add_argument("--retries", type=int, default=1)
+    probe.add_argument("--icmp", action="store_true", help="also send an ICMP echo burst")
+    probe.add_argument("--no-snmp", action="store_true", help="ICMP only")
+    probe.add_argument("--json", action="store_true", help="print JSON")
+    probe.set_defaults(handler=_lazy("uptimewatch.probing.probe_cli:cli_probe"))
+
+    profiles = sub.add_parser("profiles", help="work with probe profiles")
+    profiles_sub = profiles.add_subparsers(dest="profiles_command", required=True, metavar="ACTION")
+    pcheck = profiles_sub.add_parser("check", help="validate profile files; exit 1 on errors")
+    pcheck.add_argument("paths", nargs="*", help="files or directories (default: shipped probes/)")
+    pcheck.set_defaults(handler=_lazy("uptimewatch.profiles:cli_profiles_check"))
+
+    demo = sub.add_parser("demo", help="simulate a province on loopback and monitor it")
+    demo.add_argument("--sites", type=int, default=None, help="number of sites (default: a small province)")
+    demo.add_argument("--listen", default="127.0.0.1:9847", help="HOST:PORT for the daemon")
+    demo.add_argument("--workdir", default=None, help="where the demo writes its config and state")
+    demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    demo.set_defaults(handler=_lazy("uptimewatch.demo:cli_demo"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""Merge the cascade of defaults into one complete, flat target per device.
+
+Order, later wins: built-in -> ``defaults`` -> district ``defaults`` -> site ``defaults`` -> the
+device's own settings. Blocks merge field by field, so a site can change one threshold without
+repeating the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, SecretStr
+
+from .models import (
+    AuthProtocol,
+    Config,
+    Device,
+    IcmpSettings,
+    PrivProtocol,
+    Role,
+    Settings,
+    Site,
+    SnmpSettings,
+    SnmpVersion,
+    Thresholds,
+)
+
+BUILTIN = Settings(
+    interval=60.0,
+    timeout=10.0,
+    hard_after=3,
+    snmp=SnmpSettings(
+        version=SnmpVersion.V2C,
+        port=161,
+        community=SecretStr("public"),
+        timeout=2.0,
+        retries=1,
+        max_repetitions=25,
+        max_rows=10_000,
+        max_requests=200,
+        context="",
+    ),
+    icmp=IcmpSettings(enabled=True, count=3, interval=0.05, timeout=1.0, payload_size=56),
+    thresholds=Thresholds(
+        on_battery="warning",
+        battery_minutes_warning=60,
+        battery_minutes_critical=30,
+        battery_charge_percent_warning=50,
+        battery_charge_percent_critical=20,
+        loss_ratio_warning=0.2,
+        loss_ratio_critical=1.0,
+    ),
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def overlay(base: M, top: M | None) -> M:
+    """``base`` with every field that ``top`` sets explicitly; nested models merge recursively."""
+    if top is None:
+        return base
+    updates: dict[str, Any] = {}
+    for name in top.model_fields_set:
+        value = getattr(top, name)
+        current = getattr(base, name)
+        if isinstance(value, BaseModel) and isinstance(current, BaseModel):
+            updates[name] = overlay(current, value)
+        elif value is not None:
+            updates[name] = value
+    # the *_file variants replace the inline secret they stand for
+    for secret in ("community", "auth_key", "priv_key"):
+        if f"{secret}_file" in top.model_fields_set and getattr(top, f"{secret}_file") is not None:
+            updates.setdefault(secret, None)
+    return base.model_copy(update=updates)
+
+
+@dataclass(frozen=True, slots=True)
+class SnmpTarget:
+    """Everything needed to talk SNMP to one device. Secrets stay SecretStr until the transport."""
+
+    host: str
+    port: int
+    version: SnmpVersion
+    community: SecretStr | None
+    user: str | None
+    auth_protocol: AuthProtocol | None
+    auth_key: SecretStr | None
+    priv_protocol: PrivProtocol | None
+    priv_key: SecretStr | None
+    context: str
+    timeout: float
+    retries: int
+    max_repetitions: int
+    max_rows: int
+    max_requests: int
+
+    @property
+    def security_level(self) -> str:
+        if self.version is not SnmpVersion.V3:
+            return "community"
+        if self.priv_key is not None:
+            return "authPriv"
+        if self.auth_key is not None:
+            return "authNoPriv"
+        return "noAuthNoPriv"
+
+    def credential_key(self) -> tuple[object, ...]:
+        """Identifies the credentials without exposing them (for engine caches)."""
+        return (
+            self.version,
+            hash(self.community.get_secret_value()) if self.community else None,
+            self.user,
+            self.auth_protocol,
+            hash(self.auth_key.get_secret_value()) if self.auth_key else None,
+            self.priv_protocol,
+            hash(self.priv_key.get_secret_value()) if self.priv_key else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class IcmpTarget:
+    host: str
+    count: int
+    interval: float
+    timeout: float
+    payload_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedDevice:
+    """One device with every setting decided: what the scheduler polls and the health model judges."""
+
+    site_id: str
+    device_id: str
+    role: Role
+    name: str
+    address: str
+    profile: str
+    interval: float
+    timeout: float
+    hard_after: int
+    snmp: SnmpTarget | None
+    icmp: IcmpTarget | None
+    thresholds: Thresholds
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.site_id, self.device_id)
+
+
+def effective_settings(config: Config, site: Site, device: Device) -> Settings:
+    district = next((d for d in config.districts if d.id == site.district), None)
+    merged = overlay(BUILTIN, config.defaults)
+    merged = overlay(merged, district.defaults if district else None)
+    merged = overlay(merged, site.defaults)
+    own = Settings.model_validate(
+        {
+            k: v
+            for k, v in {
+                "interval": device.interval,
+                "timeout": device.timeout,
+                "hard_after": device.hard_after,
+                "snmp": device.snmp,
+                "icmp": device.icmp,
+                "thresholds": device.thresholds,
+            }.items()
+            if v is not None
+        }
+    )
+    return overlay(merged, own)
+
+
+def resolve_device(config: Config, site: Site, device: Device) -> ResolvedDevice:
+    s = effective_settings(config, site, device)
+    assert s.snmp is not None and s.icmp is not None and s.thresholds is not None  # BUILTIN sets them
+    snmp = s.snmp
+    snmp_target = None
+    if device.snmp_enabled:
+        snmp_target = SnmpTarget(
+            host=device.address,
+            port=snmp.port or 161,
+            version=snmp.version or SnmpVersion.V2C,
+            community=snmp.community,
+            user=snmp.user,
+            auth_protocol=snmp.auth_protocol or (AuthProtocol.SHA if snmp.auth_key else None),
+            auth_key=snmp.auth_key,
+            priv_protocol=snmp.priv_protocol or (PrivProtocol.AES if snmp.priv_key else None),
+            priv_key=snmp.priv_key,
+            context=snmp.context or "",
+            timeout=snmp.timeout or 2.0,
+            retries=snmp.retries if snmp.retries is not None else 1,
+            max_repetitions=snmp.max_repetitions or 25,
+            max_rows=snmp.max_rows or 10_000,
+            max_requests=snmp.max_requests or 200,
+        )
+    icmp = s.icmp
+    icmp_target = None
+    if icmp.enabled:
+        icmp_target = IcmpTarget(
+            host=device.address,
+            count=icmp.count or 3,
+            interval=icmp.interval if icmp.interval is not None else 0.05,
+            timeout=icmp.timeout or 1.0,
+            payload_size=icmp.payload_size if icmp.payload_size is not None else 56,
+        )
+    return ResolvedDevice(
+        site_id=site.id,
+        device_id=device.id,
+        role=device.role,
+        name=device.name or device.id,
+        address=device.address,
+        profile=device.profile,
+        interval=s.interval or 60.0,
+        timeout=s.timeout or 10.0,
+        hard_after=s.hard_after or 3,
+        snmp=snmp_target,
+        icmp=icmp_target,
+        thresholds=s.thresholds,
+    )
+
+
+def resolve_all(config: Config) -> list[ResolvedDevice]:
+    return [resolve_device(config, site, dev) for site in config.sites for dev in site.devices]

@@ -1,0 +1,1 @@
+"""Plain data that flows between the stages: observations in, health snapshots out."""

@@ -1,0 +1,8 @@
+"""Shared test setup. Fixtures that start real parts live in tests/fixtures/, one module each."""
+
+pytest_plugins = [
+    "tests.fixtures.snmpsim",
+    "tests.fixtures.netns",
+    "tests.fixtures.daemon",
+    "tests.fixtures.mosquitto",
+]
