@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--listen", default="127.0.0.1:9847", help="HOST:PORT for the daemon")
     demo.add_argument("--workdir", default=None, help="where the demo writes its config and state")
     demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    demo.add_argument(
+        "--snmp-port", type=int, default=None, help="UDP port of the simulated devices (default 161 as root)"
+    )
+    demo.add_argument("--scenario", default=None, help="scenario file (default: WORKDIR/scenario.yaml)")
     demo.set_defaults(handler=_lazy("uptimewatch.demo:cli_demo"))
     return parser
 

@@ -92,23 +92,54 @@ class SnmpSettings(Strict):
     and ``${ENV}`` is expanded in both.
     """
 
-    version: Annotated[SnmpVersion | None, BeforeValidator(_coerce_version)] = None
-    port: int | None = Field(default=None, ge=1, le=65535)
-    community: SecretStr | None = None
-    community_file: str | None = None
-    user: str | None = None
-    auth_protocol: AuthProtocol | None = None
-    auth_key: SecretStr | None = None
-    auth_key_file: str | None = None
-    priv_protocol: PrivProtocol | None = None
-    priv_key: SecretStr | None = None
-    priv_key_file: str | None = None
-    context: str | None = None
-    timeout: Duration | None = None
-    retries: int | None = Field(default=None, ge=0, le=10)
-    max_repetitions: int | None = Field(default=None, ge=1, le=200)
-    max_rows: int | None = Field(default=None, ge=1)
-    max_requests: int | None = Field(default=None, ge=1)
+    version: Annotated[SnmpVersion | None, BeforeValidator(_coerce_version)] = Field(
+        default=None, description="SNMP version. YAML's `2` and `3` are read as `2c` and `3`."
+    )
+    port: int | None = Field(default=None, ge=1, le=65535, description="UDP port of the agent.")
+    community: SecretStr | None = Field(default=None, description="Community for v1/v2c (secret).")
+    community_file: str | None = Field(
+        default=None, description="File holding the community, instead of `community`."
+    )
+    user: str | None = Field(default=None, description="SNMPv3 user (security name); required for v3.")
+    auth_protocol: AuthProtocol | None = Field(
+        default=None,
+        description="SNMPv3 authentication protocol; `SHA` when an `auth_key` is given without one.",
+    )
+    auth_key: SecretStr | None = Field(
+        default=None, description="SNMPv3 authentication key, at least 8 characters (secret)."
+    )
+    auth_key_file: str | None = Field(
+        default=None, description="File holding the authentication key, instead of `auth_key`."
+    )
+    priv_protocol: PrivProtocol | None = Field(
+        default=None,
+        description="SNMPv3 privacy protocol (`AES` is AES-128); `AES` when only a `priv_key` is given.",
+    )
+    priv_key: SecretStr | None = Field(
+        default=None,
+        description="SNMPv3 privacy key, at least 8 characters; needs an `auth_key` (authPriv) (secret).",
+    )
+    priv_key_file: str | None = Field(
+        default=None, description="File holding the privacy key, instead of `priv_key`."
+    )
+    context: str | None = Field(
+        default=None, description="SNMPv3 context name; empty for the default context."
+    )
+    timeout: Duration | None = Field(default=None, description="Wait for one SNMP response before retrying.")
+    retries: int | None = Field(
+        default=None, ge=0, le=10, description="Retries of one SNMP request after a timeout."
+    )
+    max_repetitions: int | None = Field(
+        default=None, ge=1, le=200, description="GETBULK max-repetitions when walking tables."
+    )
+    max_rows: int | None = Field(
+        default=None,
+        ge=1,
+        description="Stop walking a table after this many rows (protects against looping agents).",
+    )
+    max_requests: int | None = Field(
+        default=None, ge=1, description="Stop one poll of a device after this many SNMP requests."
+    )
 
     @model_validator(mode="after")
     def _one_source_per_secret(self) -> SnmpSettings:
@@ -123,77 +154,156 @@ class SnmpSettings(Strict):
 
 
 class IcmpSettings(Strict):
-    enabled: bool | None = None
-    count: int | None = Field(default=None, ge=1, le=100)
-    interval: Duration | None = None  # between echo requests of one burst
-    timeout: Duration | None = None  # wait for the last reply
-    payload_size: int | None = Field(default=None, ge=0, le=1400)
+    enabled: bool | None = Field(default=None, description="Send ICMP echo requests to the device.")
+    count: int | None = Field(default=None, ge=1, le=100, description="Echo requests per poll (one burst).")
+    interval: Duration | None = Field(
+        default=None, description="Pause between the echo requests of one burst."
+    )
+    timeout: Duration | None = Field(default=None, description="Wait for the last reply of a burst.")
+    payload_size: int | None = Field(default=None, ge=0, le=1400, description="Bytes of echo payload.")
 
 
 class Thresholds(Strict):
     """When a check turns WARNING or CRITICAL. ``None`` leaves the inherited value."""
 
-    on_battery: Literal["ok", "warning", "critical"] | None = None
-    battery_minutes_warning: float | None = Field(default=None, ge=0)
-    battery_minutes_critical: float | None = Field(default=None, ge=0)
-    battery_charge_percent_warning: float | None = Field(default=None, ge=0, le=100)
-    battery_charge_percent_critical: float | None = Field(default=None, ge=0, le=100)
-    loss_ratio_warning: float | None = Field(default=None, ge=0, le=1)
-    loss_ratio_critical: float | None = Field(default=None, ge=0, le=1)
-    rtt_ms_warning: float | None = Field(default=None, ge=0)
-    rtt_ms_critical: float | None = Field(default=None, ge=0)
-    rx_level_dbm_warning: float | None = None
-    rx_level_dbm_critical: float | None = None
-    snr_db_warning: float | None = None
-    snr_db_critical: float | None = None
+    on_battery: Literal["ok", "warning", "critical"] | None = Field(
+        default=None, description="State of a power device running on battery."
+    )
+    battery_minutes_warning: float | None = Field(
+        default=None,
+        ge=0,
+        description="Warning when the estimated battery runtime left falls to this many minutes.",
+    )
+    battery_minutes_critical: float | None = Field(
+        default=None,
+        ge=0,
+        description="Critical when the estimated battery runtime left falls to this many minutes.",
+    )
+    battery_charge_percent_warning: float | None = Field(
+        default=None, ge=0, le=100, description="Warning when the battery charge falls to this percentage."
+    )
+    battery_charge_percent_critical: float | None = Field(
+        default=None, ge=0, le=100, description="Critical when the battery charge falls to this percentage."
+    )
+    loss_ratio_warning: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Warning when this fraction of echo requests is lost (0.2 = 20 %).",
+    )
+    loss_ratio_critical: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Critical when this fraction of echo requests is lost (1.0 = all).",
+    )
+    rtt_ms_warning: float | None = Field(
+        default=None,
+        ge=0,
+        description="Warning when the average echo round trip reaches this many milliseconds.",
+    )
+    rtt_ms_critical: float | None = Field(
+        default=None,
+        ge=0,
+        description="Critical when the average echo round trip reaches this many milliseconds.",
+    )
+    rx_level_dbm_warning: float | None = Field(
+        default=None, description="Warning when a radio link's received level falls to this (dBm, e.g. -65)."
+    )
+    rx_level_dbm_critical: float | None = Field(
+        default=None, description="Critical when a radio link's received level falls to this (dBm, e.g. -75)."
+    )
+    snr_db_warning: float | None = Field(
+        default=None, description="Warning when a link's signal-to-noise ratio falls to this (dB)."
+    )
+    snr_db_critical: float | None = Field(
+        default=None, description="Critical when a link's signal-to-noise ratio falls to this (dB)."
+    )
 
 
 class Settings(Strict):
     """A partial set of per-device settings; used for ``defaults`` at every level."""
 
-    interval: Duration | None = None
-    timeout: Duration | None = None  # the scheduler's deadline for one poll of one device
-    hard_after: int | None = Field(default=None, ge=1, le=100)  # results in a row before a state is hard
-    snmp: SnmpSettings | None = None
-    icmp: IcmpSettings | None = None
-    thresholds: Thresholds | None = None
+    interval: Duration | None = Field(default=None, description="Time between two polls of a device.")
+    timeout: Duration | None = Field(
+        default=None, description="Deadline for one whole poll of one device (SNMP and ICMP together)."
+    )
+    hard_after: int | None = Field(
+        default=None, ge=1, le=100, description="Results in a row before a state change counts (and alerts)."
+    )
+    snmp: SnmpSettings | None = Field(
+        default=None, description="SNMP settings, merged field by field with the inherited ones."
+    )
+    icmp: IcmpSettings | None = Field(
+        default=None, description="ICMP settings, merged field by field with the inherited ones."
+    )
+    thresholds: Thresholds | None = Field(
+        default=None, description="Thresholds, merged field by field with the inherited ones."
+    )
 
 
 class Commune(Strict):
-    id: Identifier
-    name: str
+    id: Identifier = Field(description="Unique within its district.")
+    name: str = Field(description="Display name, e.g. `Xã Pà Cò`.")
 
 
 class District(Strict):
-    id: Identifier
-    name: str
-    communes: list[Commune] = Field(default_factory=list)
-    defaults: Settings | None = None
+    id: Identifier = Field(description="Unique among districts; sites refer to it.")
+    name: str = Field(description="Display name, e.g. `Huyện Mai Châu`.")
+    communes: list[Commune] = Field(
+        default_factory=list, description="The communes of the district; a site may name one."
+    )
+    defaults: Settings | None = Field(
+        default=None, description="Settings for every device of the district's sites."
+    )
 
 
 class Carrier(Strict):
-    id: Identifier
-    name: str
+    id: Identifier = Field(description="Unique among carriers; sites refer to it.")
+    name: str = Field(description="Display name, e.g. `VNPT`.")
 
 
 class Location(Strict):
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
+    lat: float = Field(ge=-90, le=90, description="Latitude, decimal degrees.")
+    lon: float = Field(ge=-180, le=180, description="Longitude, decimal degrees.")
 
 
 class Device(Strict):
-    id: Identifier
-    role: Role
-    address: str
-    name: str | None = None
-    profile: str = "auto"  # a profile name from probes/, or "auto" (match by sysObjectID)
-    snmp: SnmpSettings | None = None  # absent: inherit; `snmp: {enabled: ...}` is not a thing
-    snmp_enabled: bool = True
-    icmp: IcmpSettings | None = None
-    interval: Duration | None = None
-    timeout: Duration | None = None
-    hard_after: int | None = Field(default=None, ge=1, le=100)
-    thresholds: Thresholds | None = None
+    id: Identifier = Field(description="Unique within its site.")
+    role: Role = Field(
+        description="What the device is: a base station, a power plant, a transmission link or a router."
+    )
+    address: str = Field(description="IP address or host name polled over SNMP and ICMP.")
+    name: str | None = Field(default=None, description="Display name; the id when absent.")
+    profile: str = Field(
+        default="auto",
+        description="A device profile name from the profiles directory, or `auto` to match by sysObjectID.",
+    )
+    # absent: inherit; `snmp: {enabled: ...}` is not a thing
+    snmp: SnmpSettings | None = Field(
+        default=None, description="SNMP settings of this device, over the inherited ones."
+    )
+    snmp_enabled: bool = Field(
+        default=True, description="Poll the device over SNMP; `false` judges it by ICMP alone."
+    )
+    icmp: IcmpSettings | None = Field(
+        default=None, description="ICMP settings of this device, over the inherited ones."
+    )
+    interval: Duration | None = Field(
+        default=None, description="Time between two polls, over the inherited one."
+    )
+    timeout: Duration | None = Field(
+        default=None, description="Deadline for one poll, over the inherited one."
+    )
+    hard_after: int | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description="Results in a row before a state change counts, over the inherited one.",
+    )
+    thresholds: Thresholds | None = Field(
+        default=None, description="Thresholds of this device, over the inherited ones."
+    )
 
     @field_validator("address")
     @classmethod
@@ -204,16 +314,21 @@ class Device(Strict):
 
 
 class Site(Strict):
-    id: Identifier
-    name: str
-    district: str
-    commune: str | None = None
-    carrier: str
-    location: Location | None = None
-    priority: Literal["critical", "high", "normal", "low"] = "normal"
-    upstream: list[str] = Field(default_factory=list)  # site ids this site depends on (topology)
-    defaults: Settings | None = None
-    devices: list[Device] = Field(default_factory=list)
+    id: Identifier = Field(description="Unique among sites; other sites' `upstream` refers to it.")
+    name: str = Field(description="Display name, e.g. `BTS Pà Cò 01`.")
+    district: str = Field(description="Id of the site's district.")
+    commune: str | None = Field(default=None, description="Id of a commune of that district.")
+    carrier: str = Field(description="Id of the carrier operating the site.")
+    location: Location | None = Field(default=None, description="Map position.")
+    priority: Literal["critical", "high", "normal", "low"] = Field(
+        default="normal", description="How urgent the site is when it fails; orders the duty operator's list."
+    )
+    upstream: list[str] = Field(
+        default_factory=list,
+        description="Ids of the sites this one is reached through (one id or a list); no cycles.",
+    )
+    defaults: Settings | None = Field(default=None, description="Settings for every device of the site.")
+    devices: list[Device] = Field(default_factory=list, description="The devices polled at the site.")
 
     @field_validator("upstream", mode="before")
     @classmethod
@@ -222,34 +337,80 @@ class Site(Strict):
 
 
 class Province(Strict):
-    id: Identifier
-    name: str
-    timezone: str = "Asia/Ho_Chi_Minh"
+    id: Identifier = Field(description="Identifies the province in metrics and the API.")
+    name: str = Field(description="Display name, e.g. `Tỉnh Hòa Bình`.")
+    timezone: str = Field(
+        default="Asia/Ho_Chi_Minh", description="IANA time zone for reports and the status page."
+    )
 
 
 class ServerSettings(Strict):
-    listen: str = "127.0.0.1:9847"
+    listen: str = Field(
+        default="127.0.0.1:9847",
+        description="HOST:PORT for /metrics, the JSON API and POST /-/reload; IPv6 in brackets ([::1]:9847).",
+    )
 
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
+        _host, sep, port = value.rpartition(":")
         if not sep or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError("listen must be HOST:PORT, e.g. 127.0.0.1:9847")
         return value
 
 
 class SchedulerSettings(Strict):
-    max_concurrency: int = Field(default=2000, ge=1, le=100_000)
-    icmp_max_concurrency: int = Field(default=2000, ge=1, le=100_000)
+    max_concurrency: int = Field(
+        default=2000, ge=1, le=100_000, description="SNMP polls in flight at once, over all devices."
+    )
+    icmp_max_concurrency: int = Field(
+        default=2000, ge=1, le=100_000, description="ICMP echo bursts in flight at once, over all devices."
+    )
+
+
+class MqttBroker(Strict):
+    """The MQTT broker uptimewatch publishes to (alerts, site states) and subscribes on (telemetry)."""
+
+    host: str = Field(default="127.0.0.1", description="Broker host name or address.")
+    port: int = Field(default=1883, ge=1, le=65535, description="Broker port (8883 is usual with TLS).")
+    username: str | None = Field(default=None, description="User name, when the broker asks for one.")
+    password: SecretStr | None = Field(default=None, description="Password; never logged.")
+    password_file: str | None = Field(
+        default=None, description="File holding the password, relative to the config file."
+    )
+    client_id: str = Field(default="uptimewatch", description="MQTT client id; unique per daemon.")
+    tls: bool = Field(default=False, description="Connect with TLS, verifying the broker's certificate.")
+    keepalive: Duration = Field(default=30.0, description="Keepalive interval.")
+
+
+class StorageSettings(Strict):
+    """Where durable state (alerts, outbox, availability ledger) lives."""
+
+    path: str | None = Field(
+        default=None,
+        description=(
+            "SQLite database file, relative to the config file. Default: uptimewatch.sqlite in "
+            "$STATE_DIRECTORY (systemd's StateDirectory=) or else in a var/ directory beside the config."
+        ),
+    )
 
 
 class Config(Strict):
-    province: Province
-    server: ServerSettings = ServerSettings()
-    scheduler: SchedulerSettings = SchedulerSettings()
-    profiles_dir: str | None = None  # default: the probes/ directory shipped with uptimewatch
-    defaults: Settings = Settings()
-    carriers: list[Carrier]
-    districts: list[District]
-    sites: list[Site]
+    province: Province = Field(description="The province this daemon watches.")
+    server: ServerSettings = Field(default=ServerSettings(), description="The HTTP server.")
+    scheduler: SchedulerSettings = Field(
+        default=SchedulerSettings(), description="Limits on concurrent polls."
+    )
+    profiles_dir: str | None = Field(
+        default=None,
+        description="Directory of device profiles, relative to the config file; default: shipped probes/.",
+    )
+    defaults: Settings = Field(
+        default=Settings(),
+        description="Settings for every device: the top of the cascade, over the built-in values.",
+    )
+    storage: StorageSettings = Field(default=StorageSettings(), description="Durable state.")
+    mqtt: MqttBroker | None = Field(default=None, description="The MQTT broker, if one is used.")
+    carriers: list[Carrier] = Field(description="The carriers whose sites are watched.")
+    districts: list[District] = Field(description="The districts of the province, with their communes.")
+    sites: list[Site] = Field(description="The sites, each with its devices.")

@@ -173,7 +173,9 @@ def effective_settings(config: Config, site: Site, device: Device) -> Settings:
 
 def resolve_device(config: Config, site: Site, device: Device) -> ResolvedDevice:
     s = effective_settings(config, site, device)
-    assert s.snmp is not None and s.icmp is not None and s.thresholds is not None  # BUILTIN sets them
+    assert s.snmp is not None
+    assert s.icmp is not None
+    assert s.thresholds is not None
     snmp = s.snmp
     snmp_target = None
     if device.snmp_enabled:

@@ -1,0 +1,307 @@
+"""The composition root: builds every component from the configuration, starts and stops them in
+order, and owns the one reload path shared by SIGHUP and ``POST /-/reload``.
+
+Only this module wires components together; each of them takes plain data and small callables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from . import __version__
+from .config.loader import ConfigError, LoadedConfig, load_config
+from .config.resolve import ResolvedDevice
+from .export.metrics import HealthCollector, RuntimeInfo
+from .model.health import HealthModel, HealthSnapshot, StateChange
+from .model.observation import Observation
+from .probing import icmp, snmp
+from .probing.snmp_transport import create_transport
+from .profiles import ProfileCatalog, default_profiles_dir, load_profiles
+from .scheduler import ProbeFn, Scheduler
+from .store import SqliteStore
+from .systemd_notify import SystemdNotifier
+from .web.app import ReloadResult, build_app
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LISTEN = "127.0.0.1:9847"
+
+
+def _profiles_dir(loaded: LoadedConfig) -> Path:
+    configured = loaded.config.profiles_dir
+    if configured is None:
+        return default_profiles_dir()
+    path = Path(configured)
+    return path if path.is_absolute() else loaded.source.parent / path
+
+
+def _store_path(loaded: LoadedConfig) -> Path:
+    """``storage.path`` (relative to the config file), else systemd's StateDirectory, else var/."""
+    configured = loaded.config.storage.path
+    if configured:
+        path = Path(configured)
+        return path if path.is_absolute() else loaded.source.parent / path
+    state_dir = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    base = Path(state_dir) if state_dir else loaded.source.parent / "var"
+    return base / "uptimewatch.sqlite"
+
+
+def _load(path: Path) -> tuple[LoadedConfig, ProfileCatalog]:
+    """Blocking: config and profiles are read together, so a reload validates both or neither."""
+    loaded = load_config(path)
+    catalog = load_profiles(_profiles_dir(loaded))
+    loaded = load_config(path, known_profiles=catalog.names())
+    return loaded, catalog
+
+
+@dataclass
+class _ReloadState:
+    successful: bool = True
+    success_timestamp: float = 0.0
+    last_error: str = ""
+
+
+class Daemon:
+    """One monitoring process. Use :func:`run_daemon` rather than calling start/stop directly."""
+
+    def __init__(self, config_path: Path, listen: str | None = None) -> None:
+        self.config_path = Path(config_path)
+        self._listen_override = listen
+        self._reload_lock = asyncio.Lock()
+        self._reload_state = _ReloadState()
+        self._notifier = SystemdNotifier()
+        self._runner: web.AppRunner | None = None
+        self._watchdog_task: asyncio.Task[None] | None = None
+        self._started = False
+        self.listen = listen or DEFAULT_LISTEN
+        self.registry = CollectorRegistry(auto_describe=True)
+
+    # -- start and stop ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loaded, catalog = await asyncio.to_thread(_load, self.config_path)
+        self._loaded = loaded
+        self._catalog = catalog
+        self.listen = self._listen_override or loaded.config.server.listen
+        self._reload_state.success_timestamp = time.time()
+
+        privilege = await asyncio.to_thread(icmp.icmp_privilege)
+        self._icmp_usable = privilege.usable
+        if not privilege.usable:
+            log.error("ICMP disabled: %s; devices are judged by SNMP alone", privilege.message)
+
+        self.store = SqliteStore(_store_path(loaded))
+        await self.store.open()
+        self._transport = create_transport()
+        self._match_cache = snmp.ProfileMatchCache()
+        self.health = HealthModel(loaded.config, loaded.devices, self._profile_thresholds)
+        probes: dict[str, ProbeFn] = {"snmp": self._poll_snmp}
+        if self._icmp_usable:
+            probes["icmp"] = icmp.probe
+        sched = loaded.config.scheduler
+        self.scheduler = Scheduler(
+            probes,
+            self._ingest,
+            max_concurrency={"snmp": sched.max_concurrency, "icmp": sched.icmp_max_concurrency},
+        )
+        HealthCollector(self.snapshot, self.scheduler.stats, self._runtime, registry=self.registry)
+
+        app = build_app(self)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        host, _, port = self.listen.rpartition(":")
+        await web.TCPSite(self._runner, host.strip("[]") or "127.0.0.1", int(port)).start()
+
+        await self.scheduler.start()
+        self.scheduler.reconcile(loaded.devices)
+        gc.freeze()  # config and model objects live for the whole run: keep them out of GC passes
+        self._started = True
+        self._notifier.ready()
+        self._notifier.status(f"monitoring {len(loaded.devices)} devices")
+        if (interval := self._notifier.watchdog_interval()) is not None:
+            self._watchdog_task = asyncio.create_task(self._watchdog(interval / 2))
+        log.info(
+            "uptimewatch %s started: %d sites, %d devices, listening on http://%s",
+            __version__,
+            len(loaded.config.sites),
+            len(loaded.devices),
+            self.listen,
+        )
+
+    async def stop(self) -> None:
+        self._notifier.stopping()
+        if self._watchdog_task is not None:
+            self._watchdog_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog_task
+        if self._started:
+            await self.scheduler.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if hasattr(self, "_transport"):
+            await self._transport.close()
+        if hasattr(self, "store"):
+            await self.store.close()
+        self._started = False
+        log.info("uptimewatch stopped")
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.listen}"
+
+    # -- the one reload path -----------------------------------------------------------------
+
+    async def reload(self) -> ReloadResult:
+        """Validate the file fully, then swap in one step; on any error keep the running config."""
+        async with self._reload_lock:
+            self._notifier.reloading()
+            try:
+                loaded, catalog = await asyncio.to_thread(_load, self.config_path)
+            except ConfigError as exc:
+                return self._reload_failed("\n".join(str(i) for i in exc.issues))
+            except Exception as exc:  # unreadable profiles, I/O errors: same outcome, keep running
+                log.exception("reload failed")
+                return self._reload_failed(f"{type(exc).__name__}: {exc}")
+            finally:
+                self._notifier.ready()
+            self._loaded = loaded
+            self._catalog = catalog
+            self._match_cache.clear()
+            self.health.reconfigure(loaded.config, loaded.devices)
+            self.scheduler.reconcile(loaded.devices)
+            self._reload_state = _ReloadState(True, time.time(), "")
+            gc.freeze()
+            new_listen = self._listen_override or loaded.config.server.listen
+            if new_listen != self.listen:
+                log.warning("server.listen changed to %s: takes effect after a restart", new_listen)
+            message = f"reloaded {self.config_path}: {len(loaded.devices)} devices"
+            log.info(message)
+            return ReloadResult(True, message)
+
+    def _reload_failed(self, why: str) -> ReloadResult:
+        self._reload_state.successful = False
+        self._reload_state.last_error = why
+        log.error("configuration reload failed, keeping the running configuration:\n%s", why)
+        return ReloadResult(False, why)
+
+    # -- what the other parts read ------------------------------------------------------------
+
+    async def _poll_snmp(self, device: ResolvedDevice) -> Observation:
+        # reads the catalog at call time, so a reload's new profiles apply from the next poll
+        return await snmp.probe(device, self._catalog, self._transport, self._match_cache)
+
+    def _profile_thresholds(self, profile: str | None):  # type: ignore[no-untyped-def]
+        return self._catalog.thresholds_for(profile)
+
+    def snapshot(self) -> HealthSnapshot:
+        return self.health.snapshot()
+
+    def readiness(self) -> tuple[bool, str]:
+        if not self._started:
+            return False, "starting"
+        if not self._reload_state.successful:
+            return True, "running; last configuration reload failed"
+        return True, "ready"
+
+    def _runtime(self) -> RuntimeInfo:
+        return RuntimeInfo(
+            config_last_reload_successful=self._reload_state.successful,
+            config_last_reload_success_timestamp=self._reload_state.success_timestamp,
+            icmp_usable=self._icmp_usable,
+            version=__version__,
+        )
+
+    @property
+    def devices(self) -> tuple[ResolvedDevice, ...]:
+        return self._loaded.devices
+
+    def _ingest(self, obs: Observation) -> None:
+        for change in self.health.ingest(obs):
+            self._log_change(change)
+
+    @staticmethod
+    def _log_change(change: StateChange) -> None:
+        if change.kind == "site":
+            log.info("site %s: %s -> %s (%s)", change.site_id, change.old, change.new, change.reason)
+        elif change.kind == "device":
+            log.info(
+                "site %s device %s: %s -> %s (%s)",
+                change.site_id,
+                change.device_id,
+                change.old,
+                change.new,
+                change.reason,
+            )
+
+    async def _watchdog(self, period: float) -> None:
+        """Ping systemd's watchdog only while polls keep finishing: a stuck scheduler gets restarted."""
+        last = -1
+        while True:
+            await asyncio.sleep(period)
+            stats = self.scheduler.stats()
+            done = sum(stats.polls.values())
+            if done != last or not stats.targets:
+                self._notifier.watchdog()
+            else:
+                log.warning("no poll finished in %.0f s; not petting the watchdog", period)
+            last = done
+
+
+@contextlib.asynccontextmanager
+async def run_daemon(config_path: Path, listen: str | None = None) -> AsyncIterator[Daemon]:
+    """Start the whole service; stop it on exit. Used by ``run``, the demo and end-to-end tests."""
+    daemon = Daemon(Path(config_path), listen)
+    try:
+        await daemon.start()
+        yield daemon
+    finally:
+        await daemon.stop()
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    async with run_daemon(Path(args.config), args.listen) as daemon:
+        reloads: set[asyncio.Task[ReloadResult]] = set()
+
+        def on_hup() -> None:
+            task = loop.create_task(daemon.reload())
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        print(f"uptimewatch listening on {daemon.url} (/metrics, /api/v1/sites)", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+    return 0
+
+
+def cli_run(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_serve(args))
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"uptimewatch: cannot start: {exc}", file=sys.stderr)
+        return 1

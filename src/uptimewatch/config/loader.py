@@ -1,0 +1,709 @@
+"""Load a configuration file: YAML with line numbers, ``${ENV}`` expansion, ``*_file`` secrets,
+schema validation and cross-reference checks, every problem reported as ``FILE:LINE: FIELD: MESSAGE``.
+
+Loading is blocking (file reads); the daemon calls :func:`load_config` in a thread. It reports every
+problem it can find in one pass, so an operator fixes a file in one round rather than one error at a
+time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import difflib
+import gc
+import hashlib
+import importlib
+import ipaddress
+import os
+import re
+import sys
+import types
+import typing
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from .models import _ID as ID_PATTERN  # one pattern for ids, shared within the package
+from .models import Config, Device, Site, SnmpVersion
+from .resolve import ResolvedDevice, resolve_device
+
+__all__ = [
+    "ConfigError",
+    "ConfigIssue",
+    "LoadedConfig",
+    "cli_check_config",
+    "load_config",
+]
+
+Loc = tuple[str | int, ...]
+_SECRETS = ("community", "auth_key", "priv_key")
+_ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_ID = re.compile(ID_PATTERN)
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62})(?:\.[A-Za-z0-9\-]{1,63})*$")
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    """One problem in a configuration file. ``line`` and ``column`` are 1-based."""
+
+    file: str
+    line: int | None
+    column: int | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; ``issues`` lists every problem found."""
+
+    def __init__(self, issues: list[ConfigIssue]) -> None:
+        self.issues = issues
+        super().__init__("\n".join(str(i) for i in issues))
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    config: Config
+    devices: tuple[ResolvedDevice, ...]
+    source: Path
+    digest: str  # sha256 of the file's bytes: tells a reload that changed nothing from one that did
+
+
+# --- YAML with positions ---------------------------------------------------------------------
+
+
+class _Map(dict[Any, Any]):
+    """A mapping that remembers where each key and value started, and keys given twice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.key_marks: dict[Any, yaml.Mark] = {}
+        self.value_marks: dict[Any, yaml.Mark] = {}
+        self.duplicates: list[tuple[Any, yaml.Mark, yaml.Mark]] = []
+
+
+class _Seq(list[Any]):
+    def __init__(self) -> None:
+        super().__init__()
+        self.marks: list[yaml.Mark] = []
+
+
+try:
+    # libyaml's parser keeps marks too and parses a province-sized file several times faster
+    from yaml import CSafeLoader as _SafeLoader
+except ImportError:  # PyYAML built without libyaml
+    from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]
+
+
+class _PositionLoader(_SafeLoader):
+    """SafeLoader that builds :class:`_Map` / :class:`_Seq` so values can be traced to lines."""
+
+    def construct_positioned_map(self, node: yaml.MappingNode) -> Iterator[_Map]:
+        data = _Map()
+        yield data  # yield first, as SafeLoader does, so anchors and recursion resolve
+        first_seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                if key in first_seen:
+                    data.duplicates.append((key, first_seen[key], key_node.start_mark))
+                else:
+                    first_seen[key] = key_node.start_mark
+            except TypeError:  # unhashable key: the schema rejects it later
+                continue
+        # merge keys (<<) come first so the mapping's own keys override them, as YAML says
+        self.flatten_mapping(node)
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    "found an unhashable key",
+                    key_node.start_mark,
+                ) from None
+            data[key] = self.construct_object(value_node, deep=True)
+            data.key_marks[key] = key_node.start_mark
+            data.value_marks[key] = value_node.start_mark
+
+    def construct_positioned_seq(self, node: yaml.SequenceNode) -> Iterator[_Seq]:
+        data = _Seq()
+        yield data
+        for item in node.value:
+            data.append(self.construct_object(item, deep=True))
+            data.marks.append(item.start_mark)
+
+
+_PositionLoader.add_constructor("tag:yaml.org,2002:map", _PositionLoader.construct_positioned_map)
+_PositionLoader.add_constructor("tag:yaml.org,2002:seq", _PositionLoader.construct_positioned_seq)
+
+
+@dataclass
+class _Context:
+    """State of one load: the file, where each path starts, and the problems found so far."""
+
+    file: str
+    base_dir: Path
+    positions: dict[Loc, tuple[int, int]] = field(default_factory=dict)
+    raw: Any = None
+    issues: list[ConfigIssue] = field(default_factory=list)
+    failed: list[Loc] = field(default_factory=list)  # values that could not be loaded
+
+    def position(self, loc: Loc) -> tuple[int | None, int | None]:
+        # an error about a missing key points at the mapping that should hold it
+        for end in range(len(loc), -1, -1):
+            if (pos := self.positions.get(loc[:end])) is not None:
+                return pos
+        return None, None
+
+    def add(self, loc: Loc, message: str, *, at: tuple[int, int] | None = None) -> None:
+        line, column = at if at is not None else self.position(loc)
+        self.issues.append(ConfigIssue(self.file, line, column, render_loc(loc, self.raw), message))
+
+
+def _mark(m: yaml.Mark) -> tuple[int, int]:
+    return (m.line + 1, m.column + 1)
+
+
+def render_loc(loc: Loc, raw: Any) -> str:
+    """``('sites', 3, 'devices', 0, 'snmp')`` -> ``sites[bts-001].devices[router].snmp``.
+
+    A list item is named by its ``id`` when that id is unique in its list, by its index otherwise.
+    """
+    out = ""
+    node = raw
+    for part in loc:
+        if isinstance(part, int):
+            label = str(part)
+            if isinstance(node, list) and 0 <= part < len(node):
+                item = node[part]
+                ident = item.get("id") if isinstance(item, dict) else None
+                if isinstance(ident, str) and _ID.match(ident):
+                    same = sum(1 for other in node if isinstance(other, dict) and other.get("id") == ident)
+                    if same == 1:
+                        label = ident
+                node = item
+            else:
+                node = None
+            out += f"[{label}]"
+        else:
+            out += f".{part}" if out else str(part)
+            node = node.get(part) if isinstance(node, dict) else None
+    return out
+
+
+def _expand_env(value: str, loc: Loc, ctx: _Context) -> str:
+    def substitute(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name, default = m.group(1), m.group(2)
+        found = os.environ.get(name)
+        if found is not None:
+            return found
+        if default is not None:
+            return default
+        ctx.failed.append(loc)
+        ctx.add(loc, f"environment variable '{name}' is not set (write ${{{name}:-default}} for a fallback)")
+        return ""
+
+    return _ENV.sub(substitute, value) if "$" in value else value
+
+
+def _read_secret(path_text: str, secret: str, loc: Loc, ctx: _Context) -> str | None:
+    path = Path(path_text).expanduser()
+    if not path.is_absolute():
+        path = ctx.base_dir / path
+    try:
+        content = path.read_text(encoding="utf-8").rstrip()
+    except OSError as exc:
+        ctx.add(loc, f"cannot read {secret}_file '{path}': {exc.strerror or type(exc).__name__}")
+        return None
+    except UnicodeDecodeError:
+        ctx.add(loc, f"{secret}_file '{path}' is not UTF-8 text")
+        return None
+    if not content:
+        ctx.add(loc, f"{secret}_file '{path}' is empty")
+        return None
+    return content
+
+
+def _prepare(node: Any, loc: Loc, ctx: _Context) -> Any:
+    """Plain data from the positioned tree: positions recorded, ``${ENV}`` expanded, secret files read."""
+    if isinstance(node, _Map):
+        out: dict[Any, Any] = {}
+        for key, first, again in node.duplicates:
+            ctx.add(
+                (*loc, str(key)),
+                f"key '{key}' is given twice in one mapping (first at line {first.line + 1})",
+                at=_mark(again),
+            )
+        for key, value in node.items():
+            name = key if isinstance(key, str) else str(key)
+            child = (*loc, name)
+            # containers are reported at their key's line, scalars where the value is
+            start = node.key_marks[key] if isinstance(value, dict | list) else node.value_marks[key]
+            ctx.positions[child] = _mark(start)
+            out[name] = _prepare(value, child, ctx)
+        if loc and loc[-1] == "snmp":
+            _inline_secret_files(out, loc, ctx)
+        return out
+    if isinstance(node, _Seq):
+        items = []
+        for index, (item, mark) in enumerate(zip(node, node.marks, strict=True)):
+            ctx.positions[(*loc, index)] = _mark(mark)
+            items.append(_prepare(item, (*loc, index), ctx))
+        return items
+    if isinstance(node, str):
+        return _expand_env(node, loc, ctx)
+    return node
+
+
+def _inline_secret_files(snmp: dict[str, Any], loc: Loc, ctx: _Context) -> None:
+    # The secret replaces its *_file key, so the defaults cascade treats a file-given secret like an
+    # inline one. With both given, both stay for the schema's "either ... or" error.
+    for secret in _SECRETS:
+        file_key = f"{secret}_file"
+        path_text = snmp.get(file_key)
+        if not isinstance(path_text, str) or secret in snmp:
+            continue
+        if (*loc, file_key) in ctx.failed:  # its ${VAR} was unset: the path is not worth trying
+            del snmp[file_key]
+            continue
+        content = _read_secret(path_text, secret, (*loc, file_key), ctx)
+        del snmp[file_key]
+        if content is None:
+            ctx.failed.append((*loc, file_key))
+        else:
+            snmp[secret] = content
+            ctx.positions[(*loc, secret)] = ctx.positions[(*loc, file_key)]
+
+
+# --- schema errors -------------------------------------------------------------------------
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation can hold (through Optional, list, Annotated)."""
+    origin = typing.get_origin(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    if origin is typing.Annotated:
+        return _models_in(typing.get_args(annotation)[0])
+    if origin in (Union, types.UnionType, list, tuple):
+        return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+    return []
+
+
+def _model_at(loc: Loc) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = Config
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if model is None or part not in model.model_fields:
+            return None
+        found = _models_in(model.model_fields[part].annotation)
+        model = found[0] if found else None
+    return model
+
+
+def _unknown_key_message(loc: Loc) -> str:
+    key = str(loc[-1])
+    model = _model_at(loc[:-1])
+    if model is None:
+        return f"unknown key '{key}'"
+    allowed = sorted(model.model_fields)
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key '{key}' (did you mean '{close[0]}'?)"
+    return f"unknown key '{key}' (allowed: {', '.join(allowed)})"
+
+
+def _schema_message(error: Any, loc: Loc) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return _unknown_key_message(loc)
+    if kind == "missing":
+        return f"required key '{loc[-1]}' is missing" if loc else "required key is missing"
+    if kind == "string_pattern_mismatch" and loc and loc[-1] == "id":
+        return (
+            f"invalid id {error['input']!r}: use letters, digits, '_', '.' and '-', "
+            "start with a letter or digit, at most 64 characters"
+        )
+    message = str(error["msg"])
+    message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    value = error.get("input")
+    # never echo what was given for a secret, even when it has the wrong type
+    secret = any(isinstance(p, str) and p in _SECRETS for p in loc)
+    if not secret and isinstance(value, str | int | float | bool) and kind not in ("value_error",):
+        message += f" (got {value!r})"
+    return message
+
+
+# --- cross-reference checks on the raw data ------------------------------------------------
+
+
+def _dicts(node: Any, key: str) -> list[tuple[int, dict[str, Any]]]:
+    items = node.get(key) if isinstance(node, dict) else None
+    if not isinstance(items, list):
+        return []
+    return [(i, item) for i, item in enumerate(items) if isinstance(item, dict)]
+
+
+def _ident(item: dict[str, Any]) -> str | None:
+    value = item.get("id")
+    return value if isinstance(value, str) else None
+
+
+def _check_unique(items: list[tuple[int, dict[str, Any]]], prefix: Loc, what: str, ctx: _Context) -> None:
+    first: dict[str, int] = {}
+    for index, item in items:
+        ident = _ident(item)
+        if ident is None:
+            continue
+        if ident in first:
+            line, _ = ctx.position((*prefix, first[ident], "id"))
+            ctx.add((*prefix, index, "id"), f"duplicate {what} id '{ident}' (first defined at line {line})")
+        else:
+            first[ident] = index
+
+
+def _defined(ids: Collection[str]) -> str:
+    return ", ".join(sorted(ids)) if ids else "none"
+
+
+def _check_references(raw: dict[str, Any], ctx: _Context) -> None:
+    carriers = _dicts(raw, "carriers")
+    districts = _dicts(raw, "districts")
+    sites = _dicts(raw, "sites")
+    _check_unique(carriers, ("carriers",), "carrier", ctx)
+    _check_unique(districts, ("districts",), "district", ctx)
+    _check_unique(sites, ("sites",), "site", ctx)
+
+    carrier_ids = {i for _, c in carriers if (i := _ident(c))}
+    communes_of: dict[str, set[str]] = {}
+    for index, district in districts:
+        communes = _dicts(district, "communes")
+        _check_unique(communes, ("districts", index, "communes"), "commune", ctx)
+        # a duplicate district is reported above; sites resolve against the first one
+        if (ident := _ident(district)) is not None and ident not in communes_of:
+            communes_of[ident] = {c for _, commune in communes if (c := _ident(commune))}
+    site_ids = {i for _, s in sites if (i := _ident(s))}
+
+    for index, site in sites:
+        name = _ident(site) or f"#{index}"
+        here: Loc = ("sites", index)
+        _check_unique(_dicts(site, "devices"), (*here, "devices"), "device", ctx)
+        district_id = site.get("district")
+        if isinstance(district_id, str) and district_id not in communes_of:
+            ctx.add(
+                (*here, "district"),
+                f"site '{name}': district '{district_id}' is not defined (defined: {_defined(communes_of)})",
+            )
+        commune = site.get("commune")
+        if isinstance(commune, str) and isinstance(district_id, str) and district_id in communes_of:
+            known = communes_of[district_id]
+            if commune not in known:
+                ctx.add(
+                    (*here, "commune"),
+                    f"site '{name}': commune '{commune}' is not defined in district '{district_id}' "
+                    f"(defined: {_defined(known)})",
+                )
+        carrier = site.get("carrier")
+        if isinstance(carrier, str) and carrier not in carrier_ids:
+            ctx.add(
+                (*here, "carrier"),
+                f"site '{name}': carrier '{carrier}' is not defined (defined: {_defined(carrier_ids)})",
+            )
+        upstream = site.get("upstream")
+        ups = [upstream] if isinstance(upstream, str) else upstream if isinstance(upstream, list) else []
+        for k, up in enumerate(ups):
+            loc = (*here, "upstream", k) if isinstance(upstream, list) else (*here, "upstream")
+            if not isinstance(up, str):
+                continue
+            if up == _ident(site):
+                ctx.add(loc, f"site '{name}' cannot be its own upstream")
+            elif up not in site_ids:
+                ctx.add(loc, f"site '{name}': upstream '{up}' is not a defined site")
+    _check_cycles(sites, ctx)
+    _check_listen(raw, ctx)
+
+
+def _check_cycles(sites: list[tuple[int, dict[str, Any]]], ctx: _Context) -> None:
+    graph: dict[str, list[str]] = {}
+    index_of: dict[str, int] = {}
+    for index, site in sites:
+        ident = _ident(site)
+        if ident is None or ident in graph:
+            continue
+        upstream = site.get("upstream")
+        ups = [upstream] if isinstance(upstream, str) else upstream if isinstance(upstream, list) else []
+        graph[ident] = [u for u in ups if isinstance(u, str) and u != ident]
+        index_of[ident] = index
+    done: set[str] = set()
+    reported: set[frozenset[str]] = set()
+    for start, first_ups in graph.items():
+        if start in done:
+            continue
+        # iterative DFS: a province has thousands of sites, deeper than Python's recursion limit
+        path: list[str] = [start]
+        on_path: dict[str, int] = {start: 0}
+        stack: list[Iterator[str]] = [iter(first_ups)]
+        while stack:
+            child = next(stack[-1], None)
+            if child is None:
+                stack.pop()
+                node = path.pop()
+                del on_path[node]
+                done.add(node)
+            elif child in on_path:
+                cycle = path[on_path[child] :]
+                if frozenset(cycle) not in reported:
+                    reported.add(frozenset(cycle))
+                    first = min(cycle, key=lambda s: index_of[s])
+                    turn = cycle.index(first)
+                    ordered = [*cycle[turn:], *cycle[:turn], first]
+                    ctx.add(("sites", index_of[first], "upstream"), f"upstream cycle: {' -> '.join(ordered)}")
+            elif child not in done and child in graph:
+                on_path[child] = len(path)
+                path.append(child)
+                stack.append(iter(graph[child]))
+
+
+def _check_listen(raw: dict[str, Any], ctx: _Context) -> None:
+    server = raw.get("server")
+    listen = server.get("listen") if isinstance(server, dict) else None
+    if not isinstance(listen, str):
+        return
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        return  # the schema reports a malformed HOST:PORT
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            ctx.add(("server", "listen"), f"'{host}' is not an IPv6 address")
+        return
+    if not host:
+        ctx.add(("server", "listen"), "listen needs a host, e.g. 127.0.0.1:9847 or 0.0.0.0:9847")
+        return
+    try:
+        ipaddress.IPv4Address(host)
+        return
+    except ValueError:
+        pass
+    if ":" in host:
+        ctx.add(("server", "listen"), "write an IPv6 listen address in brackets, e.g. [::1]:9847")
+    elif host.replace(".", "").isdigit() or not _HOSTNAME.match(host):
+        ctx.add(("server", "listen"), f"'{host}' is not an IP address or a host name")
+
+
+# --- checks on the resolved devices --------------------------------------------------------
+
+
+def _device_loc(site_index: int, device_index: int, device: Device, key: str) -> Loc:
+    base: Loc = ("sites", site_index, "devices", device_index)
+    return (*base, "snmp", key) if device.snmp is not None else base
+
+
+def _check_devices(
+    config: Config, known_profiles: Collection[str] | None, ctx: _Context
+) -> list[ResolvedDevice]:
+    resolved: list[ResolvedDevice] = []
+    for si, site in enumerate(config.sites):
+        for di, device in enumerate(site.devices):
+            target = resolve_device(config, site, device)
+            resolved.append(target)
+            _check_device(
+                si=si, site=site, di=di, device=device, target=target, known_profiles=known_profiles, ctx=ctx
+            )
+    return resolved
+
+
+def _check_device(
+    *,
+    si: int,
+    site: Site,
+    di: int,
+    device: Device,
+    target: ResolvedDevice,
+    known_profiles: Collection[str] | None,
+    ctx: _Context,
+) -> None:
+    who = f"device '{site.id}/{device.id}'"
+    snmp = target.snmp
+    if snmp is not None:
+        if snmp.version is SnmpVersion.V3:
+            if not snmp.user:
+                ctx.add(
+                    _device_loc(si, di, device, "user"),
+                    f"{who}: SNMPv3 needs a user (set snmp.user on the device or in its defaults)",
+                )
+            if snmp.priv_key is not None and snmp.auth_key is None:
+                ctx.add(
+                    _device_loc(si, di, device, "auth_key"),
+                    f"{who}: SNMPv3 privacy (priv_key) needs an auth_key too",
+                )
+        elif snmp.community is None or not snmp.community.get_secret_value():
+            ctx.add(
+                _device_loc(si, di, device, "community"),
+                f"{who}: SNMP v{snmp.version.value} needs a community",
+            )
+    if known_profiles is not None and device.profile != "auto" and device.profile not in known_profiles:
+        close = difflib.get_close_matches(device.profile, list(known_profiles), n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"known: auto, {_defined(known_profiles)}"
+        ctx.add(
+            ("sites", si, "devices", di, "profile"),
+            f"{who}: unknown profile '{device.profile}' ({hint})",
+        )
+
+
+# --- entry points --------------------------------------------------------------------------
+
+
+def _fail(ctx: _Context) -> ConfigError:
+    ordered = sorted(ctx.issues, key=lambda i: (i.line if i.line is not None else 0, i.column or 0))
+    return ConfigError(ordered)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    # A province file becomes millions of small objects, none of them garbage; the cyclic collector
+    # would rescan them over and over (3x the parse time at 100,000 devices). Reference counting
+    # still frees everything meanwhile, and the pause lasts one load.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def load_config(path: str | Path, *, known_profiles: Collection[str] | None = None) -> LoadedConfig:
+    """Read, expand, validate and resolve a configuration file, or raise :class:`ConfigError`.
+
+    ``known_profiles``: profile names a device may name besides ``auto``; ``None`` skips that check.
+    """
+    with _collector_paused():
+        return _load(Path(path), known_profiles)
+
+
+def _load(source: Path, known_profiles: Collection[str] | None) -> LoadedConfig:
+    ctx = _Context(file=str(source), base_dir=source.resolve().parent)
+    try:
+        content = source.read_bytes()
+    except OSError as exc:
+        ctx.add((), f"cannot read the configuration: {exc.strerror or type(exc).__name__}")
+        raise _fail(ctx) from None
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        ctx.add((), f"not UTF-8 text (byte {exc.start})")
+        raise _fail(ctx) from None
+    try:
+        document = yaml.load(text, Loader=_PositionLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        message = f"YAML syntax error: {exc.problem or 'invalid YAML'}"
+        if exc.context:
+            where = f" at line {exc.context_mark.line + 1}" if exc.context_mark else ""
+            message += f" ({exc.context}{where})"
+        ctx.add((), message, at=_mark(mark) if mark else None)
+        raise _fail(ctx) from None
+    except yaml.YAMLError as exc:
+        ctx.add((), f"YAML error: {exc}")
+        raise _fail(ctx) from None
+    if document is None:
+        ctx.add((), "the file is empty")
+        raise _fail(ctx)
+    if not isinstance(document, _Map):
+        ctx.add((), "the configuration must be a mapping (province:, carriers:, districts:, sites: ...)")
+        raise _fail(ctx)
+
+    ctx.raw = document
+    raw = _prepare(document, (), ctx)
+    ctx.raw = raw
+    # a value already reported as unloadable (unset variable, unreadable file) would only echo
+    # that problem as a schema error on it or on the mapping holding it
+    failed = list(ctx.failed)
+    config: Config | None = None
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            loc = tuple(error["loc"])
+            if not any(bad[: len(loc)] == loc for bad in failed):
+                ctx.add(loc, _schema_message(error, loc))
+    _check_references(raw, ctx)
+    devices: list[ResolvedDevice] = []
+    if config is not None and not ctx.issues:
+        # resolving needs a consistent file: districts must exist for their defaults to apply
+        devices = _check_devices(config, known_profiles, ctx)
+    if ctx.issues or config is None:
+        raise _fail(ctx)
+    return LoadedConfig(
+        config=config,
+        devices=tuple(devices),
+        source=source,
+        digest=hashlib.sha256(content).hexdigest(),
+    )
+
+
+def _known_profiles(loaded: LoadedConfig) -> tuple[Collection[str] | None, str | None]:
+    """Profile names for the check, from the profiles the daemon would load; skipped without them."""
+    try:
+        # looked up by name: profiles are a separate part, and a missing one must not break this check
+        profiles = importlib.import_module("uptimewatch.profiles")
+    except ImportError:
+        return None, None
+    default_dir = getattr(profiles, "default_profiles_dir", None)
+    load = getattr(profiles, "load_profiles", None)
+    if default_dir is None or load is None:
+        return None, None
+    try:
+        configured = loaded.config.profiles_dir
+        if configured is None:
+            directory = Path(default_dir())
+        else:
+            directory = Path(configured)
+            if not directory.is_absolute():
+                directory = loaded.source.parent / directory
+        names: Collection[str] = load(directory).names()
+    except Exception as exc:  # whatever the profile loader raises, the operator must see it
+        return None, f"profiles: {exc}"
+    return names, None
+
+
+def cli_check_config(args: argparse.Namespace) -> int:
+    """``uptimewatch check-config FILE``: exit 0 when the daemon would accept the file, 1 otherwise."""
+    try:
+        loaded = load_config(args.config)
+        names, problem = _known_profiles(loaded)
+        if problem is not None:
+            print(f"{args.config}: {problem}", file=sys.stderr)
+            return 1
+        if names is not None:
+            loaded = load_config(args.config, known_profiles=names)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        return 1
+    config = loaded.config
+    print(
+        f"OK: {len(config.sites)} sites, {len(loaded.devices)} devices, "
+        f"{len(config.districts)} districts, {len(config.carriers)} carriers"
+    )
+    return 0

@@ -1,0 +1,265 @@
+"""Checks: turn one device's normalized fields into (state, reason, value) judgements.
+
+Pure functions of (fields, thresholds, role), no state: hysteresis lives in the health model.
+Check names are stable identifiers (alerts and metrics key on them); reasons are for people.
+
+Fields read (the normalized names the probes produce): ``icmp.sent``, ``icmp.received``,
+``icmp.loss_ratio``, ``icmp.rtt_avg_seconds``; ``power.on_battery``, ``power.on_battery_seconds``,
+``power.battery_minutes_remaining``, ``power.battery_charge_percent``, ``power.alarms_active``,
+``power.alarm[N]``; ``link.oper_up``, ``link.rx_level_dbm``, ``link.snr_db``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from enum import IntEnum
+from typing import Final
+
+from ..config.models import Role, Thresholds
+from .observation import ErrorKind, FieldValue, Observation
+
+
+class CheckState(IntEnum):
+    OK = 0
+    WARNING = 1
+    CRITICAL = 2
+    UNKNOWN = 3
+
+
+#: How bad a state is, for "worst of": UNKNOWN ("we cannot tell") sits between OK and WARNING so
+#: a probe we cannot run never hides a real warning, and never makes a site look degraded.
+SEVERITY: Final[dict[CheckState, int]] = {
+    CheckState.OK: 0,
+    CheckState.UNKNOWN: 1,
+    CheckState.WARNING: 2,
+    CheckState.CRITICAL: 3,
+}
+
+#: How a device is named in a sentence about its site.
+ROLE_WORDS: Final[dict[str, str]] = {
+    Role.BTS.value: "base station",
+    Role.POWER.value: "power unit",
+    Role.LINK.value: "link radio",
+    Role.ROUTER.value: "router",
+}
+
+#: (state, reason, value) of one check on one result.
+Result = tuple[CheckState, str, FieldValue]
+
+ICMP_REACHABLE = "icmp.reachable"
+ICMP_LOSS = "icmp.loss"
+ICMP_RTT = "icmp.rtt"
+SNMP_REACHABLE = "snmp.reachable"
+REACHABILITY_CHECKS: Final = frozenset({ICMP_REACHABLE, SNMP_REACHABLE})
+
+_SEVERITY_WORD: Final[dict[str | None, CheckState]] = {
+    "ok": CheckState.OK,
+    "warning": CheckState.WARNING,
+    "critical": CheckState.CRITICAL,
+    None: CheckState.WARNING,
+}
+
+#: Probe errors that mean "nothing answered"; AUTH and the others mean the agent is alive.
+SILENT_ERRORS: Final = frozenset({ErrorKind.TIMEOUT, ErrorKind.UNREACHABLE})
+#: Probe errors on our side: they say nothing about the device.
+LOCAL_ERRORS: Final = frozenset({ErrorKind.PERMISSION, ErrorKind.INTERNAL})
+
+
+def role_word(role: str) -> str:
+    return ROLE_WORDS.get(role, role)
+
+
+def _num(value: FieldValue) -> float | None:
+    if value is None or isinstance(value, bool | str):
+        return None
+    return float(value)
+
+
+def _pct(ratio: float) -> str:
+    return f"{ratio * 100:.0f}%"
+
+
+def _below(value: float, warning: float | None, critical: float | None) -> CheckState:
+    if critical is not None and value < critical:
+        return CheckState.CRITICAL
+    if warning is not None and value < warning:
+        return CheckState.WARNING
+    return CheckState.OK
+
+
+def _at_or_above(value: float, warning: float | None, critical: float | None) -> CheckState:
+    if critical is not None and value >= critical:
+        return CheckState.CRITICAL
+    if warning is not None and value >= warning:
+        return CheckState.WARNING
+    return CheckState.OK
+
+
+# -- reachability: one per protocol, judged from the observation as a whole ---------------------
+
+
+def icmp_checks(obs: Observation, t: Thresholds) -> list[tuple[str, Result]]:
+    """``icmp.reachable``, ``icmp.loss`` and (when thresholds are set) ``icmp.rtt``.
+
+    The value of ``icmp.reachable`` is whether anything answered (``None`` when we could not
+    ping at all), which is what the device's ``reachable`` comes from.
+    """
+    err = obs.error
+    if err is not None:
+        if err.kind in LOCAL_ERRORS:
+            return [(ICMP_REACHABLE, (CheckState.UNKNOWN, f"cannot ping: {err.message}", None))]
+        return [(ICMP_REACHABLE, (CheckState.CRITICAL, f"ping failed: {err.message}", False))]
+    f = obs.fields
+    loss = _num(f.get("icmp.loss_ratio"))
+    if loss is None:
+        return [(ICMP_REACHABLE, (CheckState.UNKNOWN, "no data", None))]
+    sent = _num(f.get("icmp.sent"))
+    out: list[tuple[str, Result]] = []
+    if loss >= 1.0:
+        counts = f" ({sent:.0f}/{sent:.0f} lost)" if sent else ""
+        out.append((ICMP_REACHABLE, (CheckState.CRITICAL, f"no reply to ping{counts}", False)))
+    else:
+        out.append((ICMP_REACHABLE, (CheckState.OK, "answers ping", True)))
+    state = _at_or_above(loss, t.loss_ratio_warning, t.loss_ratio_critical)
+    out.append((ICMP_LOSS, (state, f"packet loss {_pct(loss)}", loss)))
+    if t.rtt_ms_warning is not None or t.rtt_ms_critical is not None:
+        rtt = _num(f.get("icmp.rtt_avg_seconds"))
+        if rtt is None:
+            out.append((ICMP_RTT, (CheckState.UNKNOWN, "no data", None)))
+        else:
+            ms = rtt * 1000.0
+            state = _at_or_above(ms, t.rtt_ms_warning, t.rtt_ms_critical)
+            out.append((ICMP_RTT, (state, f"round trip {ms:.0f} ms", rtt)))
+    return out
+
+
+def snmp_check(obs: Observation, role: str) -> Result:
+    """``snmp.reachable``; its value is whether the agent answered at all."""
+    err = obs.error
+    if err is None:
+        return (CheckState.OK, "SNMP answers", True)
+    where = role_word(role)
+    kind = err.kind
+    if kind is ErrorKind.TIMEOUT:
+        return (CheckState.CRITICAL, f"SNMP timeout on {where}", False)
+    if kind is ErrorKind.UNREACHABLE:
+        return (CheckState.CRITICAL, f"{where} unreachable: {err.message}", False)
+    if kind is ErrorKind.AUTH:
+        return (CheckState.CRITICAL, f"SNMP authentication failed: {err.message}", True)
+    if kind is ErrorKind.NO_SUCH_OBJECT:
+        return (CheckState.WARNING, f"SNMP agent has none of the polled objects: {err.message}", True)
+    if kind is ErrorKind.BAD_VALUE:
+        return (CheckState.WARNING, f"SNMP answer could not be decoded: {err.message}", True)
+    return (CheckState.UNKNOWN, f"cannot poll SNMP: {err.message}", None)
+
+
+# -- field checks: each reads one primary field and is skipped while that field is unknown ------
+
+
+def _on_battery(f: Mapping[str, FieldValue], t: Thresholds) -> Result:
+    if not f.get("power.on_battery"):
+        return (CheckState.OK, "on mains", False)
+    minutes = _num(f.get("power.battery_minutes_remaining"))
+    seconds = _num(f.get("power.on_battery_seconds"))
+    if minutes is not None:
+        reason = f"on battery, ~{minutes:.0f} min left"
+    elif seconds is not None:
+        reason = f"on battery since {seconds / 60:.0f} min"
+    else:
+        reason = "on battery"
+    return (_SEVERITY_WORD[t.on_battery], reason, True)
+
+
+def _battery_minutes(f: Mapping[str, FieldValue], t: Thresholds) -> Result:
+    minutes = _num(f.get("power.battery_minutes_remaining"))
+    assert minutes is not None
+    state = _below(minutes, t.battery_minutes_warning, t.battery_minutes_critical)
+    if f.get("power.on_battery") is False:
+        # On mains this is the autonomy the next outage would get: worth a warning when short,
+        # but nothing is dark yet.
+        state = min(state, CheckState.WARNING)
+        return (state, f"battery autonomy ~{minutes:.0f} min", minutes)
+    return (state, f"battery ~{minutes:.0f} min left", minutes)
+
+
+def _battery_charge(f: Mapping[str, FieldValue], t: Thresholds) -> Result:
+    charge = _num(f.get("power.battery_charge_percent"))
+    assert charge is not None
+    state = _below(charge, t.battery_charge_percent_warning, t.battery_charge_percent_critical)
+    return (state, f"battery charge {charge:.0f}%", charge)
+
+
+def _alarms(f: Mapping[str, FieldValue], t: Thresholds) -> Result:
+    count = _num(f.get("power.alarms_active"))
+    assert count is not None
+    if count <= 0:
+        return (CheckState.OK, "no alarms", count)
+    names: list[str] = []
+    for key, value in f.items():
+        if key.startswith("power.alarm[") and isinstance(value, str):
+            word = value.replace("_", " ")
+            if word not in names:
+                names.append(word)
+    noun = "alarm" if count == 1 else "alarms"
+    listed = f": {', '.join(names)}" if names else ""
+    return (CheckState.WARNING, f"{count:.0f} {noun}{listed}", count)
+
+
+def _link_oper(f: Mapping[str, FieldValue], t: Thresholds) -> Result:
+    if f.get("link.oper_up"):
+        return (CheckState.OK, "radio link up", True)
+    return (CheckState.CRITICAL, "radio link down", False)
+
+
+def _rx_level(f: Mapping[str, FieldValue], t: Thresholds) -> Result:
+    level = _num(f.get("link.rx_level_dbm"))
+    assert level is not None
+    state = _below(level, t.rx_level_dbm_warning, t.rx_level_dbm_critical)
+    return (state, f"rx level {level:.0f} dBm", level)
+
+
+def _snr(f: Mapping[str, FieldValue], t: Thresholds) -> Result:
+    snr = _num(f.get("link.snr_db"))
+    assert snr is not None
+    state = _below(snr, t.snr_db_warning, t.snr_db_critical)
+    return (state, f"SNR {snr:.0f} dB", snr)
+
+
+def _always(t: Thresholds) -> bool:
+    return True
+
+
+def _has(*names: str) -> Callable[[Thresholds], bool]:
+    def enabled(t: Thresholds) -> bool:
+        return any(getattr(t, n) is not None for n in names)
+
+    return enabled
+
+
+#: (check name, primary field, enabled by thresholds?, judge). Order is the order in reasons.
+FIELD_CHECKS: Final[
+    tuple[
+        tuple[
+            str, str, Callable[[Thresholds], bool], Callable[[Mapping[str, FieldValue], Thresholds], Result]
+        ],
+        ...,
+    ]
+] = (
+    ("power.on_battery", "power.on_battery", _always, _on_battery),
+    (
+        "power.battery_minutes",
+        "power.battery_minutes_remaining",
+        _has("battery_minutes_warning", "battery_minutes_critical"),
+        _battery_minutes,
+    ),
+    (
+        "power.battery_charge",
+        "power.battery_charge_percent",
+        _has("battery_charge_percent_warning", "battery_charge_percent_critical"),
+        _battery_charge,
+    ),
+    ("power.alarms", "power.alarms_active", _always, _alarms),
+    ("link.oper", "link.oper_up", _always, _link_oper),
+    ("link.rx_level", "link.rx_level_dbm", _has("rx_level_dbm_warning", "rx_level_dbm_critical"), _rx_level),
+    ("link.snr", "link.snr_db", _has("snr_db_warning", "snr_db_critical"), _snr),
+)

@@ -1,0 +1,820 @@
+"""The health model: observations in, check -> device -> site states and rollups out.
+
+Pure and synchronous: no I/O, and time comes from each observation's ``started_at`` (or the
+injected clock for snapshots and reloads), so tests replay hours of history instantly.
+
+Rules, in the words an operator would use:
+
+* **Hysteresis.** A check's state counts ("hard") only after ``hard_after`` results in a row
+  agree; recovery needs the same. The first result a check ever gets is hard at once, so a
+  fresh start shows the network after one cycle. Soft states are visible (``hard=False``)
+  but move neither the device nor the site.
+* **Reachable.** Ping decides when the device has ICMP configured and we could ping; otherwise
+  whether the SNMP agent answered (an authentication failure still counts as an answer).
+* **Device state** is its worst hard check (UNKNOWN ranks between OK and WARNING).
+* **Site down** means "the base station is off the air": every *core* device is unreachable.
+  Core devices are the site's ``bts`` devices; a site without one uses its ``router`` devices;
+  a site with neither uses all of its devices. **Degraded**: any device has a hard WARNING or
+  CRITICAL check, or a non-core device is unreachable. **Up**: every hard check OK.
+  **Unknown**: nothing polled yet. **Unreachable** is reserved for topology (a later step).
+* **Thresholds**: built-in defaults, then the device's probe profile, then everything the
+  configuration sets explicitly (global, district, site and device ``thresholds``). A profile
+  therefore changes only what the configuration leaves alone.
+
+Cost: ``ingest`` is O(checks of the device + devices of its site); ``snapshot`` rebuilds only
+the sites touched since the last one and is cached until something changes.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Final, Literal
+
+from ..config.models import Config, District, Role, Site, Thresholds
+from ..config.resolve import ResolvedDevice
+from .checks import (
+    FIELD_CHECKS,
+    ICMP_REACHABLE,
+    SEVERITY,
+    SNMP_REACHABLE,
+    CheckState,
+    Result,
+    icmp_checks,
+    role_word,
+    snmp_check,
+)
+from .observation import ErrorKind, FieldValue, Observation
+
+__all__ = [
+    "CheckState",
+    "CheckStatus",
+    "DeviceStatus",
+    "HealthModel",
+    "HealthSnapshot",
+    "ProbeRecord",
+    "Rollup",
+    "RollupLevel",
+    "SiteState",
+    "SiteStatus",
+    "StateChange",
+]
+
+log = logging.getLogger(__name__)
+
+
+class SiteState(StrEnum):
+    UP = "up"
+    DEGRADED = "degraded"
+    DOWN = "down"
+    UNREACHABLE = "unreachable"  # behind a down upstream site: set by topology, a later step
+    UNKNOWN = "unknown"  # not polled yet
+
+
+#: "Worst" order for sites, used by rollups.
+SITE_SEVERITY: Final[dict[SiteState, int]] = {
+    SiteState.UP: 0,
+    SiteState.UNKNOWN: 1,
+    SiteState.DEGRADED: 2,
+    SiteState.UNREACHABLE: 3,
+    SiteState.DOWN: 4,
+}
+
+RollupLevel = Literal["commune", "district", "carrier", "province"]
+ROLLUP_LEVELS: Final[tuple[RollupLevel, ...]] = ("province", "district", "commune", "carrier")
+
+#: How many device reasons a site reason quotes before "+N more".
+SITE_REASON_PARTS: Final = 3
+
+_EMPTY: Final[Mapping[str, FieldValue]] = MappingProxyType({})
+_BAD: Final = SEVERITY[CheckState.WARNING]
+
+
+# -- the public, frozen picture -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CheckStatus:
+    """One check of one device. ``state`` is the latest result; ``hard_state`` the one that counts.
+
+    ``since`` is when the latest result's state began (first of the streak); ``attempts`` how many
+    results in a row had it, counted up to ``hard_after``.
+    """
+
+    name: str
+    state: CheckState
+    hard: bool
+    reason: str
+    since: float
+    attempts: int
+    value: FieldValue
+    hard_state: CheckState
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeRecord:
+    """The last result of one probe on one device."""
+
+    probe: str
+    at: float
+    duration_s: float
+    error_kind: ErrorKind | None
+    error_message: str | None
+    profile: str | None
+    problems: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.error_kind is None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStatus:
+    site_id: str
+    device_id: str
+    role: Role
+    name: str
+    address: str
+    reachable: bool | None  # None: not polled yet, or no probe could tell
+    state: CheckState  # worst hard check
+    reason: str
+    checks: tuple[CheckStatus, ...]
+    fields: Mapping[str, FieldValue]  # last known values, merged across probes
+    probes: Mapping[str, ProbeRecord]
+
+    def check(self, name: str) -> CheckStatus | None:
+        return next((c for c in self.checks if c.name == name), None)
+
+
+@dataclass(frozen=True, slots=True)
+class SiteStatus:
+    site_id: str
+    name: str
+    district: str
+    commune: str | None
+    carrier: str
+    priority: str
+    upstream: tuple[str, ...]
+    state: SiteState
+    reason: str
+    since: float | None  # when the current state began; None before the first poll
+    devices: tuple[DeviceStatus, ...]
+
+    def device(self, device_id: str) -> DeviceStatus | None:
+        return next((d for d in self.devices if d.device_id == device_id), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Rollup:
+    """How many sites of one commune / district / carrier / the province are in each state."""
+
+    level: RollupLevel
+    id: str
+    name: str
+    counts: Mapping[SiteState, int]  # every SiteState present, zeros included
+    state: SiteState  # the worst state among its sites; unknown when it has none
+    parent: str | None = None  # the district of a commune (commune ids are only unique within one)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSnapshot:
+    generated_at: float
+    sites: Mapping[str, SiteStatus]
+    rollups: tuple[Rollup, ...]
+
+    def site(self, site_id: str) -> SiteStatus | None:
+        return self.sites.get(site_id)
+
+    def rollups_at(self, level: RollupLevel) -> tuple[Rollup, ...]:
+        return tuple(r for r in self.rollups if r.level == level)
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """A hard transition: what the alert engine and the availability ledger consume."""
+
+    kind: Literal["check", "device", "site"]
+    site_id: str
+    device_id: str | None
+    check: str | None
+    old: CheckState | SiteState
+    new: CheckState | SiteState
+    reason: str
+    at: float
+
+
+# -- mutable working state, private ------------------------------------------------------------
+
+
+class _Check:
+    __slots__ = (
+        "count",
+        "hard_reason",
+        "hard_state",
+        "hard_value",
+        "name",
+        "since",
+        "source",
+        "state",
+        "status",
+    )
+
+    def __init__(self, name: str, source: str) -> None:
+        self.name = name
+        self.source = source  # the probe whose results feed it
+        self.state = CheckState.UNKNOWN
+        self.count = 0
+        self.since = 0.0
+        self.hard_state = CheckState.UNKNOWN
+        self.hard_reason = "no data"
+        self.hard_value: FieldValue = None
+        self.status: CheckStatus | None = None
+
+
+class _Device:
+    __slots__ = (
+        "cfg",
+        "checks",
+        "fields_by_probe",
+        "polled",
+        "probes",
+        "reachable",
+        "reason",
+        "state",
+        "status",
+        "thr_key",
+        "thresholds",
+    )
+
+    def __init__(self, cfg: ResolvedDevice) -> None:
+        self.cfg = cfg
+        self.checks: dict[str, _Check] = {}
+        self.fields_by_probe: dict[str, Mapping[str, FieldValue]] = {}
+        self.probes: dict[str, ProbeRecord] = {}
+        self.polled = False
+        self.state = CheckState.UNKNOWN
+        self.reachable: bool | None = None
+        self.reason = "not polled yet"
+        self.status: DeviceStatus | None = None
+        self.thresholds: Thresholds | None = None
+        self.thr_key: str | None = None
+
+
+class _Site:
+    __slots__ = (
+        "carrier",
+        "commune",
+        "core",
+        "devices",
+        "district",
+        "labels",
+        "name",
+        "priority",
+        "reason",
+        "since",
+        "site_id",
+        "state",
+        "upstream",
+    )
+
+    def __init__(self, site_id: str) -> None:
+        self.site_id = site_id
+        self.name = site_id
+        self.district = ""
+        self.commune: str | None = None
+        self.carrier = ""
+        self.priority = "normal"
+        self.upstream: tuple[str, ...] = ()
+        self.devices: list[_Device] = []
+        self.core: list[_Device] = []
+        self.labels: dict[str, str] = {}
+        self.state = SiteState.UNKNOWN
+        self.reason = "not polled yet"
+        self.since: float | None = None
+
+    def meta(self) -> tuple[object, ...]:
+        return (self.name, self.district, self.commune, self.carrier, self.priority, self.upstream)
+
+    def configure(self, cfg: Site, devices: list[_Device]) -> None:
+        self.name = cfg.name
+        self.district = cfg.district
+        self.commune = cfg.commune
+        self.carrier = cfg.carrier
+        self.priority = cfg.priority
+        self.upstream = tuple(cfg.upstream)
+        self.devices = devices
+        bts = [d for d in devices if d.cfg.role is Role.BTS]
+        routers = [d for d in devices if d.cfg.role is Role.ROUTER]
+        self.core = bts or routers or list(devices)
+        per_role: dict[Role, int] = {}
+        for d in devices:
+            per_role[d.cfg.role] = per_role.get(d.cfg.role, 0) + 1
+        self.labels = {
+            d.cfg.device_id: role_word(d.cfg.role)
+            if per_role[d.cfg.role] == 1
+            else f"{role_word(d.cfg.role)} {d.cfg.name}"
+            for d in devices
+        }
+
+
+def _rollup_keys(site: _Site, province: str) -> tuple[tuple[str, ...], ...]:
+    keys: tuple[tuple[str, ...], ...] = (
+        ("province", province),
+        ("district", site.district),
+        ("carrier", site.carrier),
+    )
+    if site.commune:
+        keys += (("commune", site.district, site.commune),)
+    return keys
+
+
+class HealthModel:
+    """Judges observations; holds the current state of every configured device and site."""
+
+    def __init__(
+        self,
+        config: Config,
+        devices: Sequence[ResolvedDevice],
+        profile_thresholds: Callable[[str | None], Thresholds | None] | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._profile_thresholds = profile_thresholds
+        self._clock = clock
+        self._devices: dict[tuple[str, str], _Device] = {}
+        self._sites: dict[str, _Site] = {}
+        self._site_status: dict[str, SiteStatus] = {}
+        self._dirty_sites: set[str] = set()
+        self._counts: dict[tuple[str, ...], dict[SiteState, int]] = {}
+        self._rollup_meta: list[tuple[RollupLevel, str, str, str | None, tuple[str, ...]]] = []
+        self._snapshot: HealthSnapshot | None = None
+        self._apply_config(config, devices)
+
+    # -- observations in ------------------------------------------------------------------------
+
+    def ingest(self, obs: Observation) -> list[StateChange]:
+        """Judge one observation; returns the hard transitions it caused (checks, device, site)."""
+        dev = self._devices.get((obs.site_id, obs.device_id))
+        if dev is None:
+            log.debug("observation for unconfigured device %s/%s ignored", obs.site_id, obs.device_id)
+            return []
+        at = obs.started_at
+        cfg = dev.cfg
+        err = obs.error
+        changes: list[StateChange] = []
+        dev.probes[obs.probe] = ProbeRecord(
+            obs.probe,
+            at,
+            obs.duration_s,
+            err.kind if err else None,
+            err.message if err else None,
+            obs.profile,
+            obs.problems,
+        )
+        hard = 0
+        if obs.probe == "icmp":
+            t = self._thresholds(dev, None)
+            for name, result in icmp_checks(obs, t):
+                hard += self._judge(dev, name, "icmp", result, at=at, changes=changes)
+            if err is None:
+                dev.fields_by_probe["icmp"] = obs.fields
+        else:
+            if obs.probe == "snmp":
+                hard += self._judge(
+                    dev, SNMP_REACHABLE, "snmp", snmp_check(obs, cfg.role), at=at, changes=changes
+                )
+            if err is None:
+                dev.fields_by_probe[obs.probe] = obs.fields
+                hard += self._judge_fields(dev, obs, changes)
+        first = not dev.polled
+        dev.polled = True
+        dev.status = None
+        site = self._sites.get(cfg.site_id)
+        if site is not None:
+            self._dirty_sites.add(site.site_id)
+        self._snapshot = None
+        if hard or first:
+            self._derive_device(dev, at, changes)
+            if site is not None:
+                self._derive_site(site, at, changes)
+        return changes
+
+    def _judge_fields(self, dev: _Device, obs: Observation, changes: list[StateChange]) -> int:
+        fields = obs.fields
+        t = self._thresholds(dev, obs.profile)
+        probe = obs.probe
+        at = obs.started_at
+        hard = 0
+        for name, key, enabled, judge in FIELD_CHECKS:
+            value = fields.get(key)
+            existing = dev.checks.get(name)
+            if value is None or not enabled(t):
+                # a field another probe feeds is none of this probe's business
+                if existing is not None and existing.source == probe:
+                    hard += self._judge(
+                        dev, name, probe, (CheckState.UNKNOWN, "no data", None), at=at, changes=changes
+                    )
+                continue
+            hard += self._judge(dev, name, probe, judge(fields, t), at=at, changes=changes)
+        return hard
+
+    def _judge(
+        self, dev: _Device, name: str, source: str, result: Result, *, at: float, changes: list[StateChange]
+    ) -> int:
+        """Apply one result with hysteresis.
+
+        Returns 1 when the device's derived state or reason may have moved (a hard transition, or
+        new words for the hard state), so ingest re-derives the device and its site only then.
+        """
+        state, reason, value = result
+        chk = dev.checks.get(name)
+        new_check = chk is None
+        if chk is None:
+            chk = dev.checks[name] = _Check(name, source)
+        chk.source = source
+        need = dev.cfg.hard_after
+        if state == chk.state and not new_check:
+            if chk.count < need:
+                chk.count += 1
+        else:
+            chk.state = state
+            chk.count = 1
+            chk.since = at
+        flipped = 0
+        if state == chk.hard_state:
+            chk.hard_reason = reason
+            chk.hard_value = value
+        elif new_check or chk.count >= need:
+            old = chk.hard_state
+            chk.hard_state = state
+            chk.hard_reason = reason
+            chk.hard_value = value
+            flipped = 1
+            changes.append(
+                StateChange("check", dev.cfg.site_id, dev.cfg.device_id, name, old, state, reason, at)
+            )
+        if new_check and state == CheckState.UNKNOWN:
+            # an UNKNOWN first result is no news, but the check must exist from now on
+            flipped = 1
+        hard = state == chk.hard_state
+        attempts = chk.count
+        st = chk.status
+        if (
+            st is None
+            or st.state != state
+            or st.hard != hard
+            or st.reason != reason
+            or st.value != value
+            or st.attempts != attempts
+            or st.hard_state != chk.hard_state
+            or st.since != chk.since
+        ):
+            chk.status = CheckStatus(name, state, hard, reason, chk.since, attempts, value, chk.hard_state)
+        if flipped == 0 and hard and st is not None and st.reason != reason:
+            # same hard state, new words ("~38 min left" -> "~35 min left"): the reasons above move
+            flipped = 1
+        return flipped
+
+    # -- derived device and site state ------------------------------------------------------------
+
+    def _derive_device(self, dev: _Device, at: float, changes: list[StateChange]) -> None:
+        checks = dev.checks
+        worst = CheckState.OK if checks else CheckState.UNKNOWN
+        for chk in checks.values():
+            if SEVERITY[chk.hard_state] > SEVERITY[worst]:
+                worst = chk.hard_state
+        icmp = checks.get(ICMP_REACHABLE)
+        snmp = checks.get(SNMP_REACHABLE)
+        decider: _Check | None = None
+        if icmp is not None and icmp.hard_value is not None and (dev.cfg.icmp is not None or snmp is None):
+            decider = icmp
+        elif snmp is not None and snmp.hard_value is not None:
+            decider = snmp
+        elif icmp is not None and icmp.hard_value is not None:
+            decider = icmp
+        reachable = None if decider is None else bool(decider.hard_value)
+
+        if reachable is False and decider is not None:
+            reason = decider.hard_reason
+        else:
+            bad = [c for c in checks.values() if SEVERITY[c.hard_state] >= _BAD]
+            if len(bad) > 1 and any(c.name == "power.on_battery" for c in bad):
+                # "on battery, ~38 min left" already says what the minutes check would repeat
+                bad = [c for c in bad if c.name != "power.battery_minutes"]
+            if bad:
+                bad.sort(key=lambda c: -SEVERITY[c.hard_state])
+                reason = "; ".join(c.hard_reason for c in bad[:SITE_REASON_PARTS])
+            elif worst == CheckState.UNKNOWN:
+                unknown = [c.hard_reason for c in checks.values() if c.hard_state == CheckState.UNKNOWN]
+                reason = unknown[0] if unknown else "no data"
+            else:
+                reason = "all checks OK"
+        dev.reachable = reachable
+        dev.reason = reason
+        if worst != dev.state:
+            changes.append(
+                StateChange("device", dev.cfg.site_id, dev.cfg.device_id, None, dev.state, worst, reason, at)
+            )
+            dev.state = worst
+
+    def _derive_site(self, site: _Site, at: float, changes: list[StateChange]) -> None:
+        devices = site.devices
+        polled = [d for d in devices if d.polled]
+        if not polled:
+            state = SiteState.UNKNOWN
+            reason = "no devices configured" if not devices else "not polled yet"
+        else:
+            core = site.core
+            core_ids = {id(d) for d in core}
+            down = bool(core) and all(d.reachable is False for d in core)
+            problems = [
+                d
+                for d in devices
+                if SEVERITY[d.state] >= _BAD or (d.reachable is False and id(d) not in core_ids)
+            ]
+            if down:
+                state = SiteState.DOWN
+            elif problems:
+                state = SiteState.DEGRADED
+            else:
+                state = SiteState.UP
+            if down or problems:
+                problems = [d for d in devices if d.reachable is False or SEVERITY[d.state] >= _BAD]
+                problems.sort(
+                    key=lambda d: (d.reachable is not False, id(d) not in core_ids, -SEVERITY[d.state])
+                )
+                parts = [f"{site.labels[d.cfg.device_id]}: {d.reason}" for d in problems[:SITE_REASON_PARTS]]
+                if len(problems) > SITE_REASON_PARTS:
+                    parts.append(f"+{len(problems) - SITE_REASON_PARTS} more")
+                reason = "; ".join(parts)
+            elif len(polled) < len(devices):
+                reason = f"{len(polled)} of {len(devices)} devices OK, the others not polled yet"
+            else:
+                reason = f"all {len(devices)} devices OK" if len(devices) > 1 else "device OK"
+        site.reason = reason
+        if state != site.state:
+            changes.append(StateChange("site", site.site_id, None, None, site.state, state, reason, at))
+            self._count(site, site.state, -1)
+            self._count(site, state, +1)
+            site.state = state
+            site.since = at
+        self._dirty_sites.add(site.site_id)
+        self._snapshot = None
+
+    def _count(self, site: _Site, state: SiteState, delta: int) -> None:
+        for key in _rollup_keys(site, self._province_id):
+            counts = self._counts.get(key)
+            if counts is None:
+                counts = self._counts[key] = dict.fromkeys(SiteState, 0)
+            counts[state] += delta
+
+    # -- thresholds -----------------------------------------------------------------------------
+
+    def _thresholds(self, dev: _Device, obs_profile: str | None) -> Thresholds:
+        cfg = dev.cfg
+        key = cfg.profile if cfg.profile != "auto" else (obs_profile or dev.thr_key)
+        if dev.thresholds is not None and key == dev.thr_key:
+            return dev.thresholds
+        t = cfg.thresholds
+        if self._profile_thresholds is not None and key:
+            t = self._with_profile(cfg, key, t)
+        dev.thresholds = t
+        dev.thr_key = key
+        return t
+
+    def _with_profile(self, cfg: ResolvedDevice, profiles: str, t: Thresholds) -> Thresholds:
+        assert self._profile_thresholds is not None
+        updates: dict[str, object] = {}
+        # an observation names every profile that contributed, comma-joined; later ones win
+        for name in profiles.split(","):
+            prof = self._profile_thresholds(name.strip())
+            if prof is None:
+                continue
+            for field in Thresholds.model_fields:
+                value = getattr(prof, field)
+                if value is not None:
+                    updates[field] = value
+        if not updates:
+            return t
+        for field in self._explicit_thresholds(cfg):
+            updates.pop(field, None)
+        return t.model_copy(update=updates) if updates else t
+
+    def _explicit_thresholds(self, cfg: ResolvedDevice) -> set[str]:
+        """Threshold names the configuration sets anywhere in this device's cascade."""
+        site = self._site_cfg.get(cfg.site_id)
+        blocks: list[Thresholds | None] = [self._config.defaults.thresholds]
+        if site is not None:
+            district = self._district_cfg.get(site.district)
+            if district is not None and district.defaults is not None:
+                blocks.append(district.defaults.thresholds)
+            if site.defaults is not None:
+                blocks.append(site.defaults.thresholds)
+            own = next((d for d in site.devices if d.id == cfg.device_id), None)
+            if own is not None:
+                blocks.append(own.thresholds)
+        return {
+            name
+            for block in blocks
+            if block is not None
+            for name in block.model_fields_set
+            if getattr(block, name) is not None
+        }
+
+    # -- configuration --------------------------------------------------------------------------
+
+    def reconfigure(self, config: Config, devices: Sequence[ResolvedDevice]) -> list[StateChange]:
+        """Swap in a new configuration: devices that remain keep their state, removed ones are
+        dropped, new ones start unknown. Returns the site transitions the change itself caused."""
+        return self._apply_config(config, devices)
+
+    def _apply_config(self, config: Config, devices: Sequence[ResolvedDevice]) -> list[StateChange]:
+        self._config = config
+        self._province_id = config.province.id
+        self._site_cfg: dict[str, Site] = {s.id: s for s in config.sites}
+        self._district_cfg: dict[str, District] = {d.id: d for d in config.districts}
+
+        old_devices = self._devices
+        new_devices: dict[tuple[str, str], _Device] = {}
+        by_site: dict[str, list[_Device]] = {}
+        changed_devices: set[str] = set()
+        for rd in devices:
+            dev = old_devices.get(rd.key)
+            if dev is None:
+                dev = _Device(rd)
+                changed_devices.add(rd.site_id)
+            elif dev.cfg is not rd:
+                old = dev.cfg
+                if (old.role, old.name, old.address) != (rd.role, rd.name, rd.address):
+                    dev.status = None
+                    changed_devices.add(rd.site_id)
+                icmp_changed = (old.icmp is None) != (rd.icmp is None)
+                dev.cfg = rd
+                dev.thresholds = None  # thresholds or profile may have changed: recomputed lazily
+                if icmp_changed and dev.polled:
+                    self._derive_device(dev, self._clock(), [])
+                    changed_devices.add(rd.site_id)
+            new_devices[rd.key] = dev
+            by_site.setdefault(rd.site_id, []).append(dev)
+        self._devices = new_devices
+
+        now = self._clock()
+        changes: list[StateChange] = []
+        old_sites = self._sites
+        new_sites: dict[str, _Site] = {}
+        site_status: dict[str, SiteStatus] = {}
+        for cfg in config.sites:
+            site = old_sites.get(cfg.id)
+            members = by_site.pop(cfg.id, [])
+            if site is None:
+                site = _Site(cfg.id)
+                site.configure(cfg, members)
+                self._dirty_sites.add(cfg.id)
+                if members:
+                    self._derive_site_quiet(site, now, changes)
+            else:
+                before = (site.meta(), [id(d) for d in site.devices])
+                site.configure(cfg, members)
+                if before != (site.meta(), [id(d) for d in members]) or cfg.id in changed_devices:
+                    self._dirty_sites.add(cfg.id)
+                    self._derive_site_quiet(site, now, changes)
+                elif cfg.id in self._site_status:
+                    site_status[cfg.id] = self._site_status[cfg.id]
+            new_sites[cfg.id] = site
+        for site_id in by_site:
+            log.warning("devices of unknown site %s ignored", site_id)
+        self._sites = new_sites
+        self._site_status = site_status
+        self._dirty_sites = {s for s in self._dirty_sites if s in new_sites} | (
+            new_sites.keys() - site_status.keys()
+        )
+
+        self._counts = {}
+        for site in new_sites.values():
+            self._count(site, site.state, +1)
+        self._rollup_meta = self._build_rollup_meta(config, new_sites.values())
+        self._snapshot = None
+        return changes
+
+    def _derive_site_quiet(self, site: _Site, at: float, changes: list[StateChange]) -> None:
+        # counts are rebuilt from scratch after a reload, so keep _derive_site from touching them
+        saved = self._counts
+        self._counts = {}
+        try:
+            self._derive_site(site, at, changes)
+        finally:
+            self._counts = saved
+
+    @staticmethod
+    def _build_rollup_meta(
+        config: Config, sites: Iterable[_Site]
+    ) -> list[tuple[RollupLevel, str, str, str | None, tuple[str, ...]]]:
+        meta: list[tuple[RollupLevel, str, str, str | None, tuple[str, ...]]] = [
+            ("province", config.province.id, config.province.name, None, ("province", config.province.id))
+        ]
+        districts = {d.id: d.name for d in config.districts}
+        communes = {(d.id, c.id): c.name for d in config.districts for c in d.communes}
+        carriers = {c.id: c.name for c in config.carriers}
+        for site in sites:  # ids a site uses but the lists do not declare still get a rollup
+            districts.setdefault(site.district, site.district)
+            carriers.setdefault(site.carrier, site.carrier)
+            if site.commune:
+                communes.setdefault((site.district, site.commune), site.commune)
+        meta += [("district", i, n, None, ("district", i)) for i, n in districts.items()]
+        meta += [("commune", c, n, d, ("commune", d, c)) for (d, c), n in communes.items()]
+        meta += [("carrier", i, n, None, ("carrier", i)) for i, n in carriers.items()]
+        return meta
+
+    # -- snapshot out ---------------------------------------------------------------------------
+
+    def snapshot(self) -> HealthSnapshot:
+        """The current picture; the same object until something changes."""
+        if self._snapshot is not None:
+            return self._snapshot
+        # Hundreds of thousands of small acyclic objects in one go: letting the cycle collector
+        # walk the whole model several times meanwhile doubles the cost and finds nothing.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            for site_id in self._dirty_sites:
+                site = self._sites.get(site_id)
+                if site is not None:
+                    self._site_status[site_id] = self._site_status_of(site)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        self._dirty_sites.clear()
+        empty = dict.fromkeys(SiteState, 0)
+        rollups = []
+        for level, rid, name, parent, key in self._rollup_meta:
+            counts = self._counts.get(key, empty)
+            worst = SiteState.UNKNOWN
+            present = [s for s, n in counts.items() if n > 0]
+            if present:
+                worst = max(present, key=SITE_SEVERITY.__getitem__)
+            rollups.append(Rollup(level, rid, name, MappingProxyType(dict(counts)), worst, parent))
+        snap = HealthSnapshot(
+            generated_at=self._clock(),
+            sites=MappingProxyType(dict(self._site_status)),
+            rollups=tuple(rollups),
+        )
+        self._snapshot = snap
+        return snap
+
+    def _site_status_of(self, site: _Site) -> SiteStatus:
+        return SiteStatus(
+            site.site_id,
+            site.name,
+            site.district,
+            site.commune,
+            site.carrier,
+            site.priority,
+            site.upstream,
+            site.state,
+            site.reason,
+            site.since,
+            tuple([self._device_status_of(d) for d in site.devices]),
+        )
+
+    @staticmethod
+    def _device_status_of(dev: _Device) -> DeviceStatus:
+        if dev.status is not None:
+            return dev.status
+        by_probe = dev.fields_by_probe
+        fields: Mapping[str, FieldValue]
+        if not by_probe:
+            fields = _EMPTY
+        elif len(by_probe) == 1:
+            # observations are immutable by contract, so their fields can be shared
+            fields = next(iter(by_probe.values()))
+        else:
+            # a fresh dict nobody else holds: read-only in practice, without a proxy per device
+            merged: dict[str, FieldValue] = {}
+            for part in by_probe.values():
+                merged.update(part)
+            fields = merged
+        cfg = dev.cfg
+        status = DeviceStatus(
+            cfg.site_id,
+            cfg.device_id,
+            cfg.role,
+            cfg.name,
+            cfg.address,
+            dev.reachable,
+            dev.state,
+            dev.reason,
+            tuple([c.status for c in dev.checks.values() if c.status is not None]),
+            fields,
+            dict(dev.probes),
+        )
+        dev.status = status
+        return status

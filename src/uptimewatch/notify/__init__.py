@@ -1,0 +1,1 @@
+"""Notifications: the durable outbox and one module per channel (email, mqtt, webhook, alertmanager)."""

@@ -1,0 +1,590 @@
+"""ICMP echo bursts: reachability, loss, round-trip time and jitter of one device.
+
+icmplib opens the socket (and translates the permission errors), but its ping functions are not
+used for the bursts themselves, for reasons read from its source (3.0.4):
+
+* ``async_ping`` opens one socket per call. A raw ICMP socket receives a copy of every ICMP packet
+  reaching the host, so thousands of concurrent pings with one raw socket each cost O(n²) copies.
+* ``AsyncSocket.receive`` matches replies on identifier and sequence only and drops the source
+  address, so a reply from another host carrying the same numbers would be counted.
+* it waits for each reply before sending the next request, so a lossy host stretches a burst
+  to ``count × timeout`` instead of ``count × interval + timeout``.
+
+Here one socket per address family and event loop serves every burst in flight. Requests carry
+numbers from one 32-bit counter (identifier and sequence), and replies are matched on the
+(source address, identifier, sequence) triple. Receive times come from the kernel
+(``SO_TIMESTAMPNS``), so a busy event loop does not inflate round-trip times. The socket stays
+open only while bursts are in flight, so nothing leaks when an event loop ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import itertools
+import logging
+import os
+import random
+import socket
+import struct
+import time
+import weakref
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from icmplib import ICMPv4Socket, ICMPv6Socket, async_resolve
+from icmplib.exceptions import ICMPLibError, NameLookupError, SocketPermissionError
+
+from ..config.resolve import IcmpTarget, ResolvedDevice
+from ..model.observation import ErrorKind, FieldValue, Observation, ProbeError
+
+log = logging.getLogger(__name__)
+
+PROBE_NAME = "icmp"
+
+# Linux socket options the socket module does not name.
+_SO_TIMESTAMPNS = 35
+_SO_RXQ_OVFL = 40
+_SOL_RAW = 255
+_ICMP_FILTER = 1
+_ICMP6_FILTER = 1
+
+_ECHO_REQUEST: dict[int, int] = {socket.AF_INET: 8, socket.AF_INET6: 128}
+# errors that quote our request back: destination unreachable, time exceeded
+_V4_ERRORS = frozenset({3, 11})
+_V6_ERRORS = frozenset({1, 3})
+_V4_UNREACH_CODES = {
+    0: "network unreachable",
+    1: "host unreachable",
+    2: "protocol unreachable",
+    3: "port unreachable",
+    4: "fragmentation needed",
+    9: "network administratively prohibited",
+    10: "host administratively prohibited",
+    13: "communication administratively prohibited",
+}
+_V6_UNREACH_CODES = {
+    0: "no route to destination",
+    1: "communication administratively prohibited",
+    3: "address unreachable",
+    4: "port unreachable",
+}
+_TIMESTAMP = struct.Struct("=qq")
+_ID_SEQ = struct.Struct("!HH")
+_U32 = struct.Struct("=I")
+_RECV_BATCH = 256  # replies read per wake-up before giving other callbacks a turn
+# Replies to thousands of requests sent in one loop iteration arrive within a millisecond; the
+# default 208 KiB receive buffer holds only a few hundred of them, and the rest are lost.
+_RCVBUF = 16 * 1024 * 1024
+_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+
+
+# -- privilege ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IcmpPrivilege:
+    """Which kind of ICMP socket this process can open."""
+
+    privileged: bool  # raw socket (root or CAP_NET_RAW); else unprivileged datagram ICMP
+    usable: bool
+    message: str
+
+
+_privilege: IcmpPrivilege | None = None
+
+
+def _can_open(privileged: bool) -> str | None:
+    """None when the socket opens, else why not."""
+    try:
+        ICMPv4Socket(privileged=privileged).close()
+    except SocketPermissionError:
+        return "permission denied"
+    except ICMPLibError as exc:
+        return str(exc) or type(exc).__name__
+    return None
+
+
+def _ping_group_range() -> str:
+    try:
+        with open("/proc/sys/net/ipv4/ping_group_range", encoding="ascii") as f:
+            return " ".join(f.read().split())
+    except OSError:
+        return "unknown"
+
+
+def icmp_privilege(*, refresh: bool = False) -> IcmpPrivilege:
+    """Find out, by opening them, which ICMP sockets work; the answer is cached.
+
+    Raw sockets are preferred: they also see ICMP errors (host unreachable), which unprivileged
+    datagram sockets only report to connected sockets. Blocking only for a moment (two socket()
+    calls and a /proc read); the daemon calls it once at start, in a thread.
+    """
+    global _privilege  # noqa: PLW0603 - one answer per process, by nature
+    if _privilege is not None and not refresh:
+        return _privilege
+    raw_error = _can_open(privileged=True)
+    if raw_error is None:
+        result = IcmpPrivilege(True, True, "raw ICMP sockets (root or CAP_NET_RAW)")
+    else:
+        dgram_error = _can_open(privileged=False)
+        if dgram_error is None:
+            result = IcmpPrivilege(
+                False, True, "unprivileged ICMP datagram sockets (net.ipv4.ping_group_range)"
+            )
+        else:
+            result = IcmpPrivilege(
+                False,
+                False,
+                f"cannot open an ICMP socket: raw sockets: {raw_error} (needs root or CAP_NET_RAW); "
+                f"datagram sockets: {dgram_error} (gid {os.getgid()} outside "
+                f"net.ipv4.ping_group_range = {_ping_group_range()})",
+            )
+    _privilege = result
+    return result
+
+
+# -- packets -----------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=32)
+def _payload(size: int) -> tuple[bytes, int]:
+    """The payload of a given size and its 16-bit one's complement sum, computed once."""
+    data = bytes(i & 0xFF for i in range(size))
+    padded = data + b"\x00" if size % 2 else data
+    total = sum(struct.unpack(f"!{len(padded) // 2}H", padded))
+    return data, total
+
+
+def _echo_request(family: int, raw: bool, ident: int, seq: int, payload_size: int) -> bytes:
+    payload, payload_sum = _payload(payload_size)
+    kind = _ECHO_REQUEST[family]
+    checksum = 0
+    # the kernel fills the checksum for ICMPv6 and for datagram sockets; raw ICMPv4 is ours
+    if raw and family == socket.AF_INET:
+        total = (kind << 8) + ident + seq + payload_sum
+        total = (total & 0xFFFF) + (total >> 16)
+        total = (total & 0xFFFF) + (total >> 16)
+        checksum = ~total & 0xFFFF
+    return struct.pack("!BBHHH", kind, 0, checksum, ident, seq) + payload
+
+
+def _strip_scope(address: str) -> str:
+    return address.partition("%")[0]
+
+
+# -- bursts and the shared socket --------------------------------------------------------------
+
+
+class _Burst:
+    """The bookkeeping of one echo burst; filled in by the socket's reader callback."""
+
+    __slots__ = ("error", "remaining", "rtts", "sent_at", "timeout", "waiter")
+
+    def __init__(self, count: int, timeout: float) -> None:
+        self.sent_at: list[float] = [0.0] * count
+        self.rtts: list[float | None] = [None] * count
+        self.remaining = 0  # sent and not yet answered
+        self.timeout = timeout
+        self.error: str | None = None  # first ICMP error quoting one of our requests
+        self.waiter: asyncio.Future[None] | None = None
+
+    def resolve(self) -> None:
+        self.remaining -= 1
+        if self.remaining == 0 and self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def reply(self, index: int, received_at: float) -> None:
+        if self.rtts[index] is not None:
+            return
+        rtt = received_at - self.sent_at[index]
+        if rtt > self.timeout:
+            return  # too late: lost, like ping -W
+        self.rtts[index] = max(rtt, 1e-9)
+        self.resolve()
+
+    def failed(self, index: int, message: str) -> None:
+        if self.error is None:
+            self.error = message
+        self.resolve()
+
+
+_Key = tuple[str, int, int]  # (peer address, identifier, sequence)
+
+
+def _grow_receive_buffer(sock: socket.socket) -> None:
+    try:
+        # beyond net.core.rmem_max, which needs CAP_NET_ADMIN
+        sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, _RCVBUF)
+    except OSError:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)  # capped at rmem_max
+        except OSError as exc:
+            log.debug("ICMP receive buffer left at its default: %s", exc)
+
+
+class _Channel:
+    """One ICMP socket of one address family, shared by every burst of an event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, family: int, raw: bool) -> None:
+        self.loop = loop
+        self.family = family
+        self.raw = raw
+        self.pending: dict[_Key, tuple[_Burst, int]] = {}
+        self.users = 0
+        self._icmp: ICMPv4Socket | ICMPv6Socket | None = None
+        self.sock: socket.socket | None = None
+        self.ident = 0  # the kernel's identifier for datagram sockets (it rewrites ours)
+        self.dropped = 0  # replies the kernel dropped because our receive queue was full
+        self._next_overflow_warning = 0.0
+
+    def acquire(self) -> None:
+        """Open the socket for the first burst; raises icmplib errors and OSError."""
+        if self.sock is None:
+            cls = ICMPv4Socket if self.family == socket.AF_INET else ICMPv6Socket
+            wrapper = cls(privileged=self.raw)
+            sock: socket.socket = wrapper.sock
+            try:
+                sock.setblocking(False)
+                sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+                sock.setsockopt(socket.SOL_SOCKET, _SO_RXQ_OVFL, 1)
+                _grow_receive_buffer(sock)
+                if self.raw:
+                    self._filter(sock)
+                else:
+                    # bind now, so the identifier the kernel will stamp on our requests is known
+                    sock.bind(("0.0.0.0", 0) if self.family == socket.AF_INET else ("::", 0))
+                    self.ident = sock.getsockname()[1]
+                self.loop.add_reader(sock.fileno(), self._on_readable)
+            except BaseException:
+                wrapper.close()
+                raise
+            self._icmp = wrapper
+            self.sock = sock
+        self.users += 1
+
+    def release(self) -> None:
+        self.users -= 1
+        if self.users == 0 and self.sock is not None:
+            # nothing in flight: close, so no socket outlives its event loop
+            self.loop.remove_reader(self.sock.fileno())
+            assert self._icmp is not None
+            self._icmp.close()
+            self._icmp = None
+            self.sock = None
+            self.pending.clear()
+
+    def _filter(self, sock: socket.socket) -> None:
+        """Let the kernel drop the ICMP types we never read (echo requests, router adverts...)."""
+        try:
+            if self.family == socket.AF_INET:
+                wanted = (1 << 0) | (1 << 3) | (1 << 11)
+                sock.setsockopt(_SOL_RAW, _ICMP_FILTER, struct.pack("=I", ~wanted & 0xFFFFFFFF))
+            else:
+                words = [0xFFFFFFFF] * 8  # a set bit blocks that type
+                for kind in (1, 3, 129):
+                    words[kind >> 5] &= ~(1 << (kind & 31)) & 0xFFFFFFFF
+                sock.setsockopt(socket.IPPROTO_ICMPV6, _ICMP6_FILTER, struct.pack("=8I", *words))
+        except OSError as exc:  # only an optimization
+            log.debug("ICMP type filter not set: %s", exc)
+
+    def _on_readable(self) -> None:
+        self.read(_RECV_BATCH)
+
+    def read(self, limit: int | None) -> None:
+        """Read and dispatch up to ``limit`` queued packets (all of them with None)."""
+        sock = self.sock
+        if sock is None:
+            return
+        count = 0
+        while limit is None or count < limit:
+            count += 1
+            try:
+                data, ancdata, _flags, peer = sock.recvmsg(2048, 64)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                # e.g. an ICMP error queued on a datagram socket; the next read goes on
+                log.debug("ICMP receive: %s", exc)
+                continue
+            received_at = 0.0
+            for level, kind, value in ancdata:
+                if level != socket.SOL_SOCKET:
+                    continue
+                if kind == _SO_TIMESTAMPNS and len(value) >= 16:
+                    sec, nsec = _TIMESTAMP.unpack_from(value)
+                    received_at = sec + nsec * 1e-9
+                elif kind == _SO_RXQ_OVFL and len(value) >= 4:
+                    self._overflowed(_U32.unpack_from(value)[0])
+            if not received_at:
+                received_at = time.time()
+            try:
+                self._dispatch(data, _strip_scope(peer[0]), received_at)
+            except (IndexError, struct.error):
+                continue  # truncated or foreign packet
+
+    def _overflowed(self, total: int) -> None:
+        if total == self.dropped:
+            return
+        lost, self.dropped = total - self.dropped, total
+        now = self.loop.time()
+        if now >= self._next_overflow_warning:
+            self._next_overflow_warning = now + 60.0
+            log.warning(
+                "ICMP receive queue overflowed: %d replies dropped (%d in all); more echo requests "
+                "are in flight than this process reads, so some loss reported now is ours",
+                lost,
+                total,
+            )
+
+    def _dispatch(self, data: bytes, source: str, received_at: float) -> None:
+        v4 = self.family == socket.AF_INET
+        # raw IPv4 sockets hand over the IP header too; the others start at the ICMP header
+        start = (data[0] & 0x0F) << 2 if v4 and self.raw else 0
+        kind = data[start]
+        if kind == (0 if v4 else 129):
+            ident, seq = _ID_SEQ.unpack_from(data, start + 4)
+            entry = self.pending.pop((source, ident, seq), None)
+            if entry is not None:
+                entry[0].reply(entry[1], received_at)
+            return
+        if not self.raw or kind not in (_V4_ERRORS if v4 else _V6_ERRORS):
+            return
+        code = data[start + 1]
+        inner = start + 8  # the quoted IP header of our request
+        if v4:
+            destination = socket.inet_ntop(socket.AF_INET, data[inner + 16 : inner + 20])
+            quoted = inner + ((data[inner] & 0x0F) << 2)
+            if data[quoted] != 8:
+                return
+            what = _V4_UNREACH_CODES.get(code, f"unreachable (code {code})") if kind == 3 else "TTL expired"
+        else:
+            destination = socket.inet_ntop(socket.AF_INET6, data[inner + 24 : inner + 40])
+            quoted = inner + 40
+            if data[quoted] != 128:
+                return
+            what = (
+                _V6_UNREACH_CODES.get(code, f"unreachable (code {code})")
+                if kind == 1
+                else "hop limit exceeded"
+            )
+        ident, seq = _ID_SEQ.unpack_from(data, quoted + 4)
+        entry = self.pending.pop((destination, ident, seq), None)
+        if entry is not None:
+            entry[0].failed(entry[1], f"{what} (ICMP from {source})")
+
+
+class BurstError(Exception):
+    """A local failure that stopped a burst; ``kind`` says which."""
+
+    def __init__(self, kind: ErrorKind, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class BurstResult:
+    address: str
+    sent: int
+    rtts: tuple[float, ...]  # of the replies, in request order
+    error: str | None  # an ICMP error quoting one of our requests (host unreachable...)
+
+    @property
+    def received(self) -> int:
+        return len(self.rtts)
+
+
+class Pinger:
+    """Echo bursts to any number of hosts over one socket per address family.
+
+    Bound to the running event loop on first use. Use :func:`pinger` to get the shared one.
+    """
+
+    def __init__(self, privileged: bool) -> None:
+        self.privileged = privileged
+        self._channels: dict[int, _Channel] = {}
+        # identifier and sequence are the two halves of one counter, so a request's numbers
+        # repeat only after 2**32 requests (2**16 for datagram sockets, whose identifier the
+        # kernel sets; replies are also keyed by address, so that is plenty)
+        self._counter = random.getrandbits(32)
+
+    def _channel(self, family: int) -> _Channel:
+        channel = self._channels.get(family)
+        if channel is None:
+            channel = _Channel(asyncio.get_running_loop(), family, self.privileged)
+            self._channels[family] = channel
+        return channel
+
+    def in_flight(self) -> int:
+        """Requests sent and not yet answered, over all bursts."""
+        return sum(len(c.pending) for c in self._channels.values())
+
+    async def burst(
+        self, address: str, count: int, interval: float, timeout: float, payload_size: int = 56
+    ) -> BurstResult:
+        """Send ``count`` echo requests ``interval`` apart, then wait up to ``timeout`` for the rest.
+
+        ``address`` must be a numeric IP address. A reply counts when it comes from ``address``
+        within ``timeout`` of its request. Raises :class:`BurstError` for local failures.
+        """
+        ip = ipaddress.ip_address(_strip_scope(address))
+        family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
+        peer = ip.compressed
+        target: tuple[Any, ...] = (address, 0)
+        channel = self._channel(family)
+        try:
+            channel.acquire()
+        except SocketPermissionError as exc:
+            raise BurstError(ErrorKind.PERMISSION, f"cannot open ICMP socket: {exc}") from exc
+        except (ICMPLibError, OSError) as exc:
+            raise BurstError(ErrorKind.INTERNAL, f"cannot open ICMP socket: {exc}") from exc
+        state = _Burst(count, timeout)
+        keys: list[_Key] = []
+        sent = 0
+        loop = channel.loop
+        try:
+            for index in range(count):
+                if index:
+                    await asyncio.sleep(interval)
+                counter = self._counter = (self._counter + 1) & 0xFFFFFFFF
+                ident = counter >> 16 if channel.raw else channel.ident
+                seq = counter & 0xFFFF
+                key = (peer, ident, seq)
+                keys.append(key)
+                channel.pending[key] = (state, index)
+                packet = _echo_request(family, channel.raw, ident, seq, payload_size)
+                sock = channel.sock
+                assert sock is not None  # held open by our acquire()
+                state.remaining += 1
+                state.sent_at[index] = time.time()
+                try:
+                    try:
+                        sock.sendto(packet, target)
+                    except BlockingIOError:  # send queue full: wait for room
+                        await loop.sock_sendto(sock, packet, target)
+                except OSError as exc:
+                    state.remaining -= 1
+                    channel.pending.pop(key, None)
+                    raise _send_error(exc, address) from exc
+                sent += 1
+            if state.remaining:
+                state.waiter = loop.create_future()
+                try:
+                    async with asyncio.timeout(timeout):
+                        await state.waiter
+                except TimeoutError:
+                    # a busy loop may not have read replies that came in time; their kernel
+                    # timestamps still tell, so read what is queued before calling anything lost
+                    channel.read(None)
+        finally:
+            for key in keys:
+                channel.pending.pop(key, None)
+            channel.release()
+        rtts = tuple(r for r in state.rtts if r is not None)
+        return BurstResult(peer, sent, rtts, state.error)
+
+
+def _send_error(exc: OSError, address: str) -> BurstError:
+    if exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL):
+        return BurstError(ErrorKind.UNREACHABLE, f"cannot send to {address}: {exc.strerror}")
+    if exc.errno in (errno.EPERM, errno.EACCES):
+        # a local firewall rule or a broadcast address: says nothing about the device
+        return BurstError(ErrorKind.PERMISSION, f"sending to {address} refused locally: {exc.strerror}")
+    return BurstError(ErrorKind.INTERNAL, f"cannot send to {address}: {exc}")
+
+
+_pingers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Pinger] = weakref.WeakKeyDictionary()
+
+
+def pinger() -> Pinger:
+    """The running event loop's shared :class:`Pinger`, in the mode :func:`icmp_privilege` found."""
+    loop = asyncio.get_running_loop()
+    found = _pingers.get(loop)
+    if found is None:
+        found = _pingers[loop] = Pinger(privileged=icmp_privilege().privileged)
+    return found
+
+
+# -- the probe ---------------------------------------------------------------------------------
+
+
+async def _resolve(host: str) -> str:
+    """A numeric address for ``host``; names go through the resolver in a thread."""
+    try:
+        ipaddress.ip_address(_strip_scope(host))
+    except ValueError:
+        pass
+    else:
+        return host
+    try:
+        found: list[str] = await async_resolve(host)
+    except NameLookupError as exc:
+        raise BurstError(ErrorKind.UNREACHABLE, f"cannot resolve {host!r}") from exc
+    except (ICMPLibError, OSError) as exc:
+        raise BurstError(ErrorKind.UNREACHABLE, f"cannot resolve {host!r}: {exc}") from exc
+    if not found:
+        raise BurstError(ErrorKind.UNREACHABLE, f"cannot resolve {host!r}")
+    return found[0]
+
+
+def burst_fields(sent: int, rtts: tuple[float, ...] | list[float]) -> dict[str, FieldValue]:
+    """The normalized ``icmp.*`` fields of a burst; RTTs are None when nothing came back."""
+    received = len(rtts)
+    fields: dict[str, FieldValue] = {
+        "icmp.sent": sent,
+        "icmp.received": received,
+        "icmp.loss_ratio": (sent - received) / sent if sent else None,
+        "icmp.rtt_min_seconds": min(rtts) if rtts else None,
+        "icmp.rtt_avg_seconds": sum(rtts) / received if rtts else None,
+        "icmp.rtt_max_seconds": max(rtts) if rtts else None,
+        # mean absolute difference of consecutive round trips, the RFC 3550 idea without smoothing
+        "icmp.jitter_seconds": (
+            sum(abs(b - a) for a, b in itertools.pairwise(rtts)) / (received - 1) if received >= 2 else None
+        ),
+    }
+    return fields
+
+
+async def probe(device: ResolvedDevice) -> Observation:
+    """One ICMP echo burst to ``device``, as an Observation. Never raises (but can be cancelled).
+
+    Total loss is a result (``icmp.loss_ratio`` 1.0), not an error; errors are kept for what
+    stops us from asking: no ICMP socket, an unresolvable name, no route, an ICMP unreachable.
+    """
+    started_at = time.time()
+    t0 = time.perf_counter()
+    target = device.icmp
+    fields: dict[str, FieldValue] = {}
+    error: ProbeError | None = None
+    try:
+        if target is None:
+            raise BurstError(ErrorKind.INTERNAL, "ICMP is not enabled for this device")
+        privilege = icmp_privilege()
+        if not privilege.usable:
+            raise BurstError(ErrorKind.PERMISSION, privilege.message)
+        result = await _run(target)
+        fields = burst_fields(result.sent, result.rtts)
+        if result.error is not None and not result.rtts:
+            error = ProbeError(ErrorKind.UNREACHABLE, result.error)
+    except BurstError as exc:
+        error = ProbeError(exc.kind, exc.message)
+    except Exception as exc:  # a bug of ours must not stop the scheduler's loop
+        log.exception("ICMP probe of %s/%s failed", device.site_id, device.device_id)
+        error = ProbeError(ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}")
+    return Observation(
+        site_id=device.site_id,
+        device_id=device.device_id,
+        probe=PROBE_NAME,
+        started_at=started_at,
+        duration_s=time.perf_counter() - t0,
+        fields=fields,
+        error=error,
+    )
+
+
+async def _run(target: IcmpTarget) -> BurstResult:
+    address = await _resolve(target.host)
+    return await pinger().burst(address, target.count, target.interval, target.timeout, target.payload_size)

@@ -1,0 +1,131 @@
+"""aiohttp application. It only reads the health snapshot and calls the daemon's reload; it never
+polls, judges or holds state of its own."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from ..model.health import HealthSnapshot, SiteStatus
+from .jsonable import to_jsonable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadResult:
+    ok: bool
+    message: str
+
+
+class WebContext(Protocol):
+    """What the web side needs from the daemon."""
+
+    registry: CollectorRegistry
+
+    def snapshot(self) -> HealthSnapshot: ...
+
+    def readiness(self) -> tuple[bool, str]: ...
+
+    async def reload(self) -> ReloadResult: ...
+
+
+CONTEXT_KEY: web.AppKey[WebContext] = web.AppKey("context", WebContext)
+
+
+def _site_summary(site: SiteStatus) -> dict[str, Any]:
+    return {
+        "id": site.site_id,
+        "name": site.name,
+        "district": site.district,
+        "commune": site.commune,
+        "carrier": site.carrier,
+        "priority": site.priority,
+        "state": to_jsonable(site.state),
+        "reason": site.reason,
+        "since": site.since,
+        "devices": len(site.devices),
+    }
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=_dumps)
+
+
+def _dumps(data: Any) -> str:
+    import json
+
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+async def metrics(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT_KEY]
+    body = generate_latest(ctx.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def sites(request: web.Request) -> web.Response:
+    snap = request.app[CONTEXT_KEY].snapshot()
+    filters = {k: request.query[k] for k in ("district", "commune", "carrier", "state") if k in request.query}
+    out = []
+    for site in snap.sites.values():
+        summary = _site_summary(site)
+        if all(str(summary[k]) == v for k, v in filters.items()):
+            out.append(summary)
+    return _json({"generated_at": snap.generated_at, "count": len(out), "sites": out})
+
+
+async def site_detail(request: web.Request) -> web.Response:
+    snap = request.app[CONTEXT_KEY].snapshot()
+    site = snap.sites.get(request.match_info["site_id"])
+    if site is None:
+        return _json({"error": f"no site {request.match_info['site_id']!r}"}, status=404)
+    return _json(to_jsonable(site))
+
+
+async def summary(request: web.Request) -> web.Response:
+    snap = request.app[CONTEXT_KEY].snapshot()
+    return _json({"generated_at": snap.generated_at, "rollups": to_jsonable(snap.rollups)})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    ready, why = request.app[CONTEXT_KEY].readiness()
+    return web.Response(text=why + "\n", status=200 if ready else 503)
+
+
+async def reload(request: web.Request) -> web.Response:
+    result = await request.app[CONTEXT_KEY].reload()
+    return _json({"ok": result.ok, "message": result.message}, status=200 if result.ok else 400)
+
+
+async def index(request: web.Request) -> web.Response:
+    return web.Response(
+        text="uptimewatch\n\n/metrics\n/api/v1/sites\n/api/v1/sites/{id}\n/api/v1/summary\n/healthz\n/readyz\n",
+        content_type="text/plain",
+    )
+
+
+Middleware = Callable[[web.Request, Callable[[web.Request], Awaitable[web.StreamResponse]]], Any]
+
+
+def build_app(context: WebContext) -> web.Application:
+    app = web.Application()
+    app[CONTEXT_KEY] = context
+    app.router.add_get("/", index)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_post("/-/reload", reload)
+    app.router.add_get("/api/v1/sites", sites)
+    app.router.add_get("/api/v1/sites/{site_id}", site_detail)
+    app.router.add_get("/api/v1/summary", summary)
+    return app
