@@ -99,12 +99,14 @@ async def test_daemon_polls_and_exports(tmp_path: Path, snmpsim: SnmpsimEndpoint
 
         await wait_until(all_sites_judged, timeout=30)
 
-        async def hub_power_read() -> bool:
+        async def hub_devices_read() -> bool:
             _status, body = await async_http("GET", base + "/api/v1/sites/hub-maichau")
-            power = next(d for d in json.loads(body)["devices"] if d["device_id"] == "power")
-            return "power.battery_minutes_remaining" in power["fields"]
+            devices = {d["device_id"]: d for d in json.loads(body)["devices"]}
+            return "power.battery_minutes_remaining" in devices["power"]["fields"] and all(
+                "snmp" in d["probes"] for d in devices.values()
+            )
 
-        await wait_until(hub_power_read, timeout=30)
+        await wait_until(hub_devices_read, timeout=30)
 
         # the power unit of bts-paco needs its SNMP timeout before its check is judged
         async def paco_power_judged() -> dict[str, Any] | None:

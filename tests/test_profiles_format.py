@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_profiles import answer, read_snmprec
+from tests.test_profiles import answer, copy_profiles, read_snmprec
 from uptimewatch.cli import main
 from uptimewatch.profiles import ProfileError, decode, default_profiles_dir, load_profiles
 
@@ -213,7 +213,7 @@ precedence:
 
 @pytest.mark.parametrize(("tolerance", "disagree"), [(0.5, True), (2, False)])
 def test_precedence_wins_and_cross_checks(tmp_path: Path, tolerance: float, disagree: bool) -> None:
-    shutil.copytree(default_profiles_dir(), tmp_path, dirs_exist_ok=True)
+    copy_profiles(tmp_path)  # generic-host and ups-mib only: not the shipped ups-eaton-mge
     (tmp_path / "eaton-mge.yaml").write_text(VENDOR.replace("TOLERANCE", str(tolerance)))
     catalog = load_profiles(tmp_path)
     rec = read_snmprec("eaton-mgeups_9pxle")
@@ -250,7 +250,7 @@ tables:
 
 
 def test_extends_overrides_and_replaces_its_base(tmp_path: Path) -> None:
-    shutil.copytree(default_profiles_dir(), tmp_path, dirs_exist_ok=True)
+    copy_profiles(tmp_path)  # generic-host and ups-mib only: not the shipped ups-delta-minisnmp
     (tmp_path / "delta.yaml").write_text(textwrap.dedent(EXTENSION))
     catalog = load_profiles(tmp_path)
     rec = read_snmprec("deltaups_mini-snmp")

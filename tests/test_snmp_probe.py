@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
-from tests.test_profiles import _arcs, read_snmprec
+from tests.test_profiles import _arcs, copy_profiles, read_snmprec
 from uptimewatch.config.models import Role, SnmpVersion
 from uptimewatch.config.resolve import BUILTIN, ResolvedDevice, SnmpTarget
 from uptimewatch.model.observation import ErrorKind, ProbeError
@@ -118,7 +119,8 @@ async def test_auto_detects_and_caches(catalog: ProfileCatalog) -> None:
     assert _gets(transport)[0] == catalog.probe_oids
 
 
-async def test_rematches_when_sys_object_id_changes(catalog: ProfileCatalog) -> None:
+async def test_rematches_when_sys_object_id_changes(tmp_path: Path) -> None:
+    catalog = load_profiles(copy_profiles(tmp_path))  # generic-host and ups-mib: no router profile
     transport = RecordingTransport("cetpower")
     cache = ProfileMatchCache()
     assert (await probe(device(), catalog, transport, cache)).profile == "generic-host,ups-mib"

@@ -59,7 +59,10 @@ async def test_asr920_interfaces_over_snmp(catalog: ProfileCatalog, snmpsim: Snm
     finally:
         await transport.close()
     assert obs.ok, obs.error
-    assert obs.profile == "generic-host"
+    # sysObjectID 1.3.6.1.4.1.9.1.2102: Cisco (sensor-entity) and ciscoProducts (router-cisco-iosxe)
+    assert obs.profile == "generic-host,sensor-entity,router-cisco-iosxe"
+    assert not [k for k in obs.fields if k.startswith("sensor.")]  # no ENTITY-SENSOR rows recorded
+    assert obs.fields["link.oper_up"] is None  # no c3gWanTable row: no LTE modem
     oper = [v for k, v in obs.fields.items() if k.startswith("if.oper_up[")]
     assert (len(oper), oper.count(True)) == (37, 11)
     assert obs.fields["device.uptime_seconds"] is None  # sysUpTime absent: noSuchInstance

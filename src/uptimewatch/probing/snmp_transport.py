@@ -27,8 +27,10 @@ from pysnmp.carrier.asyncio.dispatch import AsyncioDispatcher
 from pysnmp.entity import config as lcd
 from pysnmp.entity.engine import SnmpEngine
 from pysnmp.entity.rfc3413 import cmdgen
+from pysnmp.entity.rfc3413 import config as rfc3413_config
 from pysnmp.proto import errind, rfc1902, rfc1905
 from pysnmp.proto.error import StatusInformation
+from pysnmp.proto.proxy import rfc2576 as v1_proxy
 
 from ..config.models import AuthProtocol, PrivProtocol, SnmpVersion
 from ..config.resolve import SnmpTarget
@@ -176,6 +178,91 @@ def _describe(target: SnmpTarget) -> str:
     return f"{target.host}:{target.port} (SNMPv{target.version.value}, {who})"
 
 
+class _DirectSend:
+    """pysnmp's ``CommandGenerator.send_pdu`` (7.1), with the target handed over as data rather than
+    named in the engine's SNMP-TARGET-MIB.
+
+    A SNMP-TARGET-MIB row per device costs ~1.4 ms to add, and each added row makes pysnmp's
+    community check rebuild its transport-to-tag map, O(rows), on the next response: over the first
+    cycle of 20,000 devices that is quadratic and stalls the loop for minutes. Responses still go
+    through pysnmp's own ``process_response_pdu`` (request-id match, v3 discovery retries), fed with
+    the same pending-request record.
+    """
+
+    def send_pdu(  # noqa: PLR0917 - pysnmp calls it with these seven positional arguments
+        self,
+        snmp_engine: Any,
+        target: tuple[Any, ...],
+        context_engine_id: Any,
+        context_name: Any,
+        pdu: Any,
+        cb_fun: Any,
+        cb_ctx: Any,
+    ) -> int:
+        domain, address, timeout, retry_count, mp_model, sec_model, sec_name, sec_level = target
+        dispatcher = snmp_engine.transport_dispatcher
+        ticks = float(timeout) / 100 / dispatcher.get_timer_resolution()
+        engine_id_cls, admin_string_cls = snmp_engine.get_mib_builder().import_symbols(
+            "SNMP-FRAMEWORK-MIB", "SnmpEngineID", "SnmpAdminString"
+        )
+        if context_engine_id:
+            context_engine_id = engine_id_cls(context_engine_id)
+        context_name = admin_string_cls(context_name)
+        if mp_model == 0:
+            wire_pdu, pdu_version = v1_proxy.v2_to_v1(pdu), 0
+        else:
+            wire_pdu, pdu_version = pdu, 1
+        request_handle: int = cmdgen.getNextHandle()
+        handle = snmp_engine.message_dispatcher.send_pdu(
+            snmp_engine,
+            domain,
+            address,
+            mp_model,
+            sec_model,
+            sec_name,
+            sec_level,
+            context_engine_id,
+            context_name,
+            pdu_version,
+            wire_pdu,
+            True,
+            ticks,
+            self.process_response_pdu,  # type: ignore[attr-defined]
+            (request_handle, cb_fun, cb_ctx),
+        )
+        dispatcher.job_started(id(self))
+        # the record process_response_pdu reads back (and rewrites on a v3 discovery resend)
+        self._CommandGenerator__pendingReqs[handle] = (  # type: ignore[attr-defined]
+            domain,
+            address,
+            mp_model,
+            sec_model,
+            sec_name,
+            sec_level,
+            context_engine_id,
+            context_name,
+            pdu_version,
+            pdu,
+            ticks,
+            retry_count,
+            0,
+            0,
+        )
+        return request_handle
+
+
+class _GetGenerator(_DirectSend, cmdgen.GetCommandGenerator):  # type: ignore[misc]
+    pass
+
+
+class _NextGenerator(_DirectSend, cmdgen.NextCommandGeneratorSingleRun):  # type: ignore[misc]
+    pass
+
+
+class _BulkGenerator(_DirectSend, cmdgen.BulkCommandGeneratorSingleRun):  # type: ignore[misc]
+    pass
+
+
 @dataclass(slots=True)
 class _Engine:
     """One SnmpEngine and its sockets.
@@ -189,15 +276,15 @@ class _Engine:
     communities: dict[tuple[object, ...], str] = field(default_factory=dict)
     params: dict[tuple[str, str, int], str] = field(default_factory=dict)
     domains: dict[int, tuple[int, ...]] = field(default_factory=dict)  # address family -> domain
-    get_gen: Any = field(default_factory=cmdgen.GetCommandGenerator)
-    next_gen: Any = field(default_factory=cmdgen.NextCommandGeneratorSingleRun)
-    bulk_gen: Any = field(default_factory=cmdgen.BulkCommandGeneratorSingleRun)
+    get_gen: Any = field(default_factory=_GetGenerator)
+    next_gen: Any = field(default_factory=_NextGenerator)
+    bulk_gen: Any = field(default_factory=_BulkGenerator)
 
 
 @dataclass(frozen=True, slots=True)
 class _Peer:
     engine: _Engine
-    addr_name: str
+    target: tuple[Any, ...]  # what _DirectSend.send_pdu takes in place of a target name
     context: bytes
 
 
@@ -398,21 +485,21 @@ class PysnmpTransport:
 
             def send(varbinds: Sequence[_Raw], fut: asyncio.Future[_Result], reps: int) -> None:
                 engine.get_gen.send_varbinds(
-                    engine.snmp, peer.addr_name, None, peer.context, varbinds, _on_response, fut
+                    engine.snmp, peer.target, None, peer.context, varbinds, _on_response, fut
                 )
 
         elif kind == "next":
 
             def send(varbinds: Sequence[_Raw], fut: asyncio.Future[_Result], reps: int) -> None:
                 engine.next_gen.send_varbinds(
-                    engine.snmp, peer.addr_name, None, peer.context, varbinds, _on_response, fut
+                    engine.snmp, peer.target, None, peer.context, varbinds, _on_response, fut
                 )
 
         else:
 
             def send(varbinds: Sequence[_Raw], fut: asyncio.Future[_Result], reps: int) -> None:
                 engine.bulk_gen.send_varbinds(
-                    engine.snmp, peer.addr_name, None, peer.context, 0, reps, varbinds, _on_response, fut
+                    engine.snmp, peer.target, None, peer.context, 0, reps, varbinds, _on_response, fut
                 )
 
         return send
@@ -538,11 +625,14 @@ class PysnmpTransport:
             lcd.add_target_parameters(snmp, params_name, security_name, level, mp_model)
             engine.params[params_key] = params_name
         domain = self._open_domain(engine, family)
-        addr_name = f"a{next(self._names)}"
-        # pysnmp keeps target timeouts in centiseconds; retries are ours (see _exchange)
-        lcd.add_target_address(snmp, addr_name, domain, sockaddr, params_name, target.timeout * 100, 0)
+        # the parameters come typed as pysnmp's own lookups type them (one row per credential)
+        _mp, sec_model, sec_name, sec_level = rfc3413_config.get_target_parameters(snmp, params_name)
+        local = ("::", 0) if family == socket.AF_INET6 else ("0.0.0.0", 0)
+        peer_address = snmp.transport_dispatcher.get_transport(domain).ADDRESS_TYPE(sockaddr)
+        # timeouts in centiseconds, as SNMP-TARGET-MIB keeps them; retries are ours (see _exchange)
+        info = (domain, peer_address.set_local_address(local), target.timeout * 100, 0)
         context = target.context.encode() if target.version is SnmpVersion.V3 else b""
-        return _Peer(engine, addr_name, context)
+        return _Peer(engine, (*info, mp_model, sec_model, sec_name, sec_level), context)
 
     async def _engine_for(self, target: SnmpTarget) -> _Engine:
         if target.version is SnmpVersion.V3:

@@ -56,6 +56,7 @@ class ValueDecoder:
     mul: float | int | None = None
     div: int | None = None  # a scale of 0.1 divides by 10, which keeps 513 * 0.1 == 51.3 exact
     signed: bool = False
+    mask: int | None = None  # bits kept of a packed status word (bitfield)
     sentinels: frozenset[Any] = frozenset()
     mapping: Mapping[Any, FieldValue] | None = None
     keep_unmapped: bool = False
@@ -107,6 +108,8 @@ class ValueDecoder:
             return None
         if self.signed and isinstance(raw, int) and 0x80000000 <= raw <= 0xFFFFFFFF:
             raw -= 0x100000000
+        if self.mask is not None and isinstance(raw, int):
+            raw &= self.mask
         if self.mapping is not None:
             mapped = self.mapping.get(raw, _MISSING)
             if mapped is not _MISSING:
@@ -187,6 +190,8 @@ class CompiledTable:
 
 DerivedFn = Callable[[Getter, str], FieldValue]
 ConditionFn = Callable[[Getter, str], bool | None]
+#: a value out of the rows of some tables: gets the row indexes of this poll
+RowsFn = Callable[[Getter, Sequence[str]], FieldValue]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -195,8 +200,9 @@ class CompiledDerived:
     before: str  # for a template: the name around {index}; otherwise before == name, after == ""
     after: str
     templated: bool
-    tables: frozenset[str]  # for a template: the tables whose rows it is computed for
+    tables: frozenset[str]  # for a template or rows: the tables whose rows it is computed over
     fn: DerivedFn
+    rows_fn: RowsFn | None = None  # set for `rows`: one value out of the rows (fn is then unused)
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +273,12 @@ class CompiledProfile:
                 return merged.get(name) if value is _MISSING else value
 
             for d in self.derived:
+                if d.rows_fn is not None:
+                    seen_rows: dict[str, None] = {}
+                    for table in d.tables:
+                        seen_rows.update(dict.fromkeys(indexes.get(table, ())))
+                    out[d.name] = d.rows_fn(get, list(seen_rows))
+                    continue
                 if not d.templated:
                     out[d.name] = d.fn(get, "")
                     continue

@@ -7,6 +7,7 @@ Checks that need the whole profile (or the whole catalog) happen here and are re
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from .compiled import (
     DerivedFn,
     Getter,
     Precedence,
+    RowsFn,
     ValueDecoder,
 )
 from .schema import (
@@ -29,6 +31,7 @@ from .schema import (
     Condition,
     DerivedSpec,
     ProfileSpec,
+    RowsSpec,
     TableSpec,
     ValueSpec,
     normalize_oid,
@@ -81,6 +84,8 @@ def check_value_spec(spec: ValueSpec, loc: tuple[int | str, ...], report: Report
         report((*loc, "plausible"), f"plausible applies to unmapped numbers, not to type {kind}")
     if spec.signed and kind not in _INT_KEYS - {"bool", "enum"}:
         report((*loc, "signed"), f"signed does not apply to type {kind}")
+    if spec.mask is not None and kind not in _INT_KEYS:
+        report((*loc, "mask"), f"mask does not apply to type {kind}")
     if spec.map is not None:
         for key in spec.map:
             if not _key_fits(kind, key):
@@ -112,7 +117,7 @@ def value_decoder(name: str, spec: ValueSpec) -> ValueDecoder:
     if spec.scale is not None:
         inverse = 1 / spec.scale
         # a scale written as 0.1 or 0.0166666667 means "divide by 10 / by 60": dividing keeps it exact
-        if spec.scale < 1 and abs(inverse - round(inverse)) < 1e-6 * inverse:
+        if abs(spec.scale) < 1 and abs(inverse - round(inverse)) < 1e-6 * abs(inverse):
             div = round(inverse)
         else:
             mul = int(spec.scale) if float(spec.scale).is_integer() else spec.scale
@@ -129,6 +134,7 @@ def value_decoder(name: str, spec: ValueSpec) -> ValueDecoder:
         mul=mul,
         div=div,
         signed=spec.signed,
+        mask=spec.mask,
         sentinels=frozenset(normalize_oid(s) if spec.type == "oid" else s for s in spec.sentinels),
         mapping=mapping,
         keep_unmapped=spec.unmapped == "keep",
@@ -282,16 +288,62 @@ def _derived_fn(spec: DerivedSpec) -> DerivedFn:
             return None
 
         return first_of
-    assert spec.difference is not None
-    a, b = _Ref(spec.difference[0]), _Ref(spec.difference[1])
+    pair = spec.difference or spec.product or spec.quotient
+    assert pair is not None
+    a, b = _Ref(pair[0]), _Ref(pair[1])
+    op: Callable[[float, float], float | None]
+    if spec.difference is not None:
+        op = operator.sub
+    elif spec.product is not None:
+        op = operator.mul
+    else:
+        op = _divide
 
-    def difference(get: Getter, index: str) -> FieldValue:
+    def arithmetic(get: Getter, index: str) -> FieldValue:
         x, y = get(a.name(index)), get(b.name(index))
         if x is None or y is None or isinstance(x, bool | str) or isinstance(y, bool | str):
             return None
-        return x - y
+        return op(x, y)
 
-    return difference
+    return arithmetic
+
+
+def _no_fn(get: Getter, index: str) -> FieldValue:
+    raise AssertionError("a rows field is computed by its rows_fn")
+
+
+def _divide(x: float, y: float) -> float | None:
+    return None if y == 0 else x / y
+
+
+def _rows_fn(spec: RowsSpec) -> RowsFn:
+    ref = _Ref(spec.of)
+    where = _condition(spec.where) if spec.where is not None else None
+    pick = spec.pick
+
+    def rows(get: Getter, indexes: Sequence[str]) -> FieldValue:
+        values: list[FieldValue] = []
+        for index in indexes:
+            if where is not None and where(get, index) is not True:
+                continue
+            value = get(ref.name(index))
+            if value is not None:
+                if pick == "first":
+                    return value
+                values.append(value)
+        if pick == "count":
+            return len(values)
+        if pick in ("any", "all"):
+            flags = [v for v in values if isinstance(v, bool)]
+            if not flags:
+                return None
+            return any(flags) if pick == "any" else all(flags)
+        numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+        if pick == "first" or not numbers:
+            return None
+        return min(numbers) if pick == "min" else max(numbers)
+
+    return rows
 
 
 def derived_refs(spec: DerivedSpec) -> list[str]:
@@ -308,7 +360,12 @@ def derived_refs(spec: DerivedSpec) -> list[str]:
     for case in spec.cases or []:
         walk(case.when)
     refs.extend(spec.first_of or [])
-    refs.extend(spec.difference or [])
+    for pair in (spec.difference, spec.product, spec.quotient):
+        refs.extend(pair or [])
+    if spec.rows is not None:
+        refs.append(spec.rows.of)
+        if spec.rows.where is not None:
+            walk(spec.rows.where)
     return refs
 
 
@@ -370,9 +427,19 @@ def compile_profile(
             continue
         declare(name, loc)
         refs = derived_refs(dspec)
+        if dspec.rows is not None:
+            if templated:
+                report(loc, f"{name!r}: rows gives one value, so its name cannot have [{INDEX}]")
+            if not is_template(dspec.rows.of):
+                report(
+                    (*loc, "rows", "of"), f"rows of {dspec.rows.of!r}: name a per-row field with [{INDEX}]"
+                )
         for ref in refs:
             if INDEX in ref:
-                if not templated:
+                if dspec.rows is not None:
+                    if ref not in template_tables and ref not in spec.derived:
+                        report(loc, f"{ref!r} is not a column or per-row derived field of this profile")
+                elif not templated:
                     report(loc, f"{ref!r} has {INDEX} but {name!r} is not a per-row field")
                 elif ref not in template_tables and ref not in spec.derived:
                     report(loc, f"{ref!r} is not a column or per-row derived field of this profile")
@@ -405,6 +472,10 @@ def compile_profile(
                 tabs |= template_tables.get(ref, frozenset())
             template_tables[name] = tabs
         before, after = split_template(name) if templated else (name, "")
+        if dspec.rows is not None:
+            tabs = template_tables.get(dspec.rows.of, frozenset())
+            derived.append(CompiledDerived(name, name, "", False, tabs, _no_fn, rows_fn=_rows_fn(dspec.rows)))
+            continue
         derived.append(CompiledDerived(name, before, after, templated, tabs, _derived_fn(dspec)))
 
     precedence = []

@@ -72,6 +72,7 @@ class ValueSpec(Strict):
     scale: float | None = None  # multiply (after sentinels, before plausible)
     unit: str | None = None
     signed: bool = False  # a Gauge32 that carries a two's complement negative number
+    mask: int | None = Field(default=None, ge=1)  # keep only these bits of a packed status word
     sentinels: list[int | float | str] = Field(default_factory=list)  # raw values meaning "unknown"
     map: dict[Any, Scalar] | None = None  # raw -> normalized value
     unmapped: Literal["null", "keep"] = "null"  # a raw value the map lacks: null plus a problem, or kept
@@ -126,22 +127,43 @@ class Case(Strict):
     value: Scalar
 
 
+RowPick = Literal["first", "min", "max", "count", "any", "all"]
+
+
+class RowsSpec(Strict):
+    """One value from the rows of a table: a PtP radio's only peer, the weakest carrier, a count.
+
+    ``of`` is a per-row field template of the same profile; ``where`` (a condition that may read
+    other per-row fields of the same index) keeps only some rows, e.g. the radio interfaces.
+    """
+
+    of: str
+    pick: RowPick = "first"
+    where: Condition | None = None
+
+
+DERIVED_KINDS = ("when", "cases", "first_of", "difference", "product", "quotient", "rows")
+
+
 class DerivedSpec(Strict):
-    """A field computed from others. Exactly one of: when, cases, first_of, difference."""
+    """A field computed from others. Exactly one of the kinds in DERIVED_KINDS."""
 
     when: Condition | None = None  # the condition's truth value (true/false/null)
     cases: list[Case] | None = None  # the value of the first case whose condition is true...
     default: Scalar = None  # ...or this
     first_of: list[str] | None = None  # the first of these fields that is known
     difference: tuple[str, str] | None = None  # a - b
+    product: tuple[str, str] | None = None  # a * b
+    quotient: tuple[str, str] | None = None  # a / b (null when b is 0)
+    rows: RowsSpec | None = None  # one value out of a table's rows
     unit: str | None = None
     description: str | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> DerivedSpec:
-        kinds = [n for n in ("when", "cases", "first_of", "difference") if getattr(self, n) is not None]
+        kinds = [n for n in DERIVED_KINDS if getattr(self, n) is not None]
         if len(kinds) != 1:
-            raise ValueError("a derived field needs exactly one of when, cases, first_of, difference")
+            raise ValueError(f"a derived field needs exactly one of {', '.join(DERIVED_KINDS)}")
         if "default" in self.model_fields_set and self.cases is None:
             raise ValueError("default only goes with cases")
         return self
@@ -172,6 +194,14 @@ class MatchSpec(Strict):
         return self
 
 
+class TrapSpec(Strict):
+    """A notification the device sends: receiving it from the device re-polls the device at once."""
+
+    oid: Oid  # the snmpTrapOID value (v2c/v3), or enterprise.0.specific for a v1 trap
+    name: str  # e.g. upsTrapOnBattery; shown in logs
+    severity: Literal["info", "warning", "critical"] | None = None
+
+
 class ProfileSpec(Strict):
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.\-]{0,63}$")]
     description: str
@@ -183,3 +213,4 @@ class ProfileSpec(Strict):
     derived: dict[str, DerivedSpec] = Field(default_factory=dict)
     precedence: dict[str, PrecedenceRule] = Field(default_factory=dict)
     thresholds: Thresholds | None = None
+    traps: list[TrapSpec] = Field(default_factory=list)  # vendor notifications that warrant a re-poll
