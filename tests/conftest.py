@@ -5,4 +5,6 @@ pytest_plugins = [
     "tests.fixtures.netns",
     "tests.fixtures.daemon",
     "tests.fixtures.mosquitto",
+    "tests.fixtures.smtp",
+    "tests.fixtures.alertmanager",
 ]

@@ -23,12 +23,17 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from . import __version__
+from .alerts import api as alerts_api
+from .alerts.service import AlertService
 from .config.loader import ConfigError, LoadedConfig, load_config
 from .config.resolve import ResolvedDevice
-from .export.metrics import HealthCollector, RuntimeInfo
+from .export.metrics import HealthCollector, IntakeStats, RuntimeInfo
+from .ledger import Ledger
 from .model.health import HealthModel, HealthSnapshot, StateChange
 from .model.observation import Observation
-from .probing import icmp, snmp
+from .notify.service import NotifyService
+from .power import PowerTracker
+from .probing import icmp, snmp, telemetry, traps
 from .probing.snmp_transport import create_transport
 from .profiles import ProfileCatalog, default_profiles_dir, load_profiles
 from .scheduler import ProbeFn, Scheduler
@@ -65,6 +70,7 @@ def _load(path: Path) -> tuple[LoadedConfig, ProfileCatalog]:
     loaded = load_config(path)
     catalog = load_profiles(_profiles_dir(loaded))
     loaded = load_config(path, known_profiles=catalog.names())
+    telemetry.check_telemetry(loaded.config, loaded.source, _profiles_dir(loaded))
     return loaded, catalog
 
 
@@ -106,9 +112,19 @@ class Daemon:
 
         self.store = SqliteStore(_store_path(loaded))
         await self.store.open()
+        self.ledger = Ledger(self.store)
+        await self.ledger.start(loaded.config)
         self._transport = create_transport()
         self._match_cache = snmp.ProfileMatchCache()
         self.health = HealthModel(loaded.config, loaded.devices, self._profile_thresholds)
+        self.power = PowerTracker(loaded.devices)
+        self.notify = NotifyService(self.store, loaded.config, get_site=lambda sid: self.snapshot().site(sid))
+        await self.notify.start()
+        self.outbox = self.notify.outbox  # the alert engine hands its notices over here
+        self.alerts = AlertService(self.store, loaded, self.snapshot, sink=self.outbox)
+        # TimeToDarkSoon reads the estimates as plain data at each evaluation; reloads carry it over
+        self.alerts._evaluator.power = self.power
+        await self.alerts.start()
         probes: dict[str, ProbeFn] = {"snmp": self._poll_snmp}
         if self._icmp_usable:
             probes["icmp"] = icmp.probe
@@ -118,7 +134,16 @@ class Daemon:
             self._ingest,
             max_concurrency={"snmp": sched.max_concurrency, "icmp": sched.icmp_max_concurrency},
         )
-        HealthCollector(self.snapshot, self.scheduler.stats, self._runtime, registry=self.registry)
+        HealthCollector(
+            self.snapshot,
+            self.scheduler.stats,
+            self._runtime,
+            registry=self.registry,
+            get_outbox_stats=self.notify.stats,
+            get_alert_stats=self.alerts.stats,
+            get_time_to_dark=lambda: self.power.time_to_dark(time.time()),
+            get_intake_stats=self._intake_stats,
+        )
 
         app = build_app(self)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -128,6 +153,7 @@ class Daemon:
 
         await self.scheduler.start()
         self.scheduler.reconcile(loaded.devices)
+        await self._reconcile_intake(loaded, first=True)
         gc.freeze()  # config and model objects live for the whole run: keep them out of GC passes
         self._started = True
         self._notifier.ready()
@@ -148,12 +174,21 @@ class Daemon:
             self._watchdog_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watchdog_task
+        for intake in (getattr(self, "trap_receiver", None), getattr(self, "telemetry_in", None)):
+            if intake is not None:
+                await intake.stop()
         if self._started:
             await self.scheduler.stop()
         if self._runner is not None:
             await self._runner.cleanup()
         if hasattr(self, "_transport"):
             await self._transport.close()
+        if hasattr(self, "alerts"):
+            await self.alerts.stop()
+        if hasattr(self, "ledger"):
+            await self.ledger.stop()  # after the scheduler: the last changes are in
+        if hasattr(self, "notify"):
+            await self.notify.stop()
         if hasattr(self, "store"):
             await self.store.close()
         self._started = False
@@ -181,8 +216,14 @@ class Daemon:
             self._loaded = loaded
             self._catalog = catalog
             self._match_cache.clear()
-            self.health.reconfigure(loaded.config, loaded.devices)
+            self.ledger.record(self.health.reconfigure(loaded.config, loaded.devices))
+            self.ledger.reconfigure(loaded.config)
+            self.power.reconfigure(loaded.devices)
             self.scheduler.reconcile(loaded.devices)
+            await self._reconcile_intake(loaded)
+            self._recheck()
+            await self.notify.reload(loaded.config)
+            await self.alerts.reconfigure(loaded)
             self._reload_state = _ReloadState(True, time.time(), "")
             gc.freeze()
             new_listen = self._listen_override or loaded.config.server.listen
@@ -207,6 +248,28 @@ class Daemon:
     def _profile_thresholds(self, profile: str | None):  # type: ignore[no-untyped-def]
         return self._catalog.thresholds_for(profile)
 
+    def extend_app(self, app: web.Application) -> None:
+        alerts_api.install(app, self.alerts)
+
+    async def _reconcile_intake(self, loaded: LoadedConfig, *, first: bool = False) -> None:
+        """Traps re-poll through the scheduler; telemetry observations go where polls' go."""
+        profiles = _profiles_dir(loaded)
+        self.trap_receiver: traps.TrapReceiver | None = await traps.reconcile_receiver(
+            None if first else self.trap_receiver,
+            loaded.config,
+            loaded.devices,
+            profiles,
+            self.scheduler.trigger,
+        )
+        self.telemetry_in: telemetry.TelemetrySubscriber | None = await telemetry.reconcile_subscriber(
+            None if first else self.telemetry_in, loaded.config, loaded.source, profiles, self._ingest
+        )
+
+    def _intake_stats(self) -> IntakeStats:
+        receiver = getattr(self, "trap_receiver", None)  # absent until start got that far
+        subscriber = getattr(self, "telemetry_in", None)
+        return IntakeStats(receiver.counts() if receiver else {}, subscriber.counts() if subscriber else {})
+
     def snapshot(self) -> HealthSnapshot:
         return self.health.snapshot()
 
@@ -230,20 +293,48 @@ class Daemon:
         return self._loaded.devices
 
     def _ingest(self, obs: Observation) -> None:
-        for change in self.health.ingest(obs):
+        changes = self.health.ingest(obs)
+        self.power.ingest(obs)
+        if changes:
+            self._recheck()
+        for change in changes:
             self._log_change(change)
+            if change.kind == "site":
+                self.notify.site_changed(change.site_id)
+        if changes:
+            self.ledger.record(changes)
+            self.alerts.notice(changes)
+
+    def _recheck(self) -> None:
+        """Poll at once the sites whose upstream came back: they stay unreachable until then."""
+        sites = self.health.take_rechecks()
+        if not sites:
+            return
+        snap = self.health.snapshot()
+        for site_id in sites:
+            status = snap.site(site_id)
+            for device in status.devices if status is not None else ():
+                self.scheduler.trigger(site_id, device.device_id)
+        log.info("upstream recovered: re-checking %d sites (%s)", len(sites), ", ".join(sites[:10]))
 
     @staticmethod
     def _log_change(change: StateChange) -> None:
+        if change.kind not in ("site", "device"):
+            return
+        old, new = (getattr(v, "name", v) for v in (change.old, change.new))
+        old, new = str(old).lower(), str(new).lower()
+        # the first judgement after a start or a reload is not news: keep it out of INFO
+        level = logging.DEBUG if old == "unknown" else logging.INFO
         if change.kind == "site":
-            log.info("site %s: %s -> %s (%s)", change.site_id, change.old, change.new, change.reason)
-        elif change.kind == "device":
-            log.info(
+            log.log(level, "site %s: %s -> %s (%s)", change.site_id, old, new, change.reason)
+        else:
+            log.log(
+                level,
                 "site %s device %s: %s -> %s (%s)",
                 change.site_id,
                 change.device_id,
-                change.old,
-                change.new,
+                old,
+                new,
                 change.reason,
             )
 

@@ -80,6 +80,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--scenario", default=None, help="scenario file (default: WORKDIR/scenario.yaml)")
     demo.set_defaults(handler=_lazy("uptimewatch.demo:cli_demo"))
+
+    report = sub.add_parser("report", help="availability report from the daemon's ledger (docs/reports.md)")
+    report.add_argument("-c", "--config", required=True, help="the daemon's configuration file")
+    report.add_argument("--db", default=None, help="ledger database (default: the config's storage.path)")
+    report.add_argument("--from", dest="start", help="first day (YYYY-MM-DD) or time, province time zone")
+    report.add_argument("--to", dest="end", help="last day, included (YYYY-MM-DD), or an end time")
+    report.add_argument("--by", choices=["site", "commune", "district", "carrier"], default="site")
+    report.add_argument("--format", choices=["md", "csv", "html"], default="md")
+    report.add_argument("--incidents", action="store_true", help="CSV: the incidents instead of the table")
+    period = report.add_mutually_exclusive_group()
+    period.add_argument("--critical-period", help="a dated period by name (alerting.critical_periods)")
+    period.add_argument("--window", nargs=2, metavar=("START", "END"), help="a critical window of your own")
+    report.add_argument("--margin", type=float, default=None, help="hours before/after the critical window")
+    report.add_argument("-o", "--output", default=None, help="write to this file instead of stdout")
+    report.set_defaults(handler=_lazy("uptimewatch.report.cli:cli_report"))
+
+    ack = sub.add_parser("ack", help="acknowledge an alert on a running daemon (docs/alerts.md)")
+    ack.add_argument("alert_id", help="alert id from /api/v1/alerts, or a unique prefix of it")
+    ack.add_argument("--by", required=True, help="who acknowledges (your name)")
+    ack.add_argument("--comment", default="", help="what you are doing about it")
+    ack.add_argument("--url", default="http://127.0.0.1:9847", help="the daemon's base URL")
+    ack.add_argument("--token", default=None, help="bearer token (default: $UPTIMEWATCH_TOKEN)")
+    ack.add_argument("--user", default=None, help="basic auth user; password from $UPTIMEWATCH_PASSWORD")
+    ack.add_argument("--timeout", type=float, default=10.0, help="seconds")
+    ack.set_defaults(handler=_lazy("uptimewatch.alerts.cli:cli_ack"))
     return parser
 
 

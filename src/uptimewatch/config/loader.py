@@ -28,6 +28,7 @@ from typing import Any, Union
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from ..alerts.config import check_references as check_alerting
 from .models import _ID as ID_PATTERN  # one pattern for ids, shared within the package
 from .models import Config, Device, Site, SnmpVersion
 from .resolve import ResolvedDevice, resolve_device
@@ -41,9 +42,19 @@ __all__ = [
 ]
 
 Loc = tuple[str | int, ...]
-_SECRETS = ("community", "auth_key", "priv_key")
+_SECRETS = ("community", "auth_key", "priv_key", "password", "secret")
+#: mappings (by their key) whose secrets may be given as ``*_file``: SNMP blocks, the MQTT broker
+#: and the notification channels
+_SECRET_FILES = {
+    "snmp": ("community", "auth_key", "priv_key"),
+    "mqtt": ("password",),
+    "email": ("password",),
+    "webhook": ("secret",),
+}
 _ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _ID = re.compile(ID_PATTERN)
+#: fibre plus microwave; a third path is a ring, which needs more than an upstream list to describe
+MAX_UPSTREAMS = 2
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62})(?:\.[A-Za-z0-9\-]{1,63})*$")
 
 
@@ -257,8 +268,8 @@ def _prepare(node: Any, loc: Loc, ctx: _Context) -> Any:
             start = node.key_marks[key] if isinstance(value, dict | list) else node.value_marks[key]
             ctx.positions[child] = _mark(start)
             out[name] = _prepare(value, child, ctx)
-        if loc and loc[-1] == "snmp":
-            _inline_secret_files(out, loc, ctx)
+        if loc and (secrets := _SECRET_FILES.get(str(loc[-1]))):
+            _inline_secret_files(out, loc, ctx, secrets)
         return out
     if isinstance(node, _Seq):
         items = []
@@ -271,10 +282,10 @@ def _prepare(node: Any, loc: Loc, ctx: _Context) -> Any:
     return node
 
 
-def _inline_secret_files(snmp: dict[str, Any], loc: Loc, ctx: _Context) -> None:
+def _inline_secret_files(snmp: dict[str, Any], loc: Loc, ctx: _Context, secrets: tuple[str, ...]) -> None:
     # The secret replaces its *_file key, so the defaults cascade treats a file-given secret like an
     # inline one. With both given, both stay for the schema's "either ... or" error.
-    for secret in _SECRETS:
+    for secret in secrets:
         file_key = f"{secret}_file"
         path_text = snmp.get(file_key)
         if not isinstance(path_text, str) or secret in snmp:
@@ -400,6 +411,10 @@ def _check_references(raw: dict[str, Any], ctx: _Context) -> None:
         if (ident := _ident(district)) is not None and ident not in communes_of:
             communes_of[ident] = {c for _, commune in communes if (c := _ident(commune))}
     site_ids = {i for _, s in sites if (i := _ident(s))}
+    devices_of: dict[str, set[str]] = {}
+    for _, s in sites:
+        if (i := _ident(s)) is not None:
+            devices_of.setdefault(i, {d for _, dev in _dicts(s, "devices") if (d := _ident(dev))})
 
     for index, site in sites:
         name = _ident(site) or f"#{index}"
@@ -428,16 +443,35 @@ def _check_references(raw: dict[str, Any], ctx: _Context) -> None:
             )
         upstream = site.get("upstream")
         ups = [upstream] if isinstance(upstream, str) else upstream if isinstance(upstream, list) else []
+        if len(ups) > MAX_UPSTREAMS:
+            ctx.add(
+                (*here, "upstream"),
+                f"site '{name}': at most {MAX_UPSTREAMS} upstreams (e.g. fibre plus microwave), "
+                f"got {len(ups)}",
+            )
         for k, up in enumerate(ups):
             loc = (*here, "upstream", k) if isinstance(upstream, list) else (*here, "upstream")
             if not isinstance(up, str):
                 continue
-            if up == _ident(site):
+            # "hub-x" names a hub site, "hub-x:mw1" one link device there (a site:device pair)
+            up_site, link, up_device = up.partition(":")
+            if up_site == _ident(site):
                 ctx.add(loc, f"site '{name}' cannot be its own upstream")
-            elif up not in site_ids:
-                ctx.add(loc, f"site '{name}': upstream '{up}' is not a defined site")
+            elif up_site not in site_ids:
+                if link:
+                    ctx.add(loc, f"site '{name}': upstream '{up}': site '{up_site}' is not a defined site")
+                else:
+                    ctx.add(loc, f"site '{name}': upstream '{up}' is not a defined site")
+            elif link and up_device not in devices_of.get(up_site, set()):
+                ctx.add(
+                    loc,
+                    f"site '{name}': upstream '{up}': site '{up_site}' has no device '{up_device}' "
+                    f"(devices: {_defined(devices_of.get(up_site, set()))})",
+                )
     _check_cycles(sites, ctx)
     _check_listen(raw, ctx)
+    for loc, message in check_alerting(raw, ctx.base_dir):
+        ctx.add(loc, message)
 
 
 def _check_cycles(sites: list[tuple[int, dict[str, Any]]], ctx: _Context) -> None:
@@ -449,7 +483,8 @@ def _check_cycles(sites: list[tuple[int, dict[str, Any]]], ctx: _Context) -> Non
             continue
         upstream = site.get("upstream")
         ups = [upstream] if isinstance(upstream, str) else upstream if isinstance(upstream, list) else []
-        graph[ident] = [u for u in ups if isinstance(u, str) and u != ident]
+        # a link device upstream depends on the site that holds it
+        graph[ident] = [u for up in ups if isinstance(up, str) and (u := up.partition(":")[0]) != ident]
         index_of[ident] = index
     done: set[str] = set()
     reported: set[frozenset[str]] = set()

@@ -21,6 +21,9 @@ from pydantic import (
     model_validator,
 )
 
+from ..alerts.config import AlertingConfig
+from ..notify.config import NotifyConfig
+
 _ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -221,6 +224,24 @@ class Thresholds(Strict):
     )
 
 
+class PowerSettings(Strict):
+    """How a site's power plant is judged on battery (see docs/topology-and-power.md)."""
+
+    cutoff_voltage_volts: float | None = Field(
+        default=None,
+        gt=0,
+        le=1000,
+        description=(
+            "Battery voltage at which the plant disconnects its load (low-voltage disconnect); "
+            "time-to-dark extrapolates the voltage trend to it. 43.2 V suits most 48 V plants."
+        ),
+    )
+    time_to_dark_alert_horizon: Duration | None = Field(
+        default=None,
+        description="Alert (TimeToDarkSoon) when a site on battery is predicted to go dark within this time.",
+    )
+
+
 class Settings(Strict):
     """A partial set of per-device settings; used for ``defaults`` at every level."""
 
@@ -239,6 +260,9 @@ class Settings(Strict):
     )
     thresholds: Thresholds | None = Field(
         default=None, description="Thresholds, merged field by field with the inherited ones."
+    )
+    power: PowerSettings | None = Field(
+        default=None, description="Battery cut-off and time-to-dark alerting, merged field by field."
     )
 
 
@@ -266,6 +290,25 @@ class Carrier(Strict):
 class Location(Strict):
     lat: float = Field(ge=-90, le=90, description="Latitude, decimal degrees.")
     lon: float = Field(ge=-180, le=180, description="Longitude, decimal degrees.")
+
+
+class DeviceTelemetry(Strict):
+    """A device that pushes its readings over MQTT instead of (or besides) being polled."""
+
+    topic: str = Field(description="The MQTT topic the device publishes JSON to (no wildcards).")
+    profile: str = Field(
+        description="Telemetry profile name (`probes/telemetry/*.yaml`) mapping the payload."
+    )
+    interval: Duration = Field(
+        default=60.0, description="How often the device publishes; silence is counted in these intervals."
+    )
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, value: str) -> str:
+        if not value or "+" in value or "#" in value or value.startswith("$"):
+            raise ValueError("a telemetry topic is one exact topic: no '+', '#' or leading '$'")
+        return value
 
 
 class Device(Strict):
@@ -304,6 +347,9 @@ class Device(Strict):
     thresholds: Thresholds | None = Field(
         default=None, description="Thresholds of this device, over the inherited ones."
     )
+    telemetry: DeviceTelemetry | None = Field(
+        default=None, description="The device also pushes readings over MQTT (`telemetry` section)."
+    )
 
     @field_validator("address")
     @classmethod
@@ -325,7 +371,10 @@ class Site(Strict):
     )
     upstream: list[str] = Field(
         default_factory=list,
-        description="Ids of the sites this one is reached through (one id or a list); no cycles.",
+        description=(
+            "What this site is reached through (one entry or a list, at most two, e.g. fibre plus "
+            "microwave): a hub site id, or a link device as `site_id:device_id`; no cycles."
+        ),
     )
     defaults: Settings | None = Field(default=None, description="Settings for every device of the site.")
     devices: list[Device] = Field(default_factory=list, description="The devices polled at the site.")
@@ -395,6 +444,92 @@ class StorageSettings(Strict):
     )
 
 
+class TrapUser(Strict):
+    """An SNMPv3 user whose traps and informs are accepted (devices send them with these keys)."""
+
+    user: str = Field(description="SNMPv3 user (security name) the devices send notifications as.")
+    auth_protocol: AuthProtocol | None = Field(
+        default=None, description="Authentication protocol; `SHA` when an `auth_key` is given without one."
+    )
+    auth_key: SecretStr | None = Field(
+        default=None, description="Authentication key, at least 8 characters (secret)."
+    )
+    priv_protocol: PrivProtocol | None = Field(
+        default=None, description="Privacy protocol; `AES` (AES-128) when a `priv_key` is given without one."
+    )
+    priv_key: SecretStr | None = Field(
+        default=None, description="Privacy key, at least 8 characters; needs an `auth_key` (secret)."
+    )
+
+    @model_validator(mode="after")
+    def _keys(self) -> TrapUser:
+        if self.priv_key is not None and self.auth_key is None:
+            raise ValueError("a trap user's priv_key needs an auth_key too")
+        for name in ("auth_key", "priv_key"):
+            secret = getattr(self, name)
+            if secret is not None and len(secret.get_secret_value()) < 8:
+                raise ValueError(f"{name} must be at least 8 characters (RFC 3414)")
+        return self
+
+
+class TrapSettings(Strict):
+    """The SNMP notification receiver: a trap or inform from a known device re-polls that device."""
+
+    enabled: bool = Field(default=False, description="Receive SNMP traps and informs.")
+    listen: str = Field(
+        default="127.0.0.1:9162",
+        description=(
+            "HOST:PORT of the UDP socket; `0.0.0.0:162` needs CAP_NET_BIND_SERVICE (the systemd unit "
+            "grants it). Only notifications from configured device addresses are taken."
+        ),
+    )
+    communities: list[SecretStr] = Field(
+        default_factory=list, description="Communities accepted in SNMPv1 and v2c notifications (secret)."
+    )
+    v3_users: list[TrapUser] = Field(
+        default_factory=list,
+        description="SNMPv3 users accepted in traps (any sender engine ID) and informs.",
+    )
+    repoll: Literal["known", "any"] = Field(
+        default="known",
+        description=(
+            "Which notifications re-poll their device: `known` (linkDown/linkUp, UPS-MIB traps and the "
+            "`traps:` of the device profiles) or `any` authenticated notification."
+        ),
+    )
+    min_repoll_interval: Duration = Field(
+        default=5.0, description="At most one trap-triggered re-poll per device in this time (trap storms)."
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("listen must be HOST:PORT, e.g. 127.0.0.1:9162")
+        return value
+
+
+class TelemetrySettings(Strict):
+    """MQTT telemetry in, from the broker of the `mqtt` section."""
+
+    enabled: bool = Field(default=False, description="Subscribe to the devices' telemetry topics.")
+    profiles_dir: str | None = Field(
+        default=None,
+        description="Directory of telemetry profiles, relative to the config file; default: `telemetry/` "
+        "in the profiles directory.",
+    )
+    silent_after: int = Field(
+        default=3,
+        ge=1,
+        le=1000,
+        description="A device silent for this many of its intervals turns unknown.",
+    )
+    max_reconnect_delay: Duration = Field(
+        default=30.0, description="Longest wait between two attempts to reach the broker (backoff)."
+    )
+
+
 class Config(Strict):
     province: Province = Field(description="The province this daemon watches.")
     server: ServerSettings = Field(default=ServerSettings(), description="The HTTP server.")
@@ -411,6 +546,14 @@ class Config(Strict):
     )
     storage: StorageSettings = Field(default=StorageSettings(), description="Durable state.")
     mqtt: MqttBroker | None = Field(default=None, description="The MQTT broker, if one is used.")
+    notify: NotifyConfig = Field(
+        default=NotifyConfig(), description="Receivers of notices and their channels; the delivery outbox."
+    )
+    alerting: AlertingConfig = Field(
+        default=AlertingConfig(), description="Alert rules, grouping, routing, roster and escalation."
+    )
+    traps: TrapSettings = Field(default=TrapSettings(), description="SNMP traps and informs in.")
+    telemetry: TelemetrySettings = Field(default=TelemetrySettings(), description="MQTT telemetry in.")
     carriers: list[Carrier] = Field(description="The carriers whose sites are watched.")
     districts: list[District] = Field(description="The districts of the province, with their communes.")
     sites: list[Site] = Field(description="The sites, each with its devices.")

@@ -17,6 +17,7 @@ from .models import (
     Config,
     Device,
     IcmpSettings,
+    PowerSettings,
     PrivProtocol,
     Role,
     Settings,
@@ -25,6 +26,10 @@ from .models import (
     SnmpVersion,
     Thresholds,
 )
+
+# a 48 V plant's usual low-voltage disconnect (24 cells x 1.8 V); dispatching a generator to a
+# mountain site takes about two hours
+BUILTIN_POWER = PowerSettings(cutoff_voltage_volts=43.2, time_to_dark_alert_horizon=7200.0)
 
 BUILTIN = Settings(
     interval=60.0,
@@ -51,6 +56,7 @@ BUILTIN = Settings(
         loss_ratio_warning=0.2,
         loss_ratio_critical=1.0,
     ),
+    power=BUILTIN_POWER,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -143,6 +149,7 @@ class ResolvedDevice:
     snmp: SnmpTarget | None
     icmp: IcmpTarget | None
     thresholds: Thresholds
+    power: PowerSettings = BUILTIN_POWER
 
     @property
     def key(self) -> tuple[str, str]:
@@ -219,6 +226,7 @@ def resolve_device(config: Config, site: Site, device: Device) -> ResolvedDevice
         snmp=snmp_target,
         icmp=icmp_target,
         thresholds=s.thresholds,
+        power=s.power or BUILTIN_POWER,
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gc
 import platform
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
@@ -26,6 +26,8 @@ from prometheus_client.samples import Sample
 from ..model.health import HealthSnapshot, SiteState
 from ..model.observation import FieldValue
 from ..model.stats import LAG_BUCKETS, SchedulerStats
+from ..notify.base import ChannelStats
+from ..notify.metrics import outbox_families
 
 _STATES: tuple[SiteState, ...] = tuple(SiteState)
 _STATE_VALUES: tuple[str, ...] = tuple(s.value for s in _STATES)
@@ -40,6 +42,89 @@ class RuntimeInfo:
     config_last_reload_success_timestamp: float
     icmp_usable: bool
     version: str
+
+
+@dataclass(frozen=True, slots=True)
+class AlertStats:
+    """What the alert engine reports: alerts per (state, severity), notices handed over per kind,
+    and when it last evaluated (the heartbeat: a stale value means alerting has stopped)."""
+
+    counts: Mapping[tuple[str, str], int]
+    notifications: Mapping[str, int]
+    heartbeat_timestamp: float | None
+
+
+def alert_families(stats: AlertStats) -> Iterator[Metric]:
+    alerts = GaugeMetricFamily(
+        "uptimewatch_alerts",
+        "Alerts known to the engine, per state (pending, firing, resolved) and severity.",
+        labels=("state", "severity"),
+    )
+    for (state, severity), n in sorted(stats.counts.items()):
+        alerts.add_metric((state, severity), n)
+    yield alerts
+    notices = CounterMetricFamily(
+        "uptimewatch_alert_notifications",
+        "Alert notices handed to the outbox since the start, per kind (firing, resolved, reminder...).",
+        labels=("kind",),
+    )
+    for kind, n in sorted(stats.notifications.items()):
+        notices.add_metric((kind,), n)
+    yield notices
+    heartbeat = GaugeMetricFamily(
+        "uptimewatch_heartbeat_timestamp_seconds",
+        "Unix time of the alert engine's last evaluation; alert on it going stale (dead man's switch).",
+        labels=(),
+    )
+    if stats.heartbeat_timestamp is not None:
+        heartbeat.add_metric((), stats.heartbeat_timestamp)
+    yield heartbeat
+
+
+#: Without an alert engine the families are still described, with no samples.
+NO_ALERTS = AlertStats(counts={}, notifications={}, heartbeat_timestamp=None)
+
+
+def time_to_dark_family(snap: HealthSnapshot, seconds: Mapping[str, float]) -> Metric:
+    """Seconds to dark of every site on battery with an estimate (site id -> seconds)."""
+    family = GaugeMetricFamily(
+        "uptimewatch_site_time_to_dark_seconds",
+        "Predicted seconds until a site on battery loses power (its dispatch priority for generators); "
+        "only sites on battery with an estimate have a series.",
+        labels=("site", "district", "carrier"),
+    )
+    for site_id, value in sorted(seconds.items(), key=lambda kv: kv[1]):
+        site = snap.sites.get(site_id)
+        if site is not None:
+            family.add_metric((site_id, site.district, site.carrier), value)
+    return family
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeStats:
+    """What arrives unasked: SNMP notifications per result, MQTT telemetry per (topic, result)."""
+
+    traps: Mapping[str, int]
+    telemetry: Mapping[tuple[str, str], int]
+
+
+def intake_families(stats: IntakeStats | None) -> Iterator[Metric]:
+    traps = CounterMetricFamily(
+        "uptimewatch_traps_received",
+        "SNMP traps and informs received, per result (accepted, unknown_source, bad_credentials, malformed).",
+        labels=("result",),
+    )
+    for result, n in sorted(stats.traps.items()) if stats else ():
+        traps.add_metric((result,), n)
+    yield traps
+    telemetry = CounterMetricFamily(
+        "uptimewatch_telemetry_messages",
+        "MQTT telemetry messages per configured topic and result (accepted, partial, malformed).",
+        labels=("topic", "result"),
+    )
+    for (topic, result), n in sorted(stats.telemetry.items()) if stats else ():
+        telemetry.add_metric((topic, result), n)
+    yield telemetry
 
 
 #: (metric name, field, scale, help) for gauges read straight from a device's normalized fields.
@@ -117,7 +202,15 @@ class HealthCollector:
         *,
         registry: CollectorRegistry | None = None,
         process_metrics: bool = True,
+        get_outbox_stats: Callable[[], Sequence[ChannelStats]] | None = None,
+        get_alert_stats: Callable[[], AlertStats] | None = None,
+        get_time_to_dark: Callable[[], Mapping[str, float]] | None = None,
+        get_intake_stats: Callable[[], IntakeStats] | None = None,
     ) -> None:
+        self._get_intake_stats = get_intake_stats
+        self._get_time_to_dark = get_time_to_dark
+        self._get_alert_stats = get_alert_stats
+        self._get_outbox_stats = get_outbox_stats
         self._get_snapshot = get_snapshot
         self._get_stats = get_scheduler_stats
         self._get_runtime = get_runtime
@@ -142,7 +235,16 @@ class HealthCollector:
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            return [*self._health(snap), *self._scheduler(stats), *self._runtime(runtime)]
+            outbox = self._get_outbox_stats() if self._get_outbox_stats is not None else ()
+            return [
+                *self._health(snap),
+                *self._scheduler(stats),
+                *self._runtime(runtime),
+                *outbox_families(outbox),
+                *alert_families(self._get_alert_stats() if self._get_alert_stats is not None else NO_ALERTS),
+                time_to_dark_family(snap, self._get_time_to_dark() if self._get_time_to_dark else {}),
+                *intake_families(self._get_intake_stats() if self._get_intake_stats else None),
+            ]
         finally:
             if gc_was_enabled:
                 gc.enable()

@@ -16,7 +16,12 @@ Rules, in the words an operator would use:
   Core devices are the site's ``bts`` devices; a site without one uses its ``router`` devices;
   a site with neither uses all of its devices. **Degraded**: any device has a hard WARNING or
   CRITICAL check, or a non-core device is unreachable. **Up**: every hard check OK.
-  **Unknown**: nothing polled yet. **Unreachable** is reserved for topology (a later step).
+  **Unknown**: nothing polled yet.
+* **Topology** (:mod:`.topology`): a site that would be down while every upstream (hub site or
+  link device) is down or cut off is **unreachable**, its reason naming the root cause; a site that
+  lost one of two uplinks is degraded. After the upstream recovers, the site stays unreachable
+  until a poll started after the recovery is judged (:meth:`HealthModel.take_rechecks` lists the
+  sites to poll at once).
 * **Thresholds**: built-in defaults, then the device's probe profile, then everything the
   configuration sets explicitly (global, district, site and device ``thresholds``). A profile
   therefore changes only what the configuration leaves alone.
@@ -50,6 +55,8 @@ from .checks import (
     snmp_check,
 )
 from .observation import ErrorKind, FieldValue, Observation
+from .topology import Topology, UplinkState, UplinkView, UpstreamRef
+from .topology import judge as topology_verdict
 
 __all__ = [
     "CheckState",
@@ -72,7 +79,7 @@ class SiteState(StrEnum):
     UP = "up"
     DEGRADED = "degraded"
     DOWN = "down"
-    UNREACHABLE = "unreachable"  # behind a down upstream site: set by topology, a later step
+    UNREACHABLE = "unreachable"  # cut off behind a down hub or link (see .topology)
     UNKNOWN = "unknown"  # not polled yet
 
 
@@ -164,6 +171,12 @@ class SiteStatus:
     reason: str
     since: float | None  # when the current state began; None before the first poll
     devices: tuple[DeviceStatus, ...]
+    #: unreachable: the failed hubs or links at the top of the chain (``site`` or ``site:device``)
+    cut_off_by: tuple[str, ...] = ()
+    #: the upstream entries currently down while another path still works (state degraded)
+    lost_uplinks: tuple[str, ...] = ()
+    #: unreachable only until a poll started after the upstream's recovery has been judged
+    rechecking: bool = False
 
     def device(self, device_id: str) -> DeviceStatus | None:
         return next((d for d in self.devices if d.device_id == device_id), None)
@@ -274,16 +287,20 @@ class _Site:
         "carrier",
         "commune",
         "core",
+        "cut_off",
         "devices",
         "district",
         "labels",
+        "lost",
         "name",
         "priority",
         "reason",
+        "recheck_since",
         "since",
         "site_id",
         "state",
         "upstream",
+        "view",
     )
 
     def __init__(self, site_id: str) -> None:
@@ -300,6 +317,10 @@ class _Site:
         self.state = SiteState.UNKNOWN
         self.reason = "not polled yet"
         self.since: float | None = None
+        self.cut_off: tuple[tuple[str, str], ...] = ()  # root causes (ref, label) while unreachable
+        self.lost: tuple[str, ...] = ()
+        self.recheck_since: float | None = None  # when the upstream came back, while re-checking
+        self.view: object = None  # what children last saw of this site
 
     def meta(self) -> tuple[object, ...]:
         return (self.name, self.district, self.commune, self.carrier, self.priority, self.upstream)
@@ -324,6 +345,24 @@ class _Site:
             else f"{role_word(d.cfg.role)} {d.cfg.name}"
             for d in devices
         }
+
+
+def _link_down(dev: _Device) -> bool:
+    """A link device as an upstream: down when it does not answer or reports its link down."""
+    if dev.reachable is False:
+        return True
+    oper = dev.checks.get("link.oper")
+    return oper is not None and oper.hard_state is CheckState.CRITICAL
+
+
+def _answers_now(dev: _Device) -> bool:
+    """What the latest (possibly soft) reachability result says, decided as for ``reachable``."""
+    icmp = dev.checks.get(ICMP_REACHABLE)
+    snmp = dev.checks.get(SNMP_REACHABLE)
+    chk = icmp if icmp is not None and (dev.cfg.icmp is not None or snmp is None) else snmp or icmp
+    if chk is None or chk.status is None:
+        return False
+    return chk.status.value is True
 
 
 def _rollup_keys(site: _Site, province: str) -> tuple[tuple[str, ...], ...]:
@@ -357,6 +396,9 @@ class HealthModel:
         self._counts: dict[tuple[str, ...], dict[SiteState, int]] = {}
         self._rollup_meta: list[tuple[RollupLevel, str, str, str | None, tuple[str, ...]]] = []
         self._snapshot: HealthSnapshot | None = None
+        self._topology = Topology(())
+        self._propagate = True
+        self._rechecks: list[str] = []
         self._apply_config(config, devices)
 
     # -- observations in ------------------------------------------------------------------------
@@ -406,7 +448,19 @@ class HealthModel:
             self._derive_device(dev, at, changes)
             if site is not None:
                 self._derive_site(site, at, changes)
+        elif site is not None and site.recheck_since is not None:
+            # a re-check waits for fresh results, not for a hard flip
+            self._derive_site(site, at, changes)
         return changes
+
+    def take_rechecks(self) -> list[str]:
+        """Sites whose upstream just recovered: poll their devices now (then the list is empty)."""
+        out, self._rechecks = self._rechecks, []
+        return out
+
+    @property
+    def topology(self) -> Topology:
+        return self._topology
 
     def _judge_fields(self, dev: _Device, obs: Observation, changes: list[StateChange]) -> int:
         fields = obs.fields
@@ -560,6 +614,8 @@ class HealthModel:
                 reason = f"{len(polled)} of {len(devices)} devices OK, the others not polled yet"
             else:
                 reason = f"all {len(devices)} devices OK" if len(devices) > 1 else "device OK"
+        if site.site_id in self._topology.upstreams:
+            state, reason = self._apply_topology(site, state, reason, at)
         site.reason = reason
         if state != site.state:
             changes.append(StateChange("site", site.site_id, None, None, site.state, state, reason, at))
@@ -569,6 +625,84 @@ class HealthModel:
             site.since = at
         self._dirty_sites.add(site.site_id)
         self._snapshot = None
+        children = self._topology.children.get(site.site_id)
+        if children:
+            view = (state, site.cut_off, self._links_down(site))
+            if view != site.view:
+                site.view = view
+                if self._propagate:
+                    for child_id in children:
+                        child = self._sites.get(child_id)
+                        if child is not None:
+                            self._derive_site(child, at, changes)
+
+    # -- topology -------------------------------------------------------------------------------
+
+    def _apply_topology(self, site: _Site, state: SiteState, reason: str, at: float) -> tuple[SiteState, str]:
+        views = [self._uplink(ref) for ref in self._topology.upstreams[site.site_id]]
+        verdict = topology_verdict(state.value, views)
+        if verdict.kind == "unreachable":
+            site.cut_off = verdict.roots
+            site.lost = ()
+            site.recheck_since = None
+            return SiteState.UNREACHABLE, verdict.reason
+        if site.recheck_since is None and site.state is SiteState.UNREACHABLE and site.cut_off:
+            # the path is back, but this site's device states date from the outage
+            site.recheck_since = at
+            self._rechecks.append(site.site_id)
+        if site.recheck_since is not None:
+            if not self._rechecked(site, site.recheck_since, state):
+                labels = [label for _ref, label in site.cut_off]
+                word = "is" if len(labels) == 1 else "are"
+                return SiteState.UNREACHABLE, f"{', '.join(labels)} {word} back; re-checking this site"
+            site.recheck_since = None
+        site.cut_off = ()
+        site.lost = verdict.lost
+        if verdict.kind == "degraded":
+            if state is SiteState.DEGRADED:
+                return SiteState.DEGRADED, f"{verdict.reason}; {reason}"
+            return SiteState.DEGRADED, verdict.reason
+        return state, reason
+
+    @staticmethod
+    def _rechecked(site: _Site, since: float, state: SiteState) -> bool:
+        """Every core device has a result started after ``since``; and if they still count as
+        unreachable, the latest results agree (the others are being confirmed by hysteresis)."""
+        for d in site.core:
+            if not any(p.at >= since for p in d.probes.values()):
+                return False
+        if state is SiteState.DOWN:
+            return not any(_answers_now(d) for d in site.core)
+        return True
+
+    def _uplink(self, ref: UpstreamRef) -> UplinkView:
+        up = self._sites.get(ref.site_id)
+        if up is None:
+            return UplinkView(ref.ref, ref.ref, UplinkState.UP)
+        if up.state is SiteState.UNREACHABLE:
+            return UplinkView(ref.ref, f"{up.name} (cut off)", UplinkState.CUT_OFF, up.cut_off)
+        hub_down = f"{up.name} (hub down)"
+        if ref.device_id is None:
+            if up.state is SiteState.DOWN:
+                return UplinkView(ref.ref, hub_down, UplinkState.DOWN, ((ref.site_id, hub_down),))
+            return UplinkView(ref.ref, up.name, UplinkState.UP)
+        dev = self._devices.get((ref.site_id, ref.device_id))
+        label = f"{dev.cfg.name if dev else ref.device_id} at {up.name}"
+        if dev is None or not _link_down(dev):
+            return UplinkView(ref.ref, label, UplinkState.UP)
+        if up.state is SiteState.DOWN:
+            return UplinkView(ref.ref, hub_down, UplinkState.DOWN, ((ref.site_id, hub_down),))
+        down = f"{label} (link down)"
+        return UplinkView(ref.ref, down, UplinkState.DOWN, ((ref.ref, down),))
+
+    def _links_down(self, site: _Site) -> tuple[bool, ...]:
+        links = self._topology.links.get(site.site_id)
+        if not links:
+            return ()
+        return tuple(
+            (d := self._devices.get((site.site_id, device_id))) is not None and _link_down(d)
+            for device_id in links
+        )
 
     def _count(self, site: _Site, state: SiteState, delta: int) -> None:
         for key in _rollup_keys(site, self._province_id):
@@ -672,6 +806,12 @@ class HealthModel:
         old_sites = self._sites
         new_sites: dict[str, _Site] = {}
         site_status: dict[str, SiteStatus] = {}
+        topology = Topology(config.sites)
+        topology_changed = topology != self._topology
+        self._topology = topology
+        # sites are judged in file order here; the topology pass below redoes them upstreams first
+        self._propagate = False
+        touched: set[str] = set()
         for cfg in config.sites:
             site = old_sites.get(cfg.id)
             members = by_site.pop(cfg.id, [])
@@ -681,12 +821,14 @@ class HealthModel:
                 self._dirty_sites.add(cfg.id)
                 if members:
                     self._derive_site_quiet(site, now, changes)
+                    touched.add(cfg.id)
             else:
                 before = (site.meta(), [id(d) for d in site.devices])
                 site.configure(cfg, members)
                 if before != (site.meta(), [id(d) for d in members]) or cfg.id in changed_devices:
                     self._dirty_sites.add(cfg.id)
                     self._derive_site_quiet(site, now, changes)
+                    touched.add(cfg.id)
                 elif cfg.id in self._site_status:
                     site_status[cfg.id] = self._site_status[cfg.id]
             new_sites[cfg.id] = site
@@ -697,6 +839,10 @@ class HealthModel:
         self._dirty_sites = {s for s in self._dirty_sites if s in new_sites} | (
             new_sites.keys() - site_status.keys()
         )
+        try:
+            self._rederive_topology(topology_changed, touched, now, changes)
+        finally:
+            self._propagate = True
 
         self._counts = {}
         for site in new_sites.values():
@@ -713,6 +859,23 @@ class HealthModel:
             self._derive_site(site, at, changes)
         finally:
             self._counts = saved
+
+    def _rederive_topology(
+        self, changed: bool, touched: set[str], at: float, changes: list[StateChange]
+    ) -> None:
+        """After a reload, judge again (upstreams first) every site the topology may see differently."""
+        topo = self._topology
+        if changed:
+            todo = topo.order()
+        elif touched:
+            behind = {c for sid in touched for c in topo.downstream(sid)}
+            todo = topo.order(behind | (touched & topo.upstreams.keys()))
+        else:
+            return
+        for sid in todo:
+            site = self._sites.get(sid)
+            if site is not None and site.devices:
+                self._derive_site_quiet(site, at, changes)
 
     @staticmethod
     def _build_rollup_meta(
@@ -783,6 +946,9 @@ class HealthModel:
             site.reason,
             site.since,
             tuple([self._device_status_of(d) for d in site.devices]),
+            tuple(ref for ref, _label in site.cut_off) if site.state is SiteState.UNREACHABLE else (),
+            site.lost,
+            site.recheck_since is not None,
         )
 
     @staticmethod

@@ -206,6 +206,10 @@ async def _run(args: argparse.Namespace, device: ResolvedDevice, catalog: Profil
         problems.extend(obs.problems)
         if obs.error is not None:
             failure = no_answer_reason(target, obs, device.snmp.timeout)
+            diagnosed = await _v3_diagnosis(device.snmp, obs)
+            if diagnosed is not None:
+                problems.append(f"SNMPv3: {diagnosed}")
+                failure = f"{target}: {diagnosed}"
     if device.icmp is not None:
         try:
             # imported by name: ICMP is another module's work and optional for SNMP-only use
@@ -224,6 +228,8 @@ async def _run(args: argparse.Namespace, device: ResolvedDevice, catalog: Profil
             else:
                 problems.append(reason)
     if failure is not None and not fields:
+        if args.json and any(p.startswith("SNMPv3: ") for p in problems):
+            print(render_json(target, profile, fields, problems))
         print(failure, file=sys.stderr)
         return EXIT_NO_ANSWER
     render = render_json if args.json else render_table
@@ -232,6 +238,18 @@ async def _run(args: argparse.Namespace, device: ResolvedDevice, catalog: Profil
         print(failure, file=sys.stderr)
         return EXIT_NO_ANSWER
     return EXIT_OK
+
+
+async def _v3_diagnosis(snmp: SnmpTarget, obs: Observation) -> str | None:
+    """Why a failed SNMPv3 poll failed, in the operator's words (see v3diag); None otherwise."""
+    if snmp.version is not SnmpVersion.V3 or obs.error is None:
+        return None
+    if obs.error.kind not in (ErrorKind.TIMEOUT, ErrorKind.AUTH):
+        return None
+    from .v3diag import diagnose_v3
+
+    diagnosis = await diagnose_v3(snmp)
+    return None if diagnosis.ok else diagnosis.message
 
 
 def cli_probe(args: argparse.Namespace) -> int:

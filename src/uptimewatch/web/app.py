@@ -4,6 +4,7 @@ polls, judges or holds state of its own."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -12,7 +13,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from ..model.health import HealthSnapshot, SiteStatus
+from ..model.topology import outages, rechecking
+from ..power import PowerTracker, dispatch_list
 from .jsonable import to_jsonable
+from .status import setup_status
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +97,32 @@ async def summary(request: web.Request) -> web.Response:
     return _json({"generated_at": snap.generated_at, "rollups": to_jsonable(snap.rollups)})
 
 
+async def power_time_to_dark(request: web.Request) -> web.Response:
+    """The generator dispatch list: sites on battery, soonest dark first, then those recharging."""
+    ctx = request.app[CONTEXT_KEY]
+    snap = ctx.snapshot()
+    tracker = getattr(ctx, "power", None)  # a context without a power tracker has an empty list
+    estimates = tracker.sites() if isinstance(tracker, PowerTracker) else {}
+    now = time.time()
+    rows = dispatch_list(estimates, snap, now)
+    on_battery = sum(1 for r in rows if r["status"] == "on_battery")
+    return _json({"generated_at": now, "on_battery": on_battery, "count": len(rows), "sites": rows})
+
+
+async def topology_outages(request: web.Request) -> web.Response:
+    """Current root causes (failed hubs and links) with the sites and communes cut off behind each."""
+    snap = request.app[CONTEXT_KEY].snapshot()
+    found = outages(snap)
+    return _json(
+        {
+            "generated_at": snap.generated_at,
+            "count": len(found),
+            "outages": to_jsonable(found),
+            "rechecking": sorted(rechecking(snap)),
+        }
+    )
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.Response(text="ok\n")
 
@@ -120,7 +150,8 @@ Middleware = Callable[[web.Request, Callable[[web.Request], Awaitable[web.Stream
 def build_app(context: WebContext) -> web.Application:
     app = web.Application()
     app[CONTEXT_KEY] = context
-    app.router.add_get("/", index)
+    app.router.add_get("/api", index)  # "/" is the status page
+    setup_status(app, CONTEXT_KEY)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -128,4 +159,9 @@ def build_app(context: WebContext) -> web.Application:
     app.router.add_get("/api/v1/sites", sites)
     app.router.add_get("/api/v1/sites/{site_id}", site_detail)
     app.router.add_get("/api/v1/summary", summary)
+    app.router.add_get("/api/v1/power/time-to-dark", power_time_to_dark)
+    app.router.add_get("/api/v1/topology/outages", topology_outages)
+    extend = getattr(context, "extend_app", None)
+    if extend is not None:
+        extend(app)  # components add their own routes and middlewares (alerts, silences, auth)
     return app

@@ -1,0 +1,574 @@
+"""Rules: the health snapshot in, the conditions that hold now (:class:`Candidate`) out.
+
+Built-in rules read the health model's judgements (hard states, so its hysteresis applies) and,
+where a threshold is configured or a critical period sets one, the device's latest value. User
+rules compare one field of every device in scope with a value.
+
+A snapshot rebuilds only the sites that changed, and keeps the same ``SiteStatus`` object for the
+others; the evaluator caches each site's verdict by that identity, so an evaluation costs
+O(changed sites), not O(province).
+
+Topology: a site cut off behind a failed hub or link (``unreachable``) raises nothing of its own,
+neither while the outage lasts nor while it is re-checked after the recovery; the root cause raises
+one ``UpstreamDown`` listing what it cut off. ``TimeToDarkSoon`` reads the time-to-dark estimates,
+handed in as plain data (:class:`DarkOutlook`) next to the snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+import string
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from ..model.checks import CheckState, role_word
+from ..model.health import DeviceStatus, HealthSnapshot, SiteState, SiteStatus
+from ..model.observation import ErrorKind, FieldValue
+from ..model.topology import Outage, UpstreamRef, outages
+from ..power.timetodark import TimeToDark
+from .config import BUILTIN_RULES, AlertingConfig, UserRule
+from .engine import Candidate, Evaluation, fingerprint
+from .routing import Period
+
+log = logging.getLogger(__name__)
+
+#: (severity, for) of each built-in rule unless the configuration says otherwise.
+BUILTIN_DEFAULTS: Final[dict[str, tuple[str, float]]] = {
+    "SiteDown": ("critical", 0.0),
+    "UpstreamDown": ("critical", 0.0),
+    "DeviceDown": ("warning", 0.0),
+    "OnBattery": ("warning", 0.0),
+    "BatteryLow": ("critical", 0.0),
+    "TimeToDarkSoon": ("critical", 0.0),
+    "HighPacketLoss": ("warning", 0.0),
+    "LinkRxLevelLow": ("warning", 0.0),
+    "LinkSnrLow": ("warning", 0.0),
+    "DeviceRebooted": ("info", 0.0),
+    "SnmpAuthFailure": ("warning", 0.0),
+}
+#: How long DeviceRebooted stays firing after the uptime went back.
+REBOOT_HOLD: Final = 900.0
+#: Once a site fired TimeToDarkSoon, its prediction must move this fraction beyond the horizon
+#: before the condition ends: an estimate wobbling around the horizon would flap with every sample.
+HORIZON_SLACK: Final = 0.1
+#: Communes named in an UpstreamDown summary before "and N more"; the description lists them all.
+SUMMARY_PLACES: Final = 4
+#: Cut-off sites named in an UpstreamDown description before "and N more".
+DESCRIPTION_SITES: Final = 50
+
+_BAD: Final = (CheckState.WARNING, CheckState.CRITICAL)
+_OPS: Final[dict[str, Callable[[Any, Any], bool]]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Builtin:
+    enabled: bool
+    severity: str
+    for_s: float
+    threshold: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class DarkOutlook:
+    """What TimeToDarkSoon reads about one power plant: its estimate and its alert horizon."""
+
+    estimate: TimeToDark
+    horizon_s: float
+
+
+class PowerView(Protocol):
+    """The part of :class:`uptimewatch.power.PowerTracker` the rules read."""
+
+    def sites(self) -> Mapping[str, TimeToDark]: ...
+
+    def horizon(self, site_id: str, device_id: str) -> float: ...
+
+
+def battery_outlook(power: PowerView) -> list[DarkOutlook]:
+    """The estimates of every site on battery with its horizon: the rules' input, as plain data."""
+    return [
+        DarkOutlook(est, power.horizon(est.site_id, est.device_id))
+        for est in power.sites().values()
+        if est.status == "on_battery"
+    ]
+
+
+_METHOD_WORDS: Final[dict[str, str]] = {
+    "vendor": "vendor figure",
+    "charge_trend": "charge trend",
+    "voltage_trend": "voltage trend",
+    "trends": "charge and voltage trends",
+    "elapsed": "charge used since mains failed",
+}
+
+
+def dark_summary(site_name: str, est: TimeToDark, left_s: float) -> str:
+    """``Trạm Pà Cò: ~24 min to dark (voltage trend, vendor figure 999 distrusted)``."""
+    why = [_METHOD_WORDS.get(est.method, est.method)]
+    vendor = est.vendor_minutes
+    if vendor is not None and est.method != "vendor":
+        why.append(f"vendor figure {vendor:g} {'overruled' if est.vendor_trusted else 'distrusted'}")
+    return f"{site_name}: ~{left_s / 60.0:.0f} min to dark ({', '.join(why)})"
+
+
+def _listing(names: Sequence[str], limit: int) -> str:
+    if len(names) <= limit:
+        return ", ".join(names)
+    return f"{', '.join(names[:limit])} and {len(names) - limit} more"
+
+
+def upstream_texts(outage: Outage, site_names: Mapping[str, str]) -> tuple[str, str]:
+    """(summary, description) of one root cause:
+    ``Trạm HUB Mai Châu down: 7 sites cut off in Xã Vạn Mai, Xã Pà Cò``."""
+    n = len(outage.sites)
+    places = [c.name for c in outage.communes] or list(outage.districts)
+    summary = f"{outage.name} down: {n} site{'' if n == 1 else 's'} cut off"
+    if places:
+        summary += f" in {_listing(places, SUMMARY_PLACES)}"
+    names = [site_names.get(sid, sid) for sid in outage.sites]
+    parts = [f"Cut off: {_listing(names, DESCRIPTION_SITES)}."]
+    if outage.communes:
+        communes = ", ".join(f"{c.name} ({c.sites})" for c in outage.communes)
+        parts.append(f"Communes: {communes}.")
+    if outage.districts:
+        parts.append(f"Districts: {', '.join(outage.districts)}.")
+    if outage.reason:
+        parts.append(f"Cause: {outage.reason}.")
+    return summary, " ".join(parts)
+
+
+class _Safe(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def render(template: str, values: Mapping[str, Any]) -> str:
+    """``str.format`` that leaves unknown placeholders as written instead of failing."""
+    try:
+        return string.Formatter().vformat(template, (), _Safe(values))
+    except (ValueError, IndexError, AttributeError, TypeError):
+        return template
+
+
+def _num(value: FieldValue) -> float | None:
+    if value is None or isinstance(value, bool | str):
+        return None
+    return float(value)
+
+
+def _fmt(value: FieldValue) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+class Evaluator:
+    """Turns snapshots into :class:`Evaluation` events. Holds only caches and reboot memory."""
+
+    def __init__(self, cfg: AlertingConfig, province: str) -> None:
+        self.province = province
+        b = cfg.builtins
+        self.builtins: dict[str, Builtin] = {}
+        for name in BUILTIN_RULES:
+            setting = getattr(b, name)
+            severity, for_s = BUILTIN_DEFAULTS[name]
+            self.builtins[name] = Builtin(
+                setting.enabled,
+                setting.severity or severity,
+                setting.for_ if setting.for_ is not None else for_s,
+                setting.threshold,
+            )
+        self.rules: tuple[UserRule, ...] = tuple(cfg.rules)
+        self._cache: dict[str, tuple[SiteStatus, list[Candidate], bool]] = {}
+        self._cache_period: str | None = None
+        self._uptime: dict[tuple[str, str], float] = {}
+        self._rebooted: dict[tuple[str, str], tuple[float, Candidate]] = {}
+        #: where TimeToDarkSoon reads the estimates when :meth:`evaluate` is not handed them
+        self.power: PowerView | None = None
+        self._dark_soon: frozenset[str] = frozenset()
+        self._outage_key: tuple[SiteStatus | None, ...] = ()
+        self._outage_found: list[Candidate] = []
+
+    def adopt(self, old: Evaluator) -> None:
+        """Keep what a reload must not forget: last uptimes, recent reboots, the power source and
+        which sites are already predicted dark soon."""
+        self._uptime = old._uptime
+        self._rebooted = old._rebooted
+        self.power = old.power
+        self._dark_soon = old._dark_soon
+
+    def evaluate(
+        self,
+        snap: HealthSnapshot,
+        now: float,
+        period: Period | None = None,
+        *,
+        batteries: Iterable[DarkOutlook] | None = None,
+    ) -> Evaluation:
+        """The conditions that hold at ``now``. ``batteries``: the time-to-dark estimates of the
+        sites on battery (default: read from :attr:`power`, if set)."""
+        tag = period.name if period is not None else None
+        if tag != self._cache_period:
+            self._cache.clear()
+            self._cache_period = tag
+        candidates: dict[str, Candidate] = {}
+        unjudged: set[str] = set()
+        cut_off: list[SiteStatus] = []
+        cache = self._cache
+        for site_id, site in snap.sites.items():
+            if site.state is SiteState.UNREACHABLE and not site.rechecking:
+                cut_off.append(site)
+            hit = cache.get(site_id)
+            if hit is not None and hit[0] is site:
+                found, judged = hit[1], hit[2]
+            else:
+                judged = site.state is not SiteState.UNKNOWN and all(d.probes for d in site.devices)
+                found = self._site(site, now, period) if judged else []
+                cache[site_id] = (site, found, judged)
+            if not judged:
+                unjudged.add(site_id)
+            for c in found:
+                candidates[c.fingerprint] = c
+        for site_id in [s for s in cache if s not in snap.sites]:
+            del cache[site_id]
+        rebooted = self.builtins["DeviceRebooted"]
+        for key, (at, cand) in list(self._rebooted.items()):
+            if now - at >= REBOOT_HOLD or key[0] not in snap.sites or not rebooted.enabled:
+                del self._rebooted[key]
+            elif snap.sites[key[0]].state is not SiteState.UNREACHABLE:
+                candidates[cand.fingerprint] = cand
+        if self.builtins["UpstreamDown"].enabled:
+            for c in self._upstream_down(snap, cut_off):
+                candidates[c.fingerprint] = c
+        if self.builtins["TimeToDarkSoon"].enabled:
+            if batteries is None:
+                batteries = battery_outlook(self.power) if self.power is not None else ()
+            for c in self._time_to_dark(snap, batteries, now):
+                candidates[c.fingerprint] = c
+        else:
+            self._dark_soon = frozenset()
+        return Evaluation(candidates, frozenset(unjudged))
+
+    # -- topology and power: across sites -------------------------------------------------------
+
+    def _upstream_down(self, snap: HealthSnapshot, cut_off: list[SiteStatus]) -> list[Candidate]:
+        """One alert per root cause. :func:`outages` walks the province, so its answer is kept
+        while neither the cut-off sites nor their roots changed (same status objects)."""
+        if not cut_off:
+            self._outage_key, self._outage_found = (), []
+            return []
+        roots = sorted({UpstreamRef.parse(r).site_id for s in cut_off for r in s.cut_off_by})
+        key = (*cut_off, None, *(snap.sites.get(r) for r in roots))
+        old = self._outage_key
+        if len(old) == len(key) and all(a is b for a, b in zip(old, key, strict=True)):
+            return self._outage_found
+        found: list[Candidate] = []
+        names = {s.site_id: s.name for s in cut_off}
+        for outage in outages(snap):
+            ref = UpstreamRef.parse(outage.root)
+            root = snap.sites.get(ref.site_id)
+            if root is None:
+                continue
+            dev = root.device(ref.device_id) if ref.device_id is not None else None
+            summary, description = upstream_texts(outage, names)
+            found.append(
+                self._cand(
+                    "UpstreamDown",
+                    root,
+                    dev,
+                    summary,
+                    len(outage.sites),
+                    extra={"kind": outage.kind},
+                    description=description,
+                )
+            )
+        self._outage_key, self._outage_found = key, found
+        return found
+
+    def _time_to_dark(
+        self, snap: HealthSnapshot, batteries: Iterable[DarkOutlook], now: float
+    ) -> list[Candidate]:
+        found: list[Candidate] = []
+        soon: set[str] = set()
+        ranked: list[tuple[float, DarkOutlook]] = []
+        for item in batteries:
+            left = item.estimate.remaining(now)
+            if item.estimate.status == "on_battery" and left is not None and item.horizon_s > 0:
+                ranked.append((left, item))
+        ranked.sort(key=lambda pair: pair[0])
+        for left, item in ranked:
+            est = item.estimate
+            if est.site_id in soon:
+                continue  # a second plant at the same site: the sooner one speaks for it
+            slack = 1.0 + HORIZON_SLACK if est.site_id in self._dark_soon else 1.0
+            if left > item.horizon_s * slack:
+                continue
+            site = snap.sites.get(est.site_id)
+            if site is None or site.state is SiteState.UNREACHABLE:
+                continue
+            plant = site.device(est.device_id)
+            if plant is not None and plant.reachable is False:
+                continue  # its figures are stale; DeviceDown or SiteDown speaks now
+            soon.add(est.site_id)
+            description = (
+                f"{est.reason} (confidence {est.confidence}; power plant {est.device_id}; "
+                f"alert horizon {item.horizon_s / 60.0:.0f} min)"
+            )
+            found.append(
+                self._cand(
+                    "TimeToDarkSoon",
+                    site,
+                    None,
+                    dark_summary(site.name, est, left),
+                    round(left / 60.0, 1),
+                    description=description,
+                )
+            )
+        self._dark_soon = frozenset(soon)
+        return found
+
+    # -- one site ------------------------------------------------------------------------------
+
+    def _labels(self, site: SiteStatus, dev: DeviceStatus | None) -> dict[str, str]:
+        labels = {
+            "province": self.province,
+            "district": site.district,
+            "carrier": site.carrier,
+            "site": site.site_id,
+            "priority": site.priority,
+        }
+        if site.commune:
+            labels["commune"] = site.commune
+        if dev is not None:
+            labels["device"] = dev.device_id
+            labels["role"] = dev.role.value
+        return labels
+
+    def _cand(
+        self,
+        name: str,
+        site: SiteStatus,
+        dev: DeviceStatus | None,
+        summary: str,
+        value: FieldValue = None,
+        *,
+        rule: Builtin | None = None,
+        extra: Mapping[str, str] | None = None,
+        description: str = "",
+    ) -> Candidate:
+        b = rule or self.builtins[name]
+        labels = self._labels(site, dev)
+        if extra:
+            labels.update(extra)
+        labels["alertname"] = name
+        labels["severity"] = b.severity
+        return Candidate(
+            fingerprint(name, labels), name, b.severity, labels, summary, b.for_s, description, value
+        )
+
+    def _site(self, site: SiteStatus, now: float, period: Period | None) -> list[Candidate]:
+        out: list[Candidate] = []
+        on = self.builtins
+        if site.state is SiteState.UNREACHABLE:
+            # cut off, or being re-checked after its upstream came back: what its devices said
+            # last is about the outage, not about the site; the root cause has its UpstreamDown
+            for rule in self.rules:
+                if rule.field == "site.state":
+                    self._user_rule(rule, site, out)
+            return out
+        if site.state is SiteState.DOWN and on["SiteDown"].enabled:
+            out.append(self._cand("SiteDown", site, None, f"{site.name} down: {site.reason}"))
+        for dev in site.devices:
+            self._device(site, dev, now, period, out)
+        for rule in self.rules:
+            self._user_rule(rule, site, out)
+        return out
+
+    def _device(
+        self, site: SiteStatus, dev: DeviceStatus, now: float, period: Period | None, out: list[Candidate]
+    ) -> None:
+        on = self.builtins
+        who = f"{site.name}: {role_word(dev.role.value)} {dev.name}"
+        fields = dev.fields
+        uptime = _num(fields.get("device.uptime_seconds"))
+        key = (site.site_id, dev.device_id)
+        if uptime is not None:
+            before = self._uptime.get(key)
+            self._uptime[key] = uptime
+            if before is not None and uptime < before and on["DeviceRebooted"].enabled:
+                cand = self._cand(
+                    "DeviceRebooted", site, dev, f"{who} rebooted (up {uptime / 60:.0f} min)", uptime
+                )
+                self._rebooted[key] = (now, cand)
+        if dev.reachable is False:
+            if site.state is not SiteState.DOWN and on["DeviceDown"].enabled:
+                out.append(self._cand("DeviceDown", site, dev, f"{who} does not answer: {dev.reason}"))
+            return  # its last known values are stale: judge nothing else
+
+        snmp = dev.probes.get("snmp")
+        if snmp is not None and snmp.error_kind is ErrorKind.AUTH and on["SnmpAuthFailure"].enabled:
+            out.append(self._cand("SnmpAuthFailure", site, dev, f"{who} rejects our SNMP credentials"))
+
+        chk = dev.check("power.on_battery")
+        if chk is not None and chk.hard_state in _BAD and on["OnBattery"].enabled:
+            out.append(self._cand("OnBattery", site, dev, f"{site.name}: {chk.reason}"))
+
+        self._threshold_rule(
+            "BatteryLow",
+            site,
+            dev,
+            out,
+            check="power.battery_minutes",
+            field="power.battery_minutes_remaining",
+            override=period.battery_minutes if period else None,
+            below=True,
+            bad=(CheckState.CRITICAL,),
+            text=lambda v: f"{site.name}: battery ~{v:.0f} min left",
+            applies=lambda: fields.get("power.on_battery") is not False,
+        )
+        loss = _num(fields.get("icmp.loss_ratio"))
+        icmp = dev.probes.get("icmp")
+        if icmp is not None and icmp.error_kind is None and loss is not None and loss < 1.0:
+            self._threshold_rule(
+                "HighPacketLoss",
+                site,
+                dev,
+                out,
+                check="icmp.loss",
+                field="icmp.loss_ratio",
+                override=period.loss_ratio if period else None,
+                below=False,
+                bad=_BAD,
+                text=lambda v: f"{who}: packet loss {v * 100:.0f}%",
+            )
+        self._threshold_rule(
+            "LinkRxLevelLow",
+            site,
+            dev,
+            out,
+            check="link.rx_level",
+            field="link.rx_level_dbm",
+            override=period.rx_level_dbm if period else None,
+            below=True,
+            bad=_BAD,
+            text=lambda v: f"{who}: receive level {v:.0f} dBm",
+        )
+        self._threshold_rule(
+            "LinkSnrLow",
+            site,
+            dev,
+            out,
+            check="link.snr",
+            field="link.snr_db",
+            override=period.snr_db if period else None,
+            below=True,
+            bad=_BAD,
+            text=lambda v: f"{who}: SNR {v:.0f} dB",
+        )
+
+    def _threshold_rule(
+        self,
+        name: str,
+        site: SiteStatus,
+        dev: DeviceStatus,
+        out: list[Candidate],
+        *,
+        check: str,
+        field: str,
+        override: float | None,
+        below: bool,
+        bad: tuple[CheckState, ...],
+        text: Callable[[float], str],
+        applies: Callable[[], bool] = lambda: True,
+    ) -> None:
+        rule = self.builtins[name]
+        if not rule.enabled:
+            return
+        threshold = override if override is not None else rule.threshold
+        if threshold is not None:
+            value = _num(dev.fields.get(field))
+            if value is None or not applies():
+                return
+            if (value < threshold) if below else (value >= threshold):
+                out.append(self._cand(name, site, dev, text(value), value))
+            return
+        chk = dev.check(check)
+        if chk is not None and chk.hard_state in bad:
+            value = _num(chk.value)
+            summary = text(value) if value is not None else f"{site.name}: {chk.reason}"
+            out.append(self._cand(name, site, dev, summary, chk.value))
+
+    def _user_rule(self, rule: UserRule, site: SiteStatus, out: list[Candidate]) -> None:
+        scope = rule.scope
+        if (
+            (scope.districts and site.district not in scope.districts)
+            or (scope.carriers and site.carrier not in scope.carriers)
+            or (scope.priorities and site.priority not in scope.priorities)
+            or (scope.sites and site.site_id not in scope.sites)
+        ):
+            return
+        setting = Builtin(True, rule.severity, rule.for_, None)
+        compare = _OPS[rule.op]
+        for dev in site.devices:
+            if scope.roles and dev.role.value not in scope.roles:
+                continue
+            value = _field(rule.field, site, dev)
+            if value is None:
+                continue
+            if dev.reachable is False and rule.field not in ("device.reachable", "site.state"):
+                continue
+            try:
+                if isinstance(rule.value, float):
+                    num = _num(value)
+                    if num is None or not compare(num, rule.value):
+                        continue
+                elif isinstance(rule.value, bool):
+                    if not isinstance(value, bool) or not compare(value, rule.value):
+                        continue
+                elif not compare(str(value), rule.value):
+                    continue
+            except TypeError:
+                continue
+            values = {
+                "site": site.site_id,
+                "site_name": site.name,
+                "device": dev.device_id,
+                "device_name": dev.name,
+                "district": site.district,
+                "carrier": site.carrier,
+                "field": rule.field,
+                "value": _fmt(value),
+                "threshold": _fmt(rule.value),
+            }
+            tpl = rule.annotations.summary or "{site_name}: {device_name} {field} = {value}"
+            out.append(
+                self._cand(
+                    rule.name,
+                    site,
+                    dev,
+                    render(tpl, values),
+                    value,
+                    rule=setting,
+                    extra=rule.labels,
+                    description=render(rule.annotations.description, values),
+                )
+            )
+
+
+def _field(name: str, site: SiteStatus, dev: DeviceStatus) -> FieldValue:
+    if name == "device.reachable":
+        return dev.reachable
+    if name == "device.state":
+        return dev.state.name.lower()
+    if name == "site.state":
+        return site.state.value
+    return dev.fields.get(name)

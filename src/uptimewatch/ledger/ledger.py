@@ -1,0 +1,343 @@
+"""The availability ledger: every hard site and device transition, on-battery spells and
+maintenance occurrences, kept as intervals in the daemon's SQLite store.
+
+``record`` is called from the ingest path for every batch of state changes: it only appends to
+a list, and a single flush task writes what gathered in one transaction on the store's writer
+thread, so a storm of thousands of transitions costs a handful of transactions, not one each.
+
+Intervals are ``[start_at, end_at)`` with ``end_at`` NULL while open. A heartbeat row says until
+when the daemon was watching: after a crash the intervals left open are closed at the last
+heartbeat, so the time the daemon was not running reads as "no data", never as "up".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+from ..model.health import SiteState, StateChange
+from ..store import SqliteStore
+from .maintenance import occurrences, site_windows
+
+log = logging.getLogger(__name__)
+
+SCHEMA: Final[tuple[str, ...]] = (
+    """CREATE TABLE IF NOT EXISTS ledger_site_interval (
+        id INTEGER PRIMARY KEY,
+        site_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        start_at REAL NOT NULL,
+        end_at REAL
+    )""",
+    "CREATE INDEX IF NOT EXISTS ledger_site_interval_site ON ledger_site_interval (site_id, start_at)",
+    "CREATE INDEX IF NOT EXISTS ledger_site_interval_open ON ledger_site_interval (end_at)"
+    " WHERE end_at IS NULL",
+    """CREATE TABLE IF NOT EXISTS ledger_device_interval (
+        id INTEGER PRIMARY KEY,
+        site_id TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        start_at REAL NOT NULL,
+        end_at REAL
+    )""",
+    "CREATE INDEX IF NOT EXISTS ledger_device_interval_site ON ledger_device_interval"
+    " (site_id, device_id, start_at)",
+    """CREATE TABLE IF NOT EXISTS ledger_battery_interval (
+        id INTEGER PRIMARY KEY,
+        site_id TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        start_at REAL NOT NULL,
+        end_at REAL
+    )""",
+    "CREATE INDEX IF NOT EXISTS ledger_battery_interval_site ON ledger_battery_interval (site_id, start_at)",
+    """CREATE TABLE IF NOT EXISTS ledger_maintenance (
+        name TEXT NOT NULL,
+        start_at REAL NOT NULL,
+        end_at REAL NOT NULL,
+        matchers TEXT NOT NULL,
+        comment TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (name, start_at)
+    )""",
+    """CREATE TABLE IF NOT EXISTS ledger_site (
+        site_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        district TEXT NOT NULL,
+        commune TEXT,
+        carrier TEXT NOT NULL,
+        priority TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    )""",
+    "CREATE TABLE IF NOT EXISTS ledger_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+)
+
+BATTERY_CHECK: Final = "power.on_battery"
+#: How far ahead recurring maintenance is written down, so a report of "this week" sees it.
+MAINTENANCE_AHEAD_S: Final = 7 * 86400.0
+MAINTENANCE_BEHIND_S: Final = 86400.0
+
+Op = tuple[str, tuple[Any, ...]]
+
+
+def _word(state: object) -> str:
+    """``SiteState.DOWN`` -> "down", ``CheckState.CRITICAL`` -> "critical"."""
+    if isinstance(state, SiteState):
+        return state.value
+    name = getattr(state, "name", None)
+    return str(name).lower() if name is not None else str(state)
+
+
+class Ledger:
+    """Records state changes; see the module docstring. ``version`` counts recorded batches, so
+    the status page can tell "something changed" without looking at the whole snapshot."""
+
+    def __init__(
+        self,
+        store: SqliteStore,
+        *,
+        clock: Callable[[], float] = time.time,
+        flush_delay: float = 0.5,
+        heartbeat_interval: float = 10.0,
+        record_devices: bool = True,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._flush_delay = flush_delay
+        self._heartbeat_interval = heartbeat_interval
+        self._record_devices = record_devices
+        self._pending: list[Op] = []
+        self._wake = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._sites: set[str] = set()
+        self._maintenance_synced_at = 0.0
+        self._config: Any = None
+        self.version = 0
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self, config: Any) -> None:
+        await self._store.migrate(SCHEMA)
+        closed = await self._store.transaction(self._close_stale)
+        if closed:
+            log.info("ledger: closed %d intervals left open by an unclean stop", closed)
+        self.reconfigure(config)
+        await self.flush()
+        self._task = asyncio.create_task(self._run(), name="ledger-flush")
+
+    async def stop(self) -> None:
+        """Flush, then close every open interval now: the time until the next start is no data."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        now = self._clock()
+        self._pending.append(("close_all", (now,)))
+        await self.flush()
+
+    # -- what the daemon feeds in ---------------------------------------------------------------
+
+    def record(self, changes: Iterable[StateChange]) -> None:
+        """Queue the hard transitions of one ingest; cheap, never blocks."""
+        ops = self._pending
+        before = len(ops)
+        for c in changes:
+            if c.kind == "site":
+                ops.append(("site", (c.site_id, _word(c.new), c.reason, c.at)))
+            elif c.kind == "device":
+                if self._record_devices:
+                    ops.append(("device", (c.site_id, c.device_id, _word(c.new), c.reason, c.at)))
+            elif c.check == BATTERY_CHECK:
+                # the check's words say battery or mains whatever severity the thresholds give it
+                on_battery = c.reason.startswith("on battery")
+                ops.append(("battery", (c.site_id, c.device_id, on_battery, c.reason, c.at)))
+        if len(ops) != before:
+            self._bump()
+            self._wake.set()
+
+    def reconfigure(self, config: Any) -> None:
+        """A new configuration: remember site names, stop the clocks of removed sites, and write
+        down the maintenance windows it declares."""
+        self._config = config
+        now = self._clock()
+        current = {s.id for s in config.sites}
+        for gone in sorted(self._sites - current):
+            self._pending.append(("close_site", (gone, now)))
+        self._sites = current
+        self._pending.append(
+            (
+                "sites",
+                tuple(
+                    (s.id, s.name, s.district, s.commune, s.carrier, s.priority, now) for s in config.sites
+                ),
+            )
+        )
+        self._queue_maintenance(now)
+        self._bump()
+        self._wake.set()
+
+    # -- change notification for the status page -------------------------------------------------
+
+    def _bump(self) -> None:
+        self.version += 1
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_changed(self, version: int, timeout: float) -> int:
+        """Return as soon as ``self.version`` differs from ``version``, or after ``timeout``."""
+        if self.version != version:
+            return self.version
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._changed.wait()
+        return self.version
+
+    # -- writing -------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._heartbeat_interval):
+                    await self._wake.wait()
+            # let a burst of transitions gather into one transaction
+            await asyncio.sleep(self._flush_delay)
+            self._wake.clear()
+            now = self._clock()
+            if now - self._maintenance_synced_at > 3600.0 and self._config is not None:
+                self._queue_maintenance(now)
+            try:
+                await self.flush()
+            except (sqlite3.Error, OSError):
+                log.exception("ledger: writing %d changes failed; retrying", len(self._pending))
+
+    async def flush(self) -> None:
+        ops, self._pending = self._pending, []
+        ops.append(("heartbeat", (self._clock(),)))
+        try:
+            await self._store.transaction(lambda conn: _apply(conn, ops))
+        except BaseException:
+            self._pending[:0] = ops[:-1]  # keep them for the next attempt, in order
+            raise
+
+    def _queue_maintenance(self, now: float) -> None:
+        config = self._config
+        windows = site_windows(config)
+        spans = occurrences(
+            windows,
+            ZoneInfo(config.province.timezone),
+            now - MAINTENANCE_BEHIND_S,
+            now + MAINTENANCE_AHEAD_S,
+        )
+        rows = tuple(
+            (s.name, s.start, s.end, json.dumps(dict(s.matchers), sort_keys=True), s.comment) for s in spans
+        )
+        self._pending.append(("maintenance", (now, {w.name for w in windows}, rows)))
+        self._maintenance_synced_at = now
+
+    @staticmethod
+    def _close_stale(conn: sqlite3.Connection) -> int:
+        row = conn.execute("SELECT value FROM ledger_meta WHERE key = 'heartbeat'").fetchone()
+        last = float(row[0]) if row else None
+        closed = 0
+        for table in ("ledger_site_interval", "ledger_device_interval", "ledger_battery_interval"):
+            if last is None:
+                cur = conn.execute(f"UPDATE {table} SET end_at = start_at WHERE end_at IS NULL")
+            else:
+                cur = conn.execute(
+                    f"UPDATE {table} SET end_at = max(start_at, ?) WHERE end_at IS NULL", (last,)
+                )
+            closed += cur.rowcount
+        return closed
+
+
+def _apply(conn: sqlite3.Connection, ops: list[Op]) -> None:
+    """Runs on the store's writer thread, inside one transaction."""
+    ex = conn.execute
+    for op, args in ops:
+        if op == "site":
+            site_id, state, reason, at = args
+            ex(
+                "UPDATE ledger_site_interval SET end_at = ? WHERE site_id = ? AND end_at IS NULL",
+                (at, site_id),
+            )
+            ex(
+                "INSERT INTO ledger_site_interval (site_id, state, reason, start_at) VALUES (?, ?, ?, ?)",
+                (site_id, state, reason, at),
+            )
+        elif op == "device":
+            site_id, device_id, state, reason, at = args
+            ex(
+                "UPDATE ledger_device_interval SET end_at = ?"
+                " WHERE site_id = ? AND device_id = ? AND end_at IS NULL",
+                (at, site_id, device_id),
+            )
+            ex(
+                "INSERT INTO ledger_device_interval (site_id, device_id, state, reason, start_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (site_id, device_id, state, reason, at),
+            )
+        elif op == "battery":
+            site_id, device_id, on_battery, reason, at = args
+            open_row = ex(
+                "SELECT id FROM ledger_battery_interval"
+                " WHERE site_id = ? AND device_id = ? AND end_at IS NULL",
+                (site_id, device_id),
+            ).fetchone()
+            if on_battery and open_row is None:
+                ex(
+                    "INSERT INTO ledger_battery_interval (site_id, device_id, reason, start_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (site_id, device_id, reason, at),
+                )
+            elif not on_battery and open_row is not None:
+                ex("UPDATE ledger_battery_interval SET end_at = ? WHERE id = ?", (at, open_row[0]))
+        elif op == "close_site":
+            site_id, at = args
+            for table in ("ledger_site_interval", "ledger_device_interval", "ledger_battery_interval"):
+                ex(f"UPDATE {table} SET end_at = ? WHERE site_id = ? AND end_at IS NULL", (at, site_id))
+        elif op == "close_all":
+            (at,) = args
+            for table in ("ledger_site_interval", "ledger_device_interval", "ledger_battery_interval"):
+                ex(f"UPDATE {table} SET end_at = max(start_at, ?) WHERE end_at IS NULL", (at,))
+        elif op == "sites":
+            conn.executemany(
+                "INSERT INTO ledger_site (site_id, name, district, commune, carrier, priority, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (site_id) DO UPDATE SET name = excluded.name,"
+                " district = excluded.district, commune = excluded.commune, carrier = excluded.carrier,"
+                " priority = excluded.priority, updated_at = excluded.updated_at",
+                args,
+            )
+        elif op == "maintenance":
+            now, names, rows = args
+            # the past is history; only what has not begun yet follows the configuration
+            ex("DELETE FROM ledger_maintenance WHERE start_at > ?", (now,))
+            for (name,) in ex(
+                "SELECT name FROM ledger_maintenance WHERE start_at <= ? AND end_at > ?", (now, now)
+            ).fetchall():
+                if name not in names:  # a window removed while it ran ends now
+                    ex(
+                        "UPDATE ledger_maintenance SET end_at = ?"
+                        " WHERE name = ? AND start_at <= ? AND end_at > ?",
+                        (now, name, now, now),
+                    )
+            conn.executemany(
+                "INSERT OR IGNORE INTO ledger_maintenance (name, start_at, end_at, matchers, comment)"
+                " VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+        elif op == "heartbeat":
+            ex(
+                "INSERT INTO ledger_meta (key, value) VALUES ('heartbeat', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (repr(args[0]),),
+            )

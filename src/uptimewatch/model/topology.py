@@ -1,0 +1,322 @@
+"""Topology: which hubs and links each site is reached through, and what follows when they fail.
+
+A site declares up to two ``upstream`` entries: a hub site id (``hub-maichau``), or one link device
+at a site (``hub-maichau:mw1``, the radio or fibre terminal that carries the traffic). From that:
+
+* A site whose own core devices do not answer, while every one of its upstreams is down or itself
+  cut off, is **unreachable**, not down: we cannot tell whether it is on the air. Its reason names
+  the *root cause* (the failed hub or link at the top of the chain), however many levels up.
+* A site that still answers but lost one of its two uplinks is **degraded** ("lost uplink via ...").
+* After an upstream recovers, a site that was cut off stays unreachable until a poll started after
+  the recovery has been judged (see :mod:`.health`); otherwise every child would flash ``down`` on
+  the stale results of the outage and page the duty operator for each one.
+
+This module is pure: the graph, the rule (:func:`judge`) and the outage list derived from a health
+snapshot (:func:`outages`). The health model holds the states and calls :func:`judge`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Final, Literal
+
+from .checks import CheckState
+
+if TYPE_CHECKING:
+    from ..config.models import Site
+    from .health import HealthSnapshot, SiteStatus
+
+__all__ = [
+    "CutOffCommune",
+    "Outage",
+    "Topology",
+    "UplinkState",
+    "UplinkView",
+    "UpstreamRef",
+    "Verdict",
+    "judge",
+    "outages",
+    "rechecking",
+]
+
+LINK_SEPARATOR: Final = ":"
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRef:
+    """One upstream entry: a site, or one link device at a site."""
+
+    site_id: str
+    device_id: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> UpstreamRef:
+        site_id, sep, device_id = text.partition(LINK_SEPARATOR)
+        return cls(site_id, device_id if sep else None)
+
+    @property
+    def ref(self) -> str:
+        return self.site_id if self.device_id is None else f"{self.site_id}{LINK_SEPARATOR}{self.device_id}"
+
+
+class Topology:
+    """The upstream graph of a configuration: who is behind whom. Cycles are rejected at load."""
+
+    __slots__ = ("children", "links", "upstreams")
+
+    def __init__(self, sites: Iterable[Site]) -> None:
+        upstreams: dict[str, tuple[UpstreamRef, ...]] = {}
+        children: dict[str, list[str]] = {}
+        links: dict[str, list[str]] = {}
+        for site in sites:
+            refs = tuple(UpstreamRef.parse(u) for u in site.upstream)
+            if not refs:
+                continue
+            upstreams[site.id] = refs
+            for r in refs:
+                kids = children.setdefault(r.site_id, [])
+                if site.id not in kids:
+                    kids.append(site.id)
+                if r.device_id is not None and r.device_id not in links.setdefault(r.site_id, []):
+                    links[r.site_id].append(r.device_id)
+        #: site id -> its upstream entries (only sites that have some)
+        self.upstreams: Mapping[str, tuple[UpstreamRef, ...]] = upstreams
+        #: site id -> the sites directly behind it or behind one of its link devices
+        self.children: Mapping[str, tuple[str, ...]] = {k: tuple(v) for k, v in children.items()}
+        #: site id -> its devices that other sites name as their upstream link
+        self.links: Mapping[str, tuple[str, ...]] = {k: tuple(v) for k, v in links.items()}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Topology) and self.upstreams == other.upstreams
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self.upstreams.items())))
+
+    def downstream(self, site_id: str) -> list[str]:
+        """Every site reached through ``site_id``, nearest first (not including it)."""
+        out: list[str] = []
+        seen = {site_id}
+        frontier = [site_id]
+        while frontier:
+            nxt: list[str] = []
+            for sid in frontier:
+                for child in self.children.get(sid, ()):
+                    if child not in seen:
+                        seen.add(child)
+                        out.append(child)
+                        nxt.append(child)
+            frontier = nxt
+        return out
+
+    def order(self, site_ids: Iterable[str] | None = None) -> list[str]:
+        """Sites with upstreams, each after all of its upstreams (those of ``site_ids`` only, if given)."""
+        wanted = set(self.upstreams if site_ids is None else site_ids) & self.upstreams.keys()
+        out: list[str] = []
+        state: dict[str, int] = {}  # 1: on the current path, 2: done
+        for start in sorted(wanted):
+            if state.get(start) == 2:
+                continue
+            stack: list[tuple[str, int]] = [(start, 0)]
+            while stack:
+                sid, i = stack.pop()
+                ups = self.upstreams.get(sid, ())
+                if i == 0:
+                    if state.get(sid) is not None:
+                        continue
+                    state[sid] = 1
+                if i < len(ups):
+                    stack.append((sid, i + 1))
+                    up = ups[i].site_id
+                    if state.get(up) is None and up in self.upstreams:
+                        stack.append((up, 0))
+                else:
+                    state[sid] = 2
+                    if sid in wanted:
+                        out.append(sid)
+        return out
+
+
+class UplinkState(StrEnum):
+    UP = "up"
+    DOWN = "down"  # the hub (all its core devices) or the link device itself failed
+    CUT_OFF = "cut_off"  # the upstream is itself unreachable: the failure is further up
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkView:
+    """How one upstream of a site looks right now, as the health model sees it."""
+
+    ref: str
+    label: str  # for people: "Trạm HUB Mai Châu (hub down)"
+    state: UplinkState
+    #: the failures at the top of the chain, as (ref, label) pairs; empty while the uplink is up
+    roots: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What topology makes of a site's own state. ``own``: nothing to add."""
+
+    kind: Literal["own", "unreachable", "degraded"]
+    reason: str = ""
+    roots: tuple[tuple[str, str], ...] = ()  # unreachable: the root causes (ref, label)
+    lost: tuple[str, ...] = ()  # degraded: the refs of the uplinks lost
+
+
+OWN: Final = Verdict("own")
+
+
+def _join(labels: Sequence[str]) -> str:
+    if len(labels) <= 1:
+        return "".join(labels)
+    return ", ".join(labels[:-1]) + " and " + labels[-1]
+
+
+def judge(own_state: str, uplinks: Sequence[UplinkView]) -> Verdict:
+    """The topology rule for one site, from its own state (a ``SiteState`` value) and its uplinks.
+
+    A site whose own devices still answer keeps its own verdict even when every uplink we know of
+    is down: what it says beats what the configuration assumes about its paths.
+    """
+    if not uplinks:
+        return OWN
+    bad = [u for u in uplinks if u.state is not UplinkState.UP]
+    if not bad:
+        return OWN
+    if len(bad) == len(uplinks):
+        if own_state != "down":
+            return OWN
+        roots: dict[str, str] = {}
+        for u in bad:
+            for ref, label in u.roots or ((u.ref, u.label),):
+                roots.setdefault(ref, label)
+        return Verdict(
+            "unreachable",
+            f"cut off behind {_join(list(roots.values()))}",
+            roots=tuple(roots.items()),
+        )
+    if own_state in ("up", "degraded"):
+        return Verdict(
+            "degraded",
+            f"lost uplink via {_join([u.label for u in bad])}",
+            lost=tuple(u.ref for u in bad),
+        )
+    return OWN
+
+
+# -- outages: root causes with what they cut off, read from a snapshot ---------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CutOffCommune:
+    district: str
+    commune: str
+    name: str
+    sites: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outage:
+    """One root cause and everything unreachable behind it."""
+
+    root: str  # "hub-maichau" or "hub-maichau:mw1"
+    kind: Literal["site", "link"]
+    name: str  # "Trạm HUB Mai Châu" or "Viba Mai Châu at Trạm HUB Mai Châu"
+    state: str  # the root site's state, or "down" for a failed link
+    reason: str  # why the root failed, in the health model's words
+    since: float | None  # when the root site entered its state; the earliest cut-off for a link
+    sites: tuple[str, ...]  # cut off behind it, nearest first as listed in the snapshot
+    communes: tuple[CutOffCommune, ...]
+    districts: tuple[str, ...]
+
+
+def _root_facts(
+    root: str, snap: HealthSnapshot
+) -> tuple[Literal["site", "link"], str, str, str, float | None]:
+    ref = UpstreamRef.parse(root)
+    site = snap.sites.get(ref.site_id)
+    if site is None:
+        return ("site" if ref.device_id is None else "link"), root, "unknown", "", None
+    if ref.device_id is None:
+        return "site", site.name, str(site.state), site.reason, site.since
+    dev = site.device(ref.device_id)
+    if dev is None:
+        return "link", f"{ref.device_id} at {site.name}", "down", "", None
+    return "link", f"{dev.name} at {site.name}", "down", dev.reason, None
+
+
+def _root_failing(root: str, snap: HealthSnapshot) -> bool:
+    ref = UpstreamRef.parse(root)
+    site = snap.sites.get(ref.site_id)
+    if site is None:
+        return False
+    if site.state == "down":
+        return True
+    if ref.device_id is None:
+        return False
+    dev = site.device(ref.device_id)
+    if dev is None:
+        return False
+    oper = dev.check("link.oper")
+    return dev.reachable is False or (oper is not None and oper.hard_state is CheckState.CRITICAL)
+
+
+def outages(snap: HealthSnapshot) -> list[Outage]:
+    """Current root causes, the most sites cut off first. Sites still unreachable after their root
+    cause recovered, waiting for their re-check, are not listed here (see :func:`rechecking`)."""
+    behind: dict[str, list[SiteStatus]] = {}
+    failing: dict[str, bool] = {}
+    for site in snap.sites.values():
+        if site.state != "unreachable" or site.rechecking:
+            continue
+        for root in site.cut_off_by:
+            if root not in failing:
+                failing[root] = _root_failing(root, snap)
+            if failing[root]:
+                behind.setdefault(root, []).append(site)
+    commune_names = {(r.parent, r.id): r.name for r in snap.rollups_at("commune")}
+    district_names = {r.id: r.name for r in snap.rollups_at("district")}
+    out: list[Outage] = []
+    for root, unsorted in behind.items():
+        # a stable order (district, commune, site), whatever order the snapshot holds sites in
+        sites = sorted(unsorted, key=lambda s: (s.district, s.commune or "", s.site_id))
+        kind, name, state, reason, since = _root_facts(root, snap)
+        if since is None:
+            since = min((s.since for s in sites if s.since is not None), default=None)
+        communes: dict[tuple[str, str], int] = {}
+        districts: dict[str, None] = {}
+        for s in sites:
+            districts.setdefault(district_names.get(s.district, s.district))
+            if s.commune:
+                key = (s.district, s.commune)
+                communes[key] = communes.get(key, 0) + 1
+        out.append(
+            Outage(
+                root=root,
+                kind=kind,
+                name=name,
+                state=state,
+                reason=reason,
+                since=since,
+                sites=tuple(s.site_id for s in sites),
+                communes=tuple(
+                    CutOffCommune(d, c, commune_names.get((d, c), c), n) for (d, c), n in communes.items()
+                ),
+                districts=tuple(districts),
+            )
+        )
+    out.sort(key=lambda o: (-len(o.sites), o.root))
+    return out
+
+
+def rechecking(snap: HealthSnapshot) -> list[str]:
+    """Sites still shown unreachable although their root cause recovered: being re-checked now,
+    or waiting for the site in front of them to be."""
+    return [
+        s.site_id
+        for s in snap.sites.values()
+        if s.state == "unreachable"
+        and (s.rechecking or not any(_root_failing(r, snap) for r in s.cut_off_by))
+    ]

@@ -1,0 +1,134 @@
+"""``uptimewatch report``: availability tables from the daemon's ledger, read-only."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from ..config.loader import ConfigError, load_config
+from .compute import GroupBy, availability, critical_period, read_ledger
+from .render import Report, to_csv, to_html, to_markdown
+
+
+def parse_time(text: str, tz: ZoneInfo, *, end_of_day: bool = False) -> float:
+    """``2026-11-15`` (midnight; with ``end_of_day`` the next midnight) or ``2026-11-15 06:00``
+    / ISO 8601; without an offset the time is in the province's time zone."""
+    text = text.strip()
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        pass
+    else:
+        if end_of_day:
+            day += dt.timedelta(days=1)
+        return dt.datetime.combine(day, dt.time(), tz).timestamp()
+    moment = dt.datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=tz)
+    return moment.timestamp()
+
+
+def _aware(moment: dt.datetime, tz: ZoneInfo) -> float:
+    return (moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)).timestamp()
+
+
+def group_names(config: Any) -> dict[str, str]:
+    names: dict[str, str] = {c.id: c.name for c in config.carriers}
+    for d in config.districts:
+        names[d.id] = d.name
+        for c in d.communes:
+            names[f"{d.id}/{c.id}"] = c.name
+    return names
+
+
+def cli_report(args: argparse.Namespace) -> int:
+    try:
+        loaded = load_config(Path(args.config))
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        return 1
+    config = loaded.config
+    tz = ZoneInfo(config.province.timezone)
+    if args.db:
+        db = Path(args.db)
+    else:
+        from ..app import _store_path
+
+        db = _store_path(loaded)
+    try:
+        ledger = read_ledger(db, province=config.province.id, now=time.time())
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"uptimewatch report: {exc}", file=sys.stderr)
+        return 1
+
+    by: GroupBy = args.by
+    names = group_names(config)
+    main = None
+    critical = None
+    try:
+        if args.start or args.end:
+            if not (args.start and args.end):
+                print("uptimewatch report: give both --from and --to", file=sys.stderr)
+                return 2
+            start = parse_time(args.start, tz)
+            end = parse_time(args.end, tz, end_of_day=True)
+            if end <= start:
+                print("uptimewatch report: --to must be after --from", file=sys.stderr)
+                return 2
+            main = availability(ledger, start, end, by, names)
+        margin = args.margin * 3600.0 if args.margin is not None else None
+        crit_by: GroupBy = by if args.start else "district"
+        if args.critical_period:
+            periods = getattr(getattr(config, "alerting", None), "critical_periods", None) or []
+            found = next((p for p in periods if p.name == args.critical_period), None)
+            if found is None:
+                known = ", ".join(p.name for p in periods) or "none configured"
+                print(
+                    f"uptimewatch report: no critical period {args.critical_period!r} ({known})",
+                    file=sys.stderr,
+                )
+                return 2
+            critical = critical_period(
+                ledger,
+                found.name,
+                _aware(found.start, tz),
+                _aware(found.end, tz),
+                margin=margin,
+                by=crit_by,
+                names=names,
+            )
+        elif args.window:
+            start_w = parse_time(args.window[0], tz)
+            end_w = parse_time(args.window[1], tz, end_of_day=True)
+            if end_w <= start_w:
+                print("uptimewatch report: the window must end after it starts", file=sys.stderr)
+                return 2
+            critical = critical_period(
+                ledger, "window", start_w, end_w, margin=margin, by=crit_by, names=names
+            )
+    except ValueError as exc:
+        print(f"uptimewatch report: {exc}", file=sys.stderr)
+        return 2
+    if main is None and critical is None:
+        print("uptimewatch report: give --from and --to, --critical-period or --window", file=sys.stderr)
+        return 2
+
+    report = Report(config.province.name, tz, time.time(), main, critical)
+    if args.format == "md":
+        text = to_markdown(report)
+    elif args.format == "csv":
+        text = to_csv(report, incidents=args.incidents)
+    else:
+        text = to_html(report)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.reconfigure(encoding="utf-8")  # type: ignore[union-attr]
+        sys.stdout.write(text)
+    return 0
