@@ -78,7 +78,13 @@ async def test_simulator_only_run_serves_runs_the_scenario_and_cleans_up(tmp_pat
     scenario.write_text(QUICK_SCENARIO, encoding="utf-8")
     port = free_udp_port()
     opts = DemoOptions(
-        sites=SITES, workdir=tmp_path / "demo", duration=1.5, snmp_port=port, scenario=scenario, daemon=False
+        sites=SITES,
+        workdir=tmp_path / "demo",
+        duration=1.5,
+        snmp_port=port,
+        scenario=scenario,
+        daemon=False,
+        nft_table=f"uwdemo_run_{os.getpid()}",
     )
     lines = Lines()
     task = asyncio.create_task(run_demo(opts, out=lines.append))
@@ -100,7 +106,14 @@ async def test_simulator_only_run_serves_runs_the_scenario_and_cleans_up(tmp_pat
 
 
 async def test_default_workdir_gets_an_editable_scenario_copy(tmp_path: Path) -> None:
-    opts = DemoOptions(sites=2, workdir=tmp_path, duration=0.2, snmp_port=free_udp_port(), daemon=False)
+    opts = DemoOptions(
+        sites=2,
+        workdir=tmp_path,
+        duration=0.2,
+        snmp_port=free_udp_port(),
+        daemon=False,
+        nft_table=f"uwdemo_run_{os.getpid()}",
+    )
     assert await run_demo(opts, out=lambda _line: None) == 0
     copy = tmp_path / "scenario.yaml"
     assert "speed:" in copy.read_text(encoding="utf-8")
@@ -119,8 +132,18 @@ needs_daemon = pytest.mark.skipif(
 @needs_daemon
 async def test_demo_with_daemon_reports_every_site(tmp_path: Path) -> None:
     listen = f"127.0.0.1:{free_tcp_port()}"
+    quiet = tmp_path / "quiet.yaml"  # the shipped scenario's first fault comes within seconds
+    quiet.write_text("name: quiet\nspeed: 10\nsteps: []\n", encoding="utf-8")
     opts = DemoOptions(
-        sites=SITES, listen=listen, workdir=tmp_path, duration=60, snmp_port=free_udp_port(), daemon=True
+        sites=SITES,
+        listen=listen,
+        workdir=tmp_path,
+        duration=60,
+        snmp_port=free_udp_port(),
+        daemon=True,
+        scenario=quiet,
+        nft_table=f"uwdemo_run_{os.getpid()}",
+        mqtt=False,
     )
     lines = Lines()
     task = asyncio.create_task(run_demo(opts, out=lines.append))

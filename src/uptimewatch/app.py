@@ -13,6 +13,7 @@ import gc
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -37,7 +38,7 @@ from .probing import icmp, snmp, telemetry, traps
 from .probing.snmp_transport import create_transport
 from .profiles import ProfileCatalog, default_profiles_dir, load_profiles
 from .scheduler import ProbeFn, Scheduler
-from .store import SqliteStore
+from .store import SqliteStore, StoreError
 from .systemd_notify import SystemdNotifier
 from .web.app import ReloadResult, build_app
 
@@ -123,7 +124,7 @@ class Daemon:
         self.outbox = self.notify.outbox  # the alert engine hands its notices over here
         self.alerts = AlertService(self.store, loaded, self.snapshot, sink=self.outbox)
         # TimeToDarkSoon reads the estimates as plain data at each evaluation; reloads carry it over
-        self.alerts._evaluator.power = self.power
+        self.alerts.set_power_view(self.power)
         await self.alerts.start()
         probes: dict[str, ProbeFn] = {"snmp": self._poll_snmp}
         if self._icmp_usable:
@@ -253,7 +254,7 @@ class Daemon:
 
     async def _reconcile_intake(self, loaded: LoadedConfig, *, first: bool = False) -> None:
         """Traps re-poll through the scheduler; telemetry observations go where polls' go."""
-        profiles = _profiles_dir(loaded)
+        profiles = await asyncio.to_thread(_profiles_dir, loaded)  # the default one is found by listing
         self.trap_receiver: traps.TrapReceiver | None = await traps.reconcile_receiver(
             None if first else self.trap_receiver,
             loaded.config,
@@ -395,4 +396,10 @@ def cli_run(args: argparse.Namespace) -> int:
         return 1
     except OSError as exc:
         print(f"uptimewatch: cannot start: {exc}", file=sys.stderr)
+        return 1
+    except StoreError as exc:
+        print(f"uptimewatch: cannot start: {exc}", file=sys.stderr)
+        return 1
+    except sqlite3.Error as exc:  # a disk that fills up while the components prepare their tables
+        print(f"uptimewatch: cannot start: the state store (storage.path) failed: {exc}", file=sys.stderr)
         return 1

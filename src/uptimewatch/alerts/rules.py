@@ -10,8 +10,11 @@ O(changed sites), not O(province).
 
 Topology: a site cut off behind a failed hub or link (``unreachable``) raises nothing of its own,
 neither while the outage lasts nor while it is re-checked after the recovery; the root cause raises
-one ``UpstreamDown`` listing what it cut off. ``TimeToDarkSoon`` reads the time-to-dark estimates,
-handed in as plain data (:class:`DarkOutlook`) next to the snapshot.
+one ``UpstreamDown`` listing what it cut off. A site found down before its upstream was looked at
+again (polls of a cycle finish in any order) is not judged until it has been: otherwise each child
+of a failing hub would page as down for the few seconds before the hub's own result arrives.
+``TimeToDarkSoon`` reads the time-to-dark estimates, handed in as plain data (:class:`DarkOutlook`)
+next to the snapshot.
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ from __future__ import annotations
 import logging
 import operator
 import string
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from ..model.checks import CheckState, role_word
+from ..model.checks import REACHABILITY_CHECKS, CheckState, role_word
 from ..model.health import DeviceStatus, HealthSnapshot, SiteState, SiteStatus
 from ..model.observation import ErrorKind, FieldValue
 from ..model.topology import Outage, UpstreamRef, outages
@@ -120,27 +124,63 @@ def dark_summary(site_name: str, est: TimeToDark, left_s: float) -> str:
     return f"{site_name}: ~{left_s / 60.0:.0f} min to dark ({', '.join(why)})"
 
 
+def upstream_in_doubt(site: SiteStatus, snap: HealthSnapshot) -> bool:
+    """Whether a site found down may yet turn out cut off: one of its upstreams that still counts
+    as up has not been polled since the site went down, or its latest reachability result failed
+    while hysteresis still holds it up."""
+    if not site.upstream or site.since is None:
+        return False
+    for text in site.upstream:
+        ref = UpstreamRef.parse(text)
+        up = snap.sites.get(ref.site_id)
+        if up is None or up.state in (SiteState.DOWN, SiteState.UNREACHABLE):
+            continue
+        if ref.device_id is not None:
+            link = up.device(ref.device_id)
+            devices: tuple[DeviceStatus, ...] = (link,) if link is not None else ()
+        else:
+            devices = up.devices
+        for dev in devices:
+            if not dev.probes or max(p.at for p in dev.probes.values()) < site.since:
+                return True
+            for chk in dev.checks:
+                if chk.name in REACHABILITY_CHECKS and chk.state in _BAD and chk.hard_state not in _BAD:
+                    return True
+    return False
+
+
 def _listing(names: Sequence[str], limit: int) -> str:
     if len(names) <= limit:
         return ", ".join(names)
     return f"{', '.join(names[:limit])} and {len(names) - limit} more"
 
 
+def _collate(text: str) -> str:
+    """Sort key that files Vietnamese names where a reader looks for them (Đà Bắc among the D)."""
+    plain = unicodedata.normalize("NFD", text.replace("Đ", "D").replace("đ", "d"))
+    return "".join(ch for ch in plain if not unicodedata.combining(ch)).casefold()
+
+
 def upstream_texts(outage: Outage, site_names: Mapping[str, str]) -> tuple[str, str]:
     """(summary, description) of one root cause:
-    ``Trạm HUB Mai Châu down: 7 sites cut off in Xã Vạn Mai, Xã Pà Cò``."""
+    ``Trạm HUB Mai Châu down: 7 sites cut off in Xã Vạn Mai, Xã Pà Cò``.
+
+    Communes with the most sites cut off come first, then by name; sites by name: the snapshot's
+    order is no order a reader would recognise, and the text must not change between evaluations.
+    """
     n = len(outage.sites)
-    places = [c.name for c in outage.communes] or list(outage.districts)
+    communes = sorted(outage.communes, key=lambda c: (-c.sites, _collate(c.name)))
+    places = [c.name for c in communes] or sorted(outage.districts, key=_collate)
     summary = f"{outage.name} down: {n} site{'' if n == 1 else 's'} cut off"
     if places:
         summary += f" in {_listing(places, SUMMARY_PLACES)}"
-    names = [site_names.get(sid, sid) for sid in outage.sites]
+    names = sorted((site_names.get(sid, sid) for sid in outage.sites), key=_collate)
     parts = [f"Cut off: {_listing(names, DESCRIPTION_SITES)}."]
-    if outage.communes:
-        communes = ", ".join(f"{c.name} ({c.sites})" for c in outage.communes)
-        parts.append(f"Communes: {communes}.")
+    if communes:
+        listed = ", ".join(f"{c.name} ({c.sites})" for c in communes)
+        parts.append(f"Communes: {listed}.")
     if outage.districts:
-        parts.append(f"Districts: {', '.join(outage.districts)}.")
+        parts.append(f"Districts: {', '.join(sorted(outage.districts, key=_collate))}.")
     if outage.reason:
         parts.append(f"Cause: {outage.reason}.")
     return summary, " ".join(parts)
@@ -232,6 +272,9 @@ class Evaluator:
                 found, judged = hit[1], hit[2]
             else:
                 judged = site.state is not SiteState.UNKNOWN and all(d.probes for d in site.devices)
+                if judged and site.state is SiteState.DOWN and upstream_in_doubt(site, snap):
+                    unjudged.add(site_id)  # not cached: asked again once the upstream has answered
+                    continue
                 found = self._site(site, now, period) if judged else []
                 cache[site_id] = (site, found, judged)
             if not judged:
@@ -273,10 +316,16 @@ class Evaluator:
             return self._outage_found
         found: list[Candidate] = []
         names = {s.site_id: s.name for s in cut_off}
+        settled = True
         for outage in outages(snap):
             ref = UpstreamRef.parse(outage.root)
             root = snap.sites.get(ref.site_id)
             if root is None:
+                continue
+            if root.state is SiteState.DOWN and upstream_in_doubt(root, snap):
+                # it may turn out cut off itself, behind the real root cause; its doubt rests on
+                # sites outside the key, so this answer must not be kept
+                settled = False
                 continue
             dev = root.device(ref.device_id) if ref.device_id is not None else None
             summary, description = upstream_texts(outage, names)
@@ -291,7 +340,7 @@ class Evaluator:
                     description=description,
                 )
             )
-        self._outage_key, self._outage_found = key, found
+        self._outage_key, self._outage_found = (key if settled else ()), found
         return found
 
     def _time_to_dark(

@@ -37,7 +37,7 @@ from .engine import (
     step,
 )
 from .routing import Policy
-from .rules import Evaluator
+from .rules import Evaluator, PowerView
 from .silences import Silence, new_silence_id
 from .store import AlertStore
 
@@ -98,6 +98,7 @@ class AlertService:
         self._state = EngineState(policy_of(loaded.config))
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._unhanded = False
         self._last_evaluation = 0.0
@@ -127,9 +128,13 @@ class AlertService:
 
     async def stop(self) -> None:
         if self._task is not None:
+            # the flag ends the loop even if a cancel is lost in a timeout race (Python 3.11)
+            self._stopping = True
+            self._wake.set()
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            done, _ = await asyncio.wait({self._task}, timeout=5.0)
+            if not done:
+                log.error("alert engine did not stop within 5 s; abandoning it")
             self._task = None
 
     async def reconfigure(self, loaded: LoadedConfig) -> None:
@@ -151,6 +156,10 @@ class AlertService:
     def set_sink(self, sink: NotificationSink) -> None:
         self.sink = sink
 
+    def set_power_view(self, power: PowerView) -> None:
+        """Where TimeToDarkSoon reads its estimates; kept across reloads."""
+        self._evaluator.power = power
+
     # -- the loop ----------------------------------------------------------------------------------
 
     def notice(self, changes: Iterable[StateChange]) -> None:
@@ -160,7 +169,7 @@ class AlertService:
 
     async def _run(self) -> None:
         next_evaluation = 0.0
-        while True:
+        while not self._stopping:
             try:
                 now = self._clock()
                 if self._unhanded:

@@ -42,7 +42,17 @@ __all__ = [
 ]
 
 Loc = tuple[str | int, ...]
-_SECRETS = ("community", "auth_key", "priv_key", "password", "secret")
+#: keys whose values are never echoed in an error; lists of secrets too (tokens, trap communities)
+_SECRETS = (
+    "community",
+    "auth_key",
+    "priv_key",
+    "password",
+    "secret",
+    "communities",
+    "bearer_tokens",
+    "password_bcrypt",
+)
 #: mappings (by their key) whose secrets may be given as ``*_file``: SNMP blocks, the MQTT broker
 #: and the notification channels
 _SECRET_FILES = {

@@ -1,14 +1,17 @@
 """``uptimewatch demo``: a simulated province on loopback, monitored by the daemon in-process.
 
-What it starts, in order: the province's config (``<workdir>/config.yaml``), the simulated SNMP
-agents (one socket per device on 127.16.0.0 and up), the daemon (``uptimewatch.app.run_daemon``),
-and the scenario (``<workdir>/scenario.yaml``, copied from the shipped one on first run, so it can
-be edited). Ctrl-C, SIGTERM or ``--duration`` stop everything it started.
+What it starts, in order: an SMTP sink that keeps alert emails as ``<workdir>/mail/*.eml``,
+Debian's mosquitto when installed, the province's config (``<workdir>/config.yaml``, with
+alerting and notification settings pointing at both), the simulated SNMP agents (one socket per
+device on 127.16.0.0 and up), the daemon (``uptimewatch.app``), and the scenario
+(``<workdir>/scenario.yaml``, copied from the shipped one on first run, so it can be edited).
+Ctrl-C, SIGTERM or ``--duration`` stop everything it started.
 
-ICMP: every 127.x address answers pings, so a device the scenario makes "dead" (or cuts off, or
-powers down) is dead to SNMP only and the daemon sees "answers ping, SNMP silent". Making such
-devices dead to ICMP too needs them behind a network namespace with a link that can be cut (root
-only); that is not done in this version and nothing here creates namespaces.
+ICMP: every 127.x address answers pings in the kernel. As root, the demo makes its faults real to
+ping as well: an nftables table of its own (``table inet uptimewatch_demo``) drops echo requests
+to every device that is silent (dead, rebooting, dark, or cut off behind a cut or faded link), so
+a cut hub is ``down`` and the sites behind it ``unreachable``. The table is deleted on exit, and a
+stale one is deleted at start. Without root, a "dead" device still answers ping.
 """
 
 from __future__ import annotations
@@ -26,14 +29,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .agent import SnmpAgent
+from .alerting import add_alerting
+from .broker import BrokerError, Mosquitto
 from .device_models import ModelError, load_models
 from .devices import SimClock, Simulator
-from .province import DEFAULT_SITES, DemoProvince, generate_province
+from .firewall import DEFAULT_TABLE, FirewallError, IcmpFirewall, unavailable_reason
+from .mailsink import MailSink, install_routes
+from .province import DEFAULT_SITES, FIRST_NET, DemoProvince, generate_province
 from .scenario import PlannedStep, ScenarioError, default_scenario_path, load_scenario, plan, run_scenario
 
 __all__ = [
     "DemoOptions",
     "DemoProvince",
+    "DemoRuntime",
+    "MailSink",
     "SimClock",
     "Simulator",
     "SnmpAgent",
@@ -57,6 +66,11 @@ class DemoOptions:
     snmp_port: int | None = None  # None: 161 as root, else UNPRIVILEGED_SNMP_PORT
     scenario: Path | None = None  # None: <workdir>/scenario.yaml
     daemon: bool = True  # False: simulator and scenario only (poll them with any SNMP tool)
+    districts: int | None = None  # None: 8, or all 10 for large provinces
+    interval: str | None = None  # poll interval of the generated config; None: by province size
+    first_net: int = FIRST_NET  # second octet of the first site's addresses: 127.16.1.x
+    nft_table: str = DEFAULT_TABLE  # the nftables table the demo owns (root only)
+    mqtt: bool = True  # start mosquitto when installed
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> DemoOptions:
@@ -75,6 +89,19 @@ class DemoOptions:
         if self.snmp_port is not None:
             return self.snmp_port
         return 161 if os.geteuid() == 0 else UNPRIVILEGED_SNMP_PORT
+
+
+@dataclass(frozen=True, slots=True)
+class DemoRuntime:
+    """What a running demo is made of, handed to ``run_demo(on_start=...)`` (tests, benchmarks)."""
+
+    province: DemoProvince
+    sim: Simulator
+    config_path: Path
+    url: str | None  # the daemon's, None without one
+    mail: MailSink | None
+    broker: Mosquitto | None
+    firewall: IcmpFirewall | None
 
 
 def cli_demo(args: argparse.Namespace) -> int:
@@ -96,28 +123,126 @@ def _prepare_scenario(opts: DemoOptions) -> Path:
 
 
 @contextlib.asynccontextmanager
-async def _daemon(opts: DemoOptions, config_path: Path) -> AsyncIterator[str | None]:
+async def _daemon(opts: DemoOptions, config_path: Path, mail: MailSink | None) -> AsyncIterator[str | None]:
     if not opts.daemon:
         yield None
         return
     # imported here: the daemon pulls in the whole service, the simulator alone needs none of it
-    from ..app import run_daemon
+    from aiohttp import web
 
-    async with run_daemon(config_path, opts.listen) as daemon:
+    from ..app import Daemon
+
+    class DemoDaemon(Daemon):
+        """The daemon, plus the demo's own pages (the mail sink's index) on its web app."""
+
+        def extend_app(self, app: web.Application) -> None:
+            super().extend_app(app)
+            if mail is not None:
+                install_routes(app, mail)
+
+    daemon = DemoDaemon(config_path, opts.listen)
+    try:
+        await daemon.start()
         yield str(daemon.url)
+    finally:
+        await daemon.stop()
 
 
-async def run_demo(opts: DemoOptions, *, out: Callable[[str], object] = print) -> int:
-    """Runs the demo until SIGINT/SIGTERM or ``opts.duration``; everything started is stopped."""
+@contextlib.asynccontextmanager
+async def _mail_sink(opts: DemoOptions) -> AsyncIterator[MailSink | None]:
+    if not opts.daemon:
+        yield None
+        return
+    async with MailSink(Path(opts.workdir) / "mail") as sink:
+        yield sink
+
+
+@contextlib.asynccontextmanager
+async def _broker(opts: DemoOptions, out: Callable[[str], object]) -> AsyncIterator[Mosquitto | None]:
+    if not (opts.daemon and opts.mqtt):
+        yield None
+        return
+    if not Mosquitto.available():
+        out("  MQTT         skipped: /usr/sbin/mosquitto is not installed (apt-get install mosquitto)")
+        yield None
+        return
+    broker = Mosquitto(Path(opts.workdir) / "mosquitto")
+    try:
+        await broker.start()
+    except (BrokerError, OSError) as exc:
+        out(f"  MQTT         skipped: {exc}")
+        yield None
+        return
+    try:
+        yield broker
+    finally:
+        await broker.stop()
+
+
+@contextlib.asynccontextmanager
+async def _firewall(opts: DemoOptions, out: Callable[[str], object]) -> AsyncIterator[IcmpFirewall | None]:
+    why = unavailable_reason()
+    if why is not None:
+        out(f"  ping         every device answers ICMP, even when dead or cut off ({why})")
+        yield None
+        return
+    firewall = IcmpFirewall(opts.nft_table)
+    try:
+        await firewall.start()
+    except FirewallError as exc:
+        out(f"  ping         every device answers ICMP, even when dead or cut off ({exc})")
+        yield None
+        return
+    try:
+        yield firewall
+    finally:
+        await firewall.close()
+
+
+async def _keep_firewall(firewall: IcmpFirewall, sim: Simulator, wake: asyncio.Event, period: float) -> None:
+    """Keeps the dropped addresses equal to the silent devices: at once after each scenario step,
+    and every ``period`` for what changes on its own (boot delays ending, batteries running out)."""
+    while True:
+        try:
+            await firewall.sync(sim.silent_addresses())
+        except FirewallError as exc:
+            log.error("cannot update the demo's nftables table: %s", exc)
+        wake.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(period):
+                await wake.wait()
+
+
+def _address_range(province: DemoProvince) -> str:
+    nets = sorted({int(d.address.split(".")[1]) for d in province.devices})
+    return f"127.{nets[0]}.0.0-127.{nets[-1]}.255.255" if len(nets) > 1 else f"127.{nets[0]}.0.0/16"
+
+
+async def run_demo(
+    opts: DemoOptions,
+    *,
+    out: Callable[[str], object] = print,
+    on_start: Callable[[DemoRuntime], object] | None = None,
+) -> int:
+    """Runs the demo until SIGINT/SIGTERM or ``opts.duration``; everything started is stopped.
+    ``on_start`` is called once everything runs, just before the scenario starts."""
     loop = asyncio.get_running_loop()
     port = opts.port()
-    province = await asyncio.to_thread(generate_province, opts.sites, snmp_port=port, listen=opts.listen)
+    province = await asyncio.to_thread(
+        generate_province,
+        opts.sites,
+        snmp_port=port,
+        listen=opts.listen,
+        districts=opts.districts,
+        interval=opts.interval,
+        first_net=opts.first_net,
+    )
     config_path = Path(opts.workdir) / "config.yaml"
-    await asyncio.to_thread(province.write_config, config_path)
     scenario_path = await asyncio.to_thread(_prepare_scenario, opts)
     scenario = await asyncio.to_thread(load_scenario, scenario_path)
     steps = plan(scenario, province, strict=False)
     models = await asyncio.to_thread(load_models)
+    province.accelerate(scenario.speed)
     sim = Simulator(province.sites, province.devices, models, SimClock(scenario.speed))
 
     stop = asyncio.Event()
@@ -126,34 +251,86 @@ async def run_demo(opts: DemoOptions, *, out: Callable[[str], object] = print) -
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
             handled.append(sig)
-    scenario_task: asyncio.Task[None] | None = None
+    tasks: list[asyncio.Task[None]] = []
+    notes: list[str] = []  # lines about what was skipped, printed with the URLs
     try:
-        async with SnmpAgent(sim, port) as agent, _daemon(opts, config_path) as url:
+        async with contextlib.AsyncExitStack() as stack:
+            mail = await stack.enter_async_context(_mail_sink(opts))
+            broker = await stack.enter_async_context(_broker(opts, notes.append))
+            firewall = await stack.enter_async_context(_firewall(opts, notes.append))
+            url = f"http://{opts.listen}"
+            if mail is not None:
+                add_alerting(
+                    province.config,
+                    smtp_host=mail.host,
+                    smtp_port=mail.port,
+                    mqtt_port=broker.port if broker is not None else None,
+                    external_url=url,
+                )
+            await asyncio.to_thread(province.write_config, config_path)
+            agent = await stack.enter_async_context(SnmpAgent(sim, port))
+            daemon_url = await stack.enter_async_context(_daemon(opts, config_path, mail))
+
             out(
                 f"uptimewatch demo: {len(province.sites)} sites, {len(province.devices)} simulated devices "
-                f"on 127.16.0.0/12 port {port}; config {config_path}"
+                f"on {_address_range(province)} port {port}; config {config_path}"
             )
-            if url:
-                out(f"  metrics  {url}/metrics\n  sites    {url}/api/v1/sites\n  health   {url}/healthz")
+            if daemon_url:
+                out(
+                    f"  status page  {daemon_url}/\n"
+                    f"  metrics      {daemon_url}/metrics\n"
+                    f"  API          {daemon_url}/api/v1/sites  (also /api/v1/alerts, "
+                    "/api/v1/topology/outages, /api/v1/power/time-to-dark)\n"
+                    f"  health       {daemon_url}/healthz"
+                )
+            if mail is not None:
+                out(
+                    f"  mail         {mail.directory}/ (*.eml; SMTP sink on {mail.host}:{mail.port}; "
+                    f"list at {daemon_url}/demo/mail)"
+                )
+            if broker is not None:
+                province_id = province.config["province"]["id"]
+                out(
+                    f"  MQTT         {broker.host}:{broker.port} "
+                    f"(mosquitto; topics uptimewatch/{province_id}/#)"
+                )
+            if firewall is not None:
+                out(f"  ping         faults drop ICMP echo requests (nftables table inet {firewall.table})")
+            for note in notes:
+                out(note)
             out(f"scenario {scenario.name!r} from {scenario_path} (speed x{scenario.speed:g}):")
             for p in steps:
                 out(f"  T+{_clock(p.real_at)}  {p.describe(province)}")
 
+            wake = asyncio.Event()
+
             def on_step(p: PlannedStep) -> None:
                 out(f"[T+{_clock(p.real_at)}] {p.describe(province)}")
+                wake.set()
 
-            scenario_task = asyncio.create_task(run_scenario(steps, sim, on_step=on_step))
+            if on_start is not None:
+                on_start(DemoRuntime(province, sim, config_path, daemon_url, mail, broker, firewall))
+            tasks.append(asyncio.create_task(run_scenario(steps, sim, on_step=on_step)))
+            if firewall is not None:
+                period = max(0.5, len(province.devices) / 20_000)
+                tasks.append(asyncio.create_task(_keep_firewall(firewall, sim, wake, period)))
             waiter = asyncio.create_task(stop.wait())
             try:
                 await asyncio.wait({waiter}, timeout=opts.duration)
             finally:
                 waiter.cancel()
+                # the scenario and the firewall keeper stop before what they act on is torn down
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             out(f"stopping: the agents answered {agent.stats.responses} of {agent.stats.requests} requests")
+            if mail is not None:
+                out(f"  {len(mail.messages)} alert emails in {mail.directory}/")
     finally:
-        if scenario_task is not None:
-            scenario_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await scenario_task
+        for task in tasks:
+            task.cancel()
         for sig in handled:
             loop.remove_signal_handler(sig)
     return 0

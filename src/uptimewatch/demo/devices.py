@@ -416,6 +416,21 @@ class Simulator:
             if up is not None
         )
 
+    def silent_addresses(self, now: float | None = None) -> set[str]:
+        """Addresses of the devices that would not answer at ``now``: what must be dead to ping
+        as well (the demo drops ICMP echo requests to them). One pass, each site judged once."""
+        at = self.now() if now is None else now
+        reachable: dict[str, bool] = {}
+        out: set[str] = set()
+        for dev in self.devices.values():
+            site_id = dev.site.spec.id
+            ok = reachable.get(site_id)
+            if ok is None:
+                ok = reachable[site_id] = self._reachable(dev.site, at, 0)
+            if not ok or dev.dead or at < dev.boot_time:
+                out.add(dev.spec.address)
+        return out
+
     # -- controls ------------------------------------------------------------------------------
 
     def site(self, site_id: str) -> SiteState:

@@ -27,6 +27,8 @@ from .devices import DeviceSpec, SiteSpec
 DEFAULT_SITES = 120
 MAX_SITES = 60_000
 GROUP_SIZE = 6  # an aggregation site plus the sites behind it
+#: the simulated plants' low-voltage disconnect (devices.py: 46 V plus 6 V times the charge)
+SIM_CUTOFF_VOLTS = 46.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +83,19 @@ def short_name(text: str) -> str:
     return text
 
 
-def site_address(index: int, device: int) -> str:
-    """Loopback address of device ``device`` (1 router, 2 power, 3 radio) of site ``index``."""
-    if not 0 <= index < MAX_SITES:
-        raise ValueError(f"site index {index} outside 0..{MAX_SITES - 1}")
-    return f"127.{16 + index // 250}.{index % 250 + 1}.{device}"
+#: second octet of the first site's addresses (127.16.1.x)
+FIRST_NET = 16
+
+
+def site_address(index: int, device: int, first_net: int = FIRST_NET) -> str:
+    """Loopback address of device ``device`` (1 router, 2 power, 3 radio) of site ``index``.
+
+    ``first_net`` moves the whole province (tests running beside another demo use their own
+    range, since the demo's faults act on addresses)."""
+    limit = (256 - first_net) * 250
+    if not 0 <= index < min(MAX_SITES, limit):
+        raise ValueError(f"site index {index} outside 0..{min(MAX_SITES, limit) - 1}")
+    return f"127.{first_net + index // 250}.{index % 250 + 1}.{device}"
 
 
 @dataclass
@@ -127,6 +137,17 @@ class DemoProvince:
             todo.extend(children.get(sid, ()))
         return out
 
+    def accelerate(self, speed: float) -> None:
+        """Fits the time-to-dark alert horizon to a simulation ``speed`` times faster than the
+        wall clock. The plants report their runtime figures in simulated time, as firmware that
+        knows nothing of the acceleration would; the daemon's trends measure the drain on the
+        wall clock, so its predictions are in real seconds (and the cross-check shows the vendor
+        figure disagreeing with them), and the 2-hour horizon shrinks to 2 hours / ``speed``."""
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        power = self.config["defaults"].setdefault("power", {})
+        power["time_to_dark_alert_horizon"] = round(2 * 3600.0 / speed, 3)
+
     def write_config(self, path: Path) -> None:
         """Writes the daemon's configuration as YAML (blocking)."""
         header = (
@@ -146,7 +167,12 @@ def _defaults(snmp_port: int, interval: str) -> dict[str, Any]:
         "hard_after": 2,
         "snmp": {"version": "2c", "port": snmp_port, "timeout": "1s", "retries": 1},
         "icmp": {"count": 2, "interval": "20ms", "timeout": "1s"},
+        # the simulated plants disconnect their load at 46.0 V (an empty battery), not at 43.2 V
+        "power": {"cutoff_voltage_volts": SIM_CUTOFF_VOLTS},
         "thresholds": {
+            # a full hub bank lasts 60 min: the 60-minute default would warn about it on mains
+            "battery_minutes_warning": 30,
+            "battery_minutes_critical": 15,
             "rx_level_dbm_warning": -52,
             "rx_level_dbm_critical": -58,
             "snr_db_warning": 12,
@@ -163,10 +189,14 @@ def generate_province(
     listen: str = "127.0.0.1:9847",
     interval: str | None = None,
     seed: int = 7,
+    first_net: int = FIRST_NET,
 ) -> DemoProvince:
     """A province of ``sites`` sites over ``districts`` districts (default: 8, or all 10 when large)."""
-    if not 1 <= sites <= MAX_SITES:
-        raise ValueError(f"sites must be between 1 and {MAX_SITES}")
+    if not 1 <= first_net <= 255:
+        raise ValueError("first_net must be between 1 and 255")
+    most = min(MAX_SITES, (256 - first_net) * 250)
+    if not 1 <= sites <= most:
+        raise ValueError(f"sites must be between 1 and {most}")
     names = load_names()
     all_districts = names.districts
     n_districts = districts if districts is not None else (8 if sites <= 2000 else len(all_districts))
@@ -242,7 +272,12 @@ def generate_province(
                     "upstream": upstream,
                     "defaults": {"snmp": {"community": community[carrier]}},
                     "devices": [
-                        {"id": dev_id, "role": drole, "address": site_address(index, n), "name": dname_}
+                        {
+                            "id": dev_id,
+                            "role": drole,
+                            "address": site_address(index, n, first_net),
+                            "name": dname_,
+                        }
                         for dev_id, drole, _model, n, dname_ in devices
                     ],
                 }
@@ -264,7 +299,7 @@ def generate_province(
                     site_id=sid,
                     device_id=dev_id,
                     model=model,
-                    address=site_address(index, n),
+                    address=site_address(index, n, first_net),
                     community=community[carrier],
                     name=f"{sid}-{dev_id}",  # sysName: a host name, as real devices have
                 )
@@ -275,7 +310,8 @@ def generate_province(
     config: dict[str, Any] = {
         "province": {"id": names.province_id, "name": names.province_name},
         "server": {"listen": listen},
-        "defaults": _defaults(snmp_port, interval or ("10s" if sites <= 500 else "60s")),
+        # a small province is polled often, so the accelerated scenario's faults show within seconds
+        "defaults": _defaults(snmp_port, interval or ("5s" if sites <= 500 else "60s")),
         "carriers": [{"id": cid, "name": name} for cid, name, _w, _c in names.carriers],
         "districts": district_cfg,
         "sites": site_cfg,

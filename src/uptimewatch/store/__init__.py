@@ -1,5 +1,5 @@
 """Durable state in SQLite: one database file, one writer thread, tables owned by their component."""
 
-from .sqlite import SqliteStore
+from .sqlite import SqliteStore, StoreError
 
-__all__ = ["SqliteStore"]
+__all__ = ["SqliteStore", "StoreError"]

@@ -22,6 +22,10 @@ T = TypeVar("T")
 Params = Sequence[Any] | dict[str, Any]
 
 
+class StoreError(Exception):
+    """The database file cannot be opened or used; the message names the file."""
+
+
 class SqliteStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -32,13 +36,17 @@ class SqliteStore:
         await self._run(self._open)
 
     def _open(self) -> None:
-        if str(self.path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA busy_timeout=5000")
+        try:
+            if str(self.path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=5000")
+        except (sqlite3.Error, OSError) as exc:
+            # a read-only or full disk, a directory or a corrupt file in its place: say which file
+            raise StoreError(f"cannot open the state store {self.path}: {exc}") from exc
         self._conn = conn
 
     async def close(self) -> None:
@@ -66,7 +74,10 @@ class SqliteStore:
                 for stmt in stmts:
                     conn.execute(stmt)
 
-        await self._run(apply)
+        try:
+            await self._run(apply)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot prepare the state store {self.path}: {exc}") from exc
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         """Run one statement in its own transaction; returns lastrowid (inserts) or rowcount."""

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
+from ..export.exposition import scrape
 from ..model.health import HealthSnapshot, SiteStatus
 from ..model.topology import outages, rechecking
 from ..power import PowerTracker, dispatch_list
@@ -68,9 +69,10 @@ def _dumps(data: Any) -> str:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    # the text is written in a worker thread, gzipped when the scraper accepts it (Prometheus does)
     ctx = request.app[CONTEXT_KEY]
-    body = generate_latest(ctx.registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    body, headers = await scrape(ctx.registry, request.headers.get("Accept-Encoding", ""))
+    return web.Response(body=body, headers=headers)
 
 
 async def sites(request: web.Request) -> web.Response:

@@ -1,0 +1,323 @@
+"""The per-site and per-device families: their text, cached per site until the site changes.
+
+These families hold nearly every series of a scrape (about twenty per device). The text of one
+site's samples depends on nothing but its :class:`SiteStatus`, an immutable object the health model
+replaces when anything about the site changes, so the object itself is the cache key: a scrape
+re-renders only the sites that changed since the previous one, and a reload that removes a site
+drops its text with it (the cache follows the snapshot's site list).
+
+All samples of a family must be contiguous in the exposition, so every site keeps one chunk per
+family and a scrape joins the chunks family by family.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from operator import attrgetter
+
+from ..model.checks import CheckState
+from ..model.health import HealthSnapshot, SiteState, SiteStatus
+from ..model.observation import FieldValue
+from .exposition import PrerenderedFamily, escape_label_value, format_value
+
+_STATES: tuple[SiteState, ...] = tuple(SiteState)
+
+#: (metric name, field, scale, help) for gauges read straight from a device's normalized fields.
+#: Booleans export as 1/0; a field that is None or absent exports no series.
+FIELD_GAUGES: tuple[tuple[str, str, float, str], ...] = (
+    (
+        "uptimewatch_power_on_battery",
+        "power.on_battery",
+        1.0,
+        "1 while the power unit feeds the site from its batteries (mains lost), 0 on mains.",
+    ),
+    (
+        "uptimewatch_power_mains_ok",
+        "power.mains_ok",
+        1.0,
+        "1 while the power unit reports mains (grid) input present, 0 when mains has failed.",
+    ),
+    (
+        "uptimewatch_power_battery_minutes_remaining",
+        "power.battery_minutes_remaining",
+        1.0,
+        "Battery runtime the power unit estimates at the present load, in minutes.",
+    ),
+    (
+        "uptimewatch_power_battery_charge_ratio",
+        "power.battery_charge_percent",
+        0.01,
+        "Battery state of charge, 0..1 (1 = full).",
+    ),
+    (
+        "uptimewatch_power_battery_voltage_volts",
+        "power.battery_voltage_volts",
+        1.0,
+        "Battery (DC bus) voltage in volts.",
+    ),
+    (
+        "uptimewatch_link_oper_up",
+        "link.oper_up",
+        1.0,
+        "1 while the radio link reports itself up, 0 when the radio says the link is down.",
+    ),
+    (
+        "uptimewatch_link_rx_level_dbm",
+        "link.rx_level_dbm",
+        1.0,
+        "Received signal level of the radio link, in dBm (closer to 0 is stronger).",
+    ),
+    (
+        "uptimewatch_link_snr_db",
+        "link.snr_db",
+        1.0,
+        "Signal to noise ratio (or MSE/CINR where that is what the radio reports) in dB.",
+    ),
+)
+
+#: (name, help) of every per-site family, in exposition order; _render_site returns one chunk
+#: per entry, in this order.
+SITE_FAMILIES: tuple[tuple[str, str], ...] = (
+    (
+        "uptimewatch_site_state",
+        "Site state: 1 on the current state (up, degraded, down, unreachable, unknown), 0 on the "
+        "others. down = the base station is off the air; degraded = something needs attention.",
+    ),
+    (
+        "uptimewatch_site_state_since_timestamp_seconds",
+        "Unix time when the site entered its current state (absent before the first poll).",
+    ),
+    (
+        "uptimewatch_device_up",
+        "1 when the device answers (ping, or SNMP when it has no ping), 0 when it does not. "
+        "Absent until the device was polled once.",
+    ),
+    (
+        "uptimewatch_device_check_state",
+        "State of one health check of a device, after hysteresis: 0 ok, 1 warning, 2 critical, 3 unknown.",
+    ),
+    (
+        "uptimewatch_icmp_loss_ratio",
+        "Share of the last ping burst that got no reply, 0..1 (1 = nothing answered).",
+    ),
+    (
+        "uptimewatch_icmp_rtt_seconds",
+        "Round-trip time of the last ping burst in seconds: stat=min, avg or max over its replies.",
+    ),
+    (
+        "uptimewatch_icmp_jitter_seconds",
+        "Mean difference between consecutive ping round trips of the last burst, in seconds.",
+    ),
+    (
+        "uptimewatch_snmp_up",
+        "1 when the last SNMP poll of the device got a usable answer, 0 when it failed "
+        "(timeout, authentication, no such object...).",
+    ),
+    (
+        "uptimewatch_snmp_poll_duration_seconds",
+        "How long the last SNMP poll of the device took, in seconds.",
+    ),
+    *((name, help_text) for name, _field, _scale, help_text in FIELD_GAUGES),
+)
+
+SITES_FAMILY = ("uptimewatch_sites", "Number of sites in each state, per district and carrier.")
+
+_RTT_STATS = (
+    ("min", "icmp.rtt_min_seconds"),
+    ("avg", "icmp.rtt_avg_seconds"),
+    ("max", "icmp.rtt_max_seconds"),
+)
+_CHECK_VALUES = {state: format_value(float(state)) for state in CheckState}
+_FIELD_SPECS = tuple((name, field, scale) for name, field, scale, _help in FIELD_GAUGES)
+_EMPTY = b""
+_COUNT_KEY = attrgetter("district", "carrier", "state")
+
+
+def _text(value: FieldValue, scale: float = 1.0) -> str | None:
+    """A field's value as sample text, None when it has no number (absent, None or a string)."""
+    if value is None or isinstance(value, str):
+        return None
+    number = float(value) * scale
+    text = repr(number)
+    # the common case inline; exponents, infinities and NaN as prometheus_client writes them
+    if text.find(".") > 6 or "n" in text:
+        return format_value(number)
+    return text
+
+
+def _render_site(site: SiteStatus) -> tuple[bytes, ...]:
+    """One chunk of sample lines per entry of SITE_FAMILIES (empty where the site has none).
+
+    Labels are written in name order, as prometheus_client writes them, so the text is the same.
+    """
+    esc = escape_label_value
+    fmt = format_value
+    site_labels = (
+        f'carrier="{esc(site.carrier)}",commune="{esc(site.commune or "")}",'
+        f'district="{esc(site.district)}",site="{esc(site.site_id)}"'
+    )
+    current = site.state
+    state_lines = "".join(
+        [
+            f'uptimewatch_site_state{{{site_labels},state="{state.value}"}} '
+            f"{'1.0' if state is current else '0.0'}\n"
+            for state in _STATES
+        ]
+    )
+    since = (
+        f"uptimewatch_site_state_since_timestamp_seconds{{{site_labels}}} {fmt(site.since)}\n"
+        if site.since is not None
+        else ""
+    )
+    up: list[str] = []
+    checks: list[str] = []
+    loss: list[str] = []
+    rtt: list[str] = []
+    jitter: list[str] = []
+    snmp_up: list[str] = []
+    duration: list[str] = []
+    gauges: list[list[str]] = [[] for _ in _FIELD_SPECS]
+    for dev in site.devices:
+        base = f'device="{esc(dev.device_id)}",role="{esc(dev.role.value)}",site="{esc(dev.site_id)}"'
+        if dev.reachable is not None:
+            up.append(f"uptimewatch_device_up{{{base}}} {'1.0' if dev.reachable else '0.0'}\n")
+        for chk in dev.checks:
+            checks.append(
+                f'uptimewatch_device_check_state{{check="{esc(chk.name)}",{base}}} '
+                f"{_CHECK_VALUES[chk.hard_state]}\n"
+            )
+        fields = dev.fields
+        probes = dev.probes
+        icmp = probes.get("icmp")
+        if icmp is not None and icmp.error_kind is None:
+            text = _text(fields.get("icmp.loss_ratio"))
+            if text is not None:
+                loss.append(f"uptimewatch_icmp_loss_ratio{{{base}}} {text}\n")
+            for stat, key in _RTT_STATS:
+                text = _text(fields.get(key))
+                if text is not None:
+                    rtt.append(f'uptimewatch_icmp_rtt_seconds{{{base},stat="{stat}"}} {text}\n')
+            text = _text(fields.get("icmp.jitter_seconds"))
+            if text is not None:
+                jitter.append(f"uptimewatch_icmp_jitter_seconds{{{base}}} {text}\n")
+        snmp = probes.get("snmp")
+        if snmp is not None:
+            snmp_ok = snmp.error_kind is None
+            snmp_up.append(f"uptimewatch_snmp_up{{{base}}} {'1.0' if snmp_ok else '0.0'}\n")
+            duration.append(f"uptimewatch_snmp_poll_duration_seconds{{{base}}} {fmt(snmp.duration_s)}\n")
+            if not snmp_ok:
+                # the snapshot keeps last known power/link values, but on a graph a stale value
+                # would look current
+                continue
+        if not fields:
+            continue
+        for (name, field, scale), lines in zip(_FIELD_SPECS, gauges, strict=True):
+            text = _text(fields.get(field), scale)
+            if text is not None:
+                lines.append(f"{name}{{{base}}} {text}\n")
+    return (
+        state_lines.encode(),
+        since.encode() if since else _EMPTY,
+        *(
+            "".join(lines).encode() if lines else _EMPTY
+            for lines in (up, checks, loss, rtt, jitter, snmp_up, duration, *gauges)
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SiteSeries:
+    """The per-site families of one snapshot: per family, the chunks of every site in order."""
+
+    families: tuple[tuple[bytes, ...], ...]
+    #: sites per (district, carrier, state), for uptimewatch_sites
+    counts: Counter[tuple[str, str, SiteState]]
+    rendered: int  # sites whose text had to be (re)built for this snapshot
+
+
+class SiteSeriesCache:
+    """Per site, the text of its samples in each family, kept while its SiteStatus stays the same.
+
+    Thread-safe: a scrape renders in a worker thread and two scrapes may overlap.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sites: dict[str, tuple[SiteStatus, tuple[bytes, ...]]] = {}
+        self._last: tuple[HealthSnapshot, SiteSeries] | None = None
+
+    def series(self, snap: HealthSnapshot) -> SiteSeries:
+        with self._lock:
+            last = self._last
+            if last is not None and last[0] is snap:
+                return last[1]
+            # many short-lived strings and no cycles: a cycle collection meanwhile finds nothing
+            gc_was_enabled = gc.isenabled()
+            gc.disable()
+            try:
+                series = self._build(snap)
+            finally:
+                if gc_was_enabled:
+                    gc.enable()
+            self._last = (snap, series)
+            return series
+
+    def _build(self, snap: HealthSnapshot) -> SiteSeries:
+        old = self._sites
+        entries: dict[str, tuple[SiteStatus, tuple[bytes, ...]]] = {}
+        rendered = 0
+        for site_id, site in snap.sites.items():
+            entry = old.get(site_id)
+            if entry is None or entry[0] is not site:
+                entry = (site, _render_site(site))
+                rendered += 1
+            entries[site_id] = entry
+        # only the snapshot's sites stay: a site removed by a reload takes its text with it
+        self._sites = entries
+        # transposed in C: per family, the chunks of every site in snapshot order
+        families = tuple(zip(*(chunks for _site, chunks in entries.values()), strict=True))
+        if not families:
+            families = tuple(() for _ in SITE_FAMILIES)
+        counts = Counter(map(_COUNT_KEY, snap.sites.values()))
+        return SiteSeries(families, counts, rendered)
+
+    def __len__(self) -> int:
+        return len(self._sites)
+
+
+def _family_chunks(cache: SiteSeriesCache, snap: HealthSnapshot, index: int) -> Sequence[bytes]:
+    return cache.series(snap).families[index]
+
+
+def _sites_chunks(cache: SiteSeriesCache, snap: HealthSnapshot) -> list[bytes]:
+    series = cache.series(snap)
+    by_dc: dict[tuple[str, str], dict[SiteState, int]] = {}
+    for (district, carrier, state), n in series.counts.items():
+        counts = by_dc.get((district, carrier))
+        if counts is None:
+            counts = by_dc[(district, carrier)] = dict.fromkeys(_STATES, 0)
+        counts[state] = n
+    esc = escape_label_value
+    lines = [
+        f'uptimewatch_sites{{carrier="{esc(carrier)}",district="{esc(district)}",state="{state.value}"}} '
+        f"{format_value(n)}\n"
+        for (district, carrier), counts in sorted(by_dc.items())
+        for state, n in counts.items()
+    ]
+    return ["".join(lines).encode()]
+
+
+def site_families(cache: SiteSeriesCache, snap: HealthSnapshot) -> list[PrerenderedFamily]:
+    """The per-site families of ``snap`` plus uptimewatch_sites, rendered when first read."""
+
+    out = [
+        PrerenderedFamily(name, help_text, partial(_family_chunks, cache, snap, i))
+        for i, (name, help_text) in enumerate(SITE_FAMILIES)
+    ]
+    out.append(PrerenderedFamily(*SITES_FAMILY, partial(_sites_chunks, cache, snap)))
+    return out

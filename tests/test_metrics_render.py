@@ -1,0 +1,477 @@
+"""/metrics at scale: the hand-written text of the per-site families against prometheus_client's,
+the per-site cache (changes, reloads), promtool, and the endpoint (worker thread, gzip)."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import subprocess
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+from tests.fixtures.daemon import free_tcp_port
+from tests.test_health import MINUTE, T0, UPS_OK, make_config, ping, snmp, standard_sites
+from tests.test_metrics_export import ACCEPTED_LINT, RUNTIME, STATS, busy_model
+from uptimewatch.config.models import Role
+from uptimewatch.config.resolve import resolve_all
+from uptimewatch.export.exposition import (
+    PrerenderedFamily,
+    format_value,
+    gzip_accepted,
+    render,
+)
+from uptimewatch.export.metrics import HealthCollector
+from uptimewatch.export.site_series import FIELD_GAUGES, SITE_FAMILIES, SiteSeriesCache, site_families
+from uptimewatch.model.checks import CheckState
+from uptimewatch.model.health import (
+    CheckStatus,
+    DeviceStatus,
+    HealthModel,
+    HealthSnapshot,
+    ProbeRecord,
+    SiteState,
+    SiteStatus,
+)
+from uptimewatch.model.observation import ErrorKind, FieldValue, ProbeError
+from uptimewatch.web.app import ReloadResult, build_app
+
+# -- the reference: the per-site families as prometheus_client built them before ------------------
+
+_DEVICE_LABELS = ("site", "device", "role")
+
+
+def _num(value: FieldValue) -> float | None:
+    if value is None or isinstance(value, str):
+        return None
+    return float(value)
+
+
+def reference_families(snap: HealthSnapshot) -> list[Metric]:
+    """What HealthCollector yielded for the per-site families before the text was hand-written."""
+    site_state = GaugeMetricFamily(
+        "uptimewatch_site_state",
+        "Site state: 1 on the current state (up, degraded, down, unreachable, unknown), 0 on the "
+        "others. down = the base station is off the air; degraded = something needs attention.",
+        labels=("site", "district", "commune", "carrier", "state"),
+    )
+    since = GaugeMetricFamily(
+        "uptimewatch_site_state_since_timestamp_seconds",
+        "Unix time when the site entered its current state (absent before the first poll).",
+        labels=("site", "district", "commune", "carrier"),
+    )
+    per_device = {
+        name: GaugeMetricFamily(name, help_text, labels=_DEVICE_LABELS)
+        for name, help_text in (
+            (
+                "uptimewatch_device_up",
+                "1 when the device answers (ping, or SNMP when it has no ping), 0 when it does not. "
+                "Absent until the device was polled once.",
+            ),
+            (
+                "uptimewatch_device_check_state",
+                "State of one health check of a device, after hysteresis: "
+                "0 ok, 1 warning, 2 critical, 3 unknown.",
+            ),
+            (
+                "uptimewatch_icmp_loss_ratio",
+                "Share of the last ping burst that got no reply, 0..1 (1 = nothing answered).",
+            ),
+            (
+                "uptimewatch_icmp_rtt_seconds",
+                "Round-trip time of the last ping burst in seconds: stat=min, avg or max over its replies.",
+            ),
+            (
+                "uptimewatch_icmp_jitter_seconds",
+                "Mean difference between consecutive ping round trips of the last burst, in seconds.",
+            ),
+            (
+                "uptimewatch_snmp_up",
+                "1 when the last SNMP poll of the device got a usable answer, 0 when it failed "
+                "(timeout, authentication, no such object...).",
+            ),
+            (
+                "uptimewatch_snmp_poll_duration_seconds",
+                "How long the last SNMP poll of the device took, in seconds.",
+            ),
+            *((name, help_text) for name, _f, _s, help_text in FIELD_GAUGES),
+        )
+    }
+
+    def add(name: str, labels: dict[str, str], value: float) -> None:
+        per_device[name].samples.append(Sample(name, labels, value))
+
+    for site in snap.sites.values():
+        labels = {
+            "site": site.site_id,
+            "district": site.district,
+            "commune": site.commune or "",
+            "carrier": site.carrier,
+        }
+        for state in SiteState:
+            site_state.samples.append(
+                Sample(site_state.name, {**labels, "state": state.value}, float(state is site.state))
+            )
+        if site.since is not None:
+            since.samples.append(Sample(since.name, labels, site.since))
+        for dev in site.devices:
+            base = {"site": dev.site_id, "device": dev.device_id, "role": dev.role.value}
+            if dev.reachable is not None:
+                add("uptimewatch_device_up", base, 1.0 if dev.reachable else 0.0)
+            for chk in dev.checks:
+                add("uptimewatch_device_check_state", {**base, "check": chk.name}, float(chk.hard_state))
+            icmp = dev.probes.get("icmp")
+            if icmp is not None and icmp.error_kind is None:
+                for name, key, extra in (
+                    ("uptimewatch_icmp_loss_ratio", "icmp.loss_ratio", {}),
+                    ("uptimewatch_icmp_rtt_seconds", "icmp.rtt_min_seconds", {"stat": "min"}),
+                    ("uptimewatch_icmp_rtt_seconds", "icmp.rtt_avg_seconds", {"stat": "avg"}),
+                    ("uptimewatch_icmp_rtt_seconds", "icmp.rtt_max_seconds", {"stat": "max"}),
+                    ("uptimewatch_icmp_jitter_seconds", "icmp.jitter_seconds", {}),
+                ):
+                    value = _num(dev.fields.get(key))
+                    if value is not None:
+                        add(name, {**base, **extra}, value)
+            record = dev.probes.get("snmp")
+            if record is not None:
+                add("uptimewatch_snmp_up", base, 1.0 if record.error_kind is None else 0.0)
+                add("uptimewatch_snmp_poll_duration_seconds", base, record.duration_s)
+                if record.error_kind is not None:
+                    continue
+            for name, key, scale, _help in FIELD_GAUGES:
+                value = _num(dev.fields.get(key))
+                if value is not None:
+                    add(name, base, value * scale)
+
+    sites = GaugeMetricFamily(
+        "uptimewatch_sites",
+        "Number of sites in each state, per district and carrier.",
+        labels=("district", "carrier", "state"),
+    )
+    by_dc: dict[tuple[str, str], dict[SiteState, int]] = {}
+    for site in snap.sites.values():
+        by_dc.setdefault((site.district, site.carrier), dict.fromkeys(SiteState, 0))[site.state] += 1
+    for (district, carrier), counts in sorted(by_dc.items()):
+        for state, n in counts.items():
+            sites.add_metric((district, carrier, state.value), n)
+    return [site_state, since, *per_device.values(), sites]
+
+
+class _Static:
+    def __init__(self, metrics: list[Metric]) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> list[Metric]:
+        return self.metrics
+
+
+def series_set(text: str) -> set[tuple[str, frozenset[tuple[str, str]], str]]:
+    """(name, labels, value) of every sample; the value as text so that NaN equals NaN."""
+    out = set()
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out.add((s.name, frozenset(s.labels.items()), repr(s.value)))
+    return out
+
+
+# -- snapshots to render ------------------------------------------------------------------------
+
+
+def _check(name: str, hard: CheckState) -> CheckStatus:
+    return CheckStatus(name, hard, True, "", T0, 3, None, hard)
+
+
+def _record(probe: str, error: ErrorKind | None = None, duration: float = 0.25) -> ProbeRecord:
+    return ProbeRecord(probe, T0, duration, error, None if error is None else "x", "p")
+
+
+def _device(
+    site_id: str,
+    device_id: str,
+    role: Role,
+    fields: Mapping[str, FieldValue],
+    probes: Mapping[str, ProbeRecord],
+    *,
+    checks: tuple[CheckStatus, ...] = (),
+    reachable: bool | None = True,
+) -> DeviceStatus:
+    return DeviceStatus(
+        site_id, device_id, role, device_id, "127.0.0.1", reachable, CheckState.OK, "", checks, fields, probes
+    )
+
+
+def awkward_snapshot() -> HealthSnapshot:
+    """Label values the text format must escape, diacritics, and every kind of value."""
+    quoted = 'tram "Pà Cò"'
+    slashed = "huyện\\Mai Châu"
+    newline = "Xã\nVạn Mai"
+    power: dict[str, FieldValue] = {
+        "power.on_battery": True,
+        "power.mains_ok": False,
+        "power.battery_minutes_remaining": 38,
+        "power.battery_charge_percent": 91,
+        "power.battery_voltage_volts": 54.2,
+        "link.oper_up": "up",  # a string: no number, no series
+        "link.rx_level_dbm": -70.5,
+        "link.snr_db": float("nan"),
+    }
+    icmp: dict[str, FieldValue] = {
+        "icmp.loss_ratio": 1 / 3,
+        "icmp.rtt_min_seconds": 1e-05,
+        "icmp.rtt_avg_seconds": 12345678.9,  # prometheus_client writes it with an exponent
+        "icmp.rtt_max_seconds": float("inf"),
+        "icmp.jitter_seconds": None,
+    }
+    sites = [
+        SiteStatus(
+            quoted,
+            "Trạm Pà Cò",
+            slashed,
+            newline,
+            'Viettel "Tây Bắc"',
+            "normal",
+            (),
+            SiteState.DEGRADED,
+            "r",
+            1_750_000_123.456,
+            (
+                _device(
+                    quoted,
+                    'pwr\\"1',
+                    Role.POWER,
+                    power,
+                    {"snmp": _record("snmp", duration=0.0421)},
+                    checks=(
+                        _check("power.on_battery", CheckState.WARNING),
+                        _check("điện.ắc quy", CheckState.UNKNOWN),
+                    ),
+                ),
+                _device(quoted, "bts\n1", Role.BTS, icmp, {"icmp": _record("icmp")}, reachable=False),
+                _device(
+                    quoted,
+                    "lnk-1",
+                    Role.LINK,
+                    {"link.rx_level_dbm": -65.0, "link.snr_db": 31},
+                    {"snmp": _record("snmp", ErrorKind.TIMEOUT, 4.0)},
+                    checks=(_check("snmp.reachable", CheckState.CRITICAL),),
+                ),
+            ),
+        ),
+        SiteStatus(
+            "đèo-thung-khe",
+            "Đèo Thung Khe",
+            "d2",
+            None,
+            "vnpt",
+            "critical",
+            (),
+            SiteState.UNKNOWN,
+            "",
+            None,
+            (_device("đèo-thung-khe", "rtr", Role.ROUTER, {}, {}, reachable=None),),
+        ),
+        SiteStatus("empty", "Empty", slashed, "", "vnpt", "normal", (), SiteState.DOWN, "", -0.0, ()),
+    ]
+    return HealthSnapshot(T0, {s.site_id: s for s in sites}, ())
+
+
+SNAPSHOTS: dict[str, Callable[[], HealthSnapshot]] = {
+    "busy model": lambda: busy_model().snapshot(),
+    "awkward values": awkward_snapshot,
+    "no sites": lambda: HealthSnapshot(T0, {}, ()),
+}
+
+
+# -- the text -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", SNAPSHOTS)
+def test_the_text_is_what_prometheus_client_wrote(which: str) -> None:
+    snap = SNAPSHOTS[which]()
+    before = generate_latest(_Static(reference_families(snap))).decode()
+    ours = render(site_families(SiteSeriesCache(), snap)).decode()
+    assert series_set(ours) == series_set(before)
+    if snap.sites:
+        assert len(series_set(ours)) > 10
+    # the same bytes even: label order, value formatting, help text and family order
+    assert ours == before
+
+
+def test_values_are_formatted_as_go_does() -> None:
+    from prometheus_client.utils import floatToGoString
+
+    values = [0.0, -0.0, 1.0, 0.1, 1 / 3, 1e-05, 123456.0, 1234567.0, 12345678.9, 1.75e9, -1.75e9, 1e22]
+    values += [float("inf"), float("-inf"), float("nan"), 5e-324, 1.7976931348623157e308]
+    for value in values:
+        assert format_value(value) == floatToGoString(value), value  # type: ignore[no-untyped-call]
+
+
+def test_generic_consumers_get_the_same_samples_by_parsing_the_text() -> None:
+    # prometheus_client's own generate_latest reads .samples: the prerendered text parsed back
+    registry = CollectorRegistry()
+    snap = awkward_snapshot()
+    HealthCollector(lambda: snap, lambda: STATS, lambda: RUNTIME, registry=registry, process_metrics=False)
+    fast = render(registry.collect()).decode()
+    generic = generate_latest(registry).decode()
+    assert series_set(fast) == series_set(generic)
+    assert fast == generic
+    family = next(m for m in registry.collect() if isinstance(m, PrerenderedFamily))
+    with pytest.raises(TypeError):
+        family.samples = [Sample(family.name, {}, 1.0)]
+
+
+# -- the cache ------------------------------------------------------------------------------------
+
+
+def _model_text(model: HealthModel, cache: SiteSeriesCache) -> str:
+    return render(site_families(cache, model.snapshot())).decode()
+
+
+def test_only_the_sites_that_changed_are_rendered_again() -> None:
+    model = busy_model()
+    cache = SiteSeriesCache()
+    first = cache.series(model.snapshot())
+    assert first.rendered == 4
+    assert cache.series(model.snapshot()) is first  # nothing changed: nothing to do at all
+
+    model.ingest(ping("s2", "bts2", T0 + 10 * MINUTE, rtt=0.0075))
+    second = cache.series(model.snapshot())
+    assert second.rendered == 1
+    sites = list(model.snapshot().sites)
+    s2 = sites.index("s2")
+    loss_index = [name for name, _help in SITE_FAMILIES].index("uptimewatch_icmp_loss_ratio")
+    for i, (old, new) in enumerate(zip(first.families[loss_index], second.families[loss_index], strict=True)):
+        # the other sites' text is reused as is, the changed site's rebuilt
+        assert (old is new) == (i != s2)
+    text = _model_text(model, cache)
+    assert 'uptimewatch_icmp_loss_ratio{device="bts2",role="bts",site="s2"} 0.0' in text
+    assert 'uptimewatch_icmp_rtt_seconds{device="bts2",role="bts",site="s2",stat="avg"} 0.0075' in text
+    assert text == generate_latest(_Static(reference_families(model.snapshot()))).decode()
+
+
+def test_a_reload_drops_removed_sites_and_relabels_moved_ones() -> None:
+    model = busy_model()
+    cache = SiteSeriesCache()
+    before = _model_text(model, cache)
+    assert 'site="s3"' in before
+    assert len(cache) == 4
+
+    sites = [s for s in standard_sites() if s["id"] != "s3"]
+    moved = next(s for s in sites if s["id"] == "s4")
+    moved["district"], moved["commune"] = "d1", "c1"
+    config = make_config(sites)
+    model.reconfigure(config, resolve_all(config))
+    after = _model_text(model, cache)
+    assert 'site="s3"' not in after
+    assert len(cache) == 3
+    assert 'uptimewatch_site_state{carrier="viettel",commune="c1",district="d1",site="s4",state=' in after
+    assert 'district="d2",site="s4"' not in after
+    assert after == generate_latest(_Static(reference_families(model.snapshot()))).decode()
+
+
+# -- promtool and the endpoint ------------------------------------------------------------------
+
+
+@pytest.mark.skipif(
+    shutil.which("promtool") is None, reason="promtool (Debian package prometheus) not installed"
+)
+def test_promtool_lints_the_hand_written_text_clean() -> None:
+    registry = CollectorRegistry()
+    HealthCollector(awkward_snapshot, lambda: STATS, lambda: RUNTIME, registry=registry)
+    text = render(registry.collect())
+    assert b'site="tram \\"P\xc3\xa0 C\xc3\xb2\\""' in text  # escaped quotes, UTF-8 diacritics
+    result = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, timeout=60, check=False
+    )
+    output = (result.stdout + result.stderr).decode()
+    findings = {line.strip() for line in output.splitlines() if line.strip()}
+    assert findings - ACCEPTED_LINT == set(), output
+    assert result.returncode == (3 if findings else 0), output
+
+
+def test_gzip_is_offered_only_when_accepted() -> None:
+    assert gzip_accepted("gzip")
+    assert gzip_accepted("deflate, GZIP;q=0.5")
+    assert not gzip_accepted("")
+    assert not gzip_accepted("identity")
+    assert not gzip_accepted("gzip;q=0")
+    assert not gzip_accepted("x-gzip")
+
+
+class _Context:
+    """What build_app needs from the daemon, around a health model of the test's own."""
+
+    def __init__(self, model: HealthModel) -> None:
+        self.model = model
+        self.registry = CollectorRegistry(auto_describe=True)
+        HealthCollector(model.snapshot, lambda: STATS, lambda: RUNTIME, registry=self.registry)
+
+    def snapshot(self) -> HealthSnapshot:
+        return self.model.snapshot()
+
+    def readiness(self) -> tuple[bool, str]:
+        return True, "ready"
+
+    async def reload(self) -> ReloadResult:
+        return ReloadResult(True, "")
+
+
+@pytest.fixture
+async def served() -> Any:
+    ctx = _Context(busy_model())
+    runner = web.AppRunner(build_app(ctx), access_log=None)
+    await runner.setup()
+    port = free_tcp_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield ctx, f"http://127.0.0.1:{port}/metrics"
+    finally:
+        await runner.cleanup()
+
+
+async def _get(url: str, accept_encoding: str | None) -> tuple[dict[str, str], bytes]:
+    headers = {"Accept-Encoding": accept_encoding} if accept_encoding is not None else {}
+    async with (
+        aiohttp.ClientSession(auto_decompress=False, skip_auto_headers=["Accept-Encoding"]) as http,
+        http.get(url, headers=headers) as resp,
+    ):
+        assert resp.status == 200
+        return dict(resp.headers), await resp.read()
+
+
+def _network_series(text: str) -> set[tuple[str, frozenset[tuple[str, str]], str]]:
+    return {s for s in series_set(text) if not s[0].startswith(("process_", "python_"))}
+
+
+async def test_the_endpoint_gzips_for_prometheus_and_follows_changes(served: Any) -> None:
+    ctx, url = served
+    headers, plain = await _get(url, None)
+    assert "Content-Encoding" not in headers
+    assert headers["Content-Type"].startswith("text/plain; version=")
+    headers, packed = await _get(url, "gzip")  # what Prometheus sends
+    assert headers["Content-Encoding"] == "gzip"
+    unpacked = gzip.decompress(packed)
+    assert len(packed) < len(unpacked)
+    assert _network_series(unpacked.decode()) == _network_series(plain.decode())
+    assert "process_cpu_seconds_total" in unpacked.decode()  # the standard collectors ride along
+
+    at = T0 + 20 * MINUTE
+    ctx.model.ingest(snmp("s1", "pwr1", at, {**UPS_OK, "power.battery_minutes_remaining": 17}))
+    ctx.model.ingest(snmp("s2", "pwr2", at, error=_timeout()))
+    _headers, packed = await _get(url, "gzip")
+    text = gzip.decompress(packed).decode()
+    assert 'uptimewatch_power_battery_minutes_remaining{device="pwr1",role="power",site="s1"} 17.0' in text
+    assert 'uptimewatch_snmp_up{device="pwr2",role="power",site="s2"} 0.0' in text
+    expected = generate_latest(_Static(reference_families(ctx.model.snapshot()))).decode()
+    assert expected in text
+
+
+def _timeout() -> ProbeError:
+    return ProbeError(ErrorKind.TIMEOUT, "no response")
