@@ -576,13 +576,7 @@ class FastSnmpTransport:
         return endpoint
 
     def _enlarge_receive_buffer(self, sock: socket.socket) -> None:
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self._receive_buffer)
-        except OSError as exc:
-            log.debug("cannot set the SNMP socket receive buffer: %s", exc)
-        granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-        if sys.platform.startswith("linux"):
-            granted //= 2  # Linux reports the buffer doubled for its bookkeeping overhead
+        granted = enlarge_receive_buffer(sock, self._receive_buffer)
         if self.receive_buffer_granted is None:
             self.receive_buffer_granted = granted
         # less than asked means the kernel capped it (net.core.rmem_max)
@@ -642,3 +636,16 @@ class CompositeSnmpTransport:
 
     async def close(self) -> None:
         await asyncio.gather(self.community.close(), self.v3.close())
+
+
+def enlarge_receive_buffer(sock: socket.socket, wanted: int) -> int:
+    """Ask for a ``wanted``-byte receive buffer (replies are dropped at high concurrency
+    otherwise); returns what the kernel granted."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, wanted)
+    except OSError as exc:
+        log.debug("cannot set the SNMP socket receive buffer: %s", exc)
+    granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    if sys.platform.startswith("linux"):
+        granted //= 2  # Linux reports the buffer doubled for its bookkeeping overhead
+    return int(granted)

@@ -17,7 +17,6 @@ import ipaddress
 import itertools
 import logging
 import socket
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -35,7 +34,8 @@ from pysnmp.proto.proxy import rfc2576 as v1_proxy
 from ..config.models import AuthProtocol, PrivProtocol, SnmpVersion
 from ..config.resolve import SnmpTarget
 from ..model.observation import ErrorKind, ProbeError
-from .snmp_fast import CompositeSnmpTransport, FastSnmpTransport
+from .ber import ERROR_STATUS_NAMES, NO_SUCH_NAME, TOO_BIG
+from .snmp_fast import CompositeSnmpTransport, FastSnmpTransport, enlarge_receive_buffer
 from .snmp_types import SnmpResponse, SnmpTransport, SnmpType, Varbind
 
 log = logging.getLogger(__name__)
@@ -83,30 +83,6 @@ _AUTH_ERRORS: Final[dict[type[Exception], str]] = {
     errind.UnknownSecurityName: "unknown security name",
 }
 
-# RFC 3416 error-status values
-_TOO_BIG: Final = 1
-_NO_SUCH_NAME: Final = 2
-_ERROR_STATUS_NAMES: Final = (
-    "noError",
-    "tooBig",
-    "noSuchName",
-    "badValue",
-    "readOnly",
-    "genErr",
-    "noAccess",
-    "wrongType",
-    "wrongLength",
-    "wrongEncoding",
-    "wrongValue",
-    "noCreation",
-    "inconsistentValue",
-    "resourceUnavailable",
-    "commitFailed",
-    "undoFailed",
-    "authorizationError",
-    "notWritable",
-    "inconsistentName",
-)
 _ACCESS_ERRORS: Final = frozenset({6, 16})  # noAccess, authorizationError: a view or ACL says no
 
 _TYPE_BY_TAG: Final = {
@@ -383,13 +359,13 @@ class PysnmpTransport:
             requests += sent
             if error_ind is not None:
                 return SnmpResponse(error=self._indication_error(error_ind, target, sent), requests=requests)
-            if status == _TOO_BIG and len(chunk) > 1:
+            if status == TOO_BIG and len(chunk) > 1:
                 # the agent cannot fit the answer in one message: ask in halves
                 half = len(chunk) // 2
                 queue.appendleft(chunk[half:])
                 queue.appendleft(chunk[:half])
                 continue
-            if status == _NO_SUCH_NAME and target.version is SnmpVersion.V1 and 0 < index <= len(chunk):
+            if status == NO_SUCH_NAME and target.version is SnmpVersion.V1 and 0 < index <= len(chunk):
                 # SNMPv1 fails the whole PDU for one absent OID; ask again without it, as net-snmp
                 # does, so v1 devices answer like v2c ones (absent OIDs typed noSuchObject)
                 bad = chunk[index - 1]
@@ -445,9 +421,9 @@ class PysnmpTransport:
                 if out:
                     problems.append(f"walk of {root} failed after {len(out)} rows: {error.message}")
                 return SnmpResponse(tuple(out), error, requests, truncated, tuple(problems))
-            if status == _NO_SUCH_NAME and not bulk:
+            if status == NO_SUCH_NAME and not bulk:
                 break  # SNMPv1's end of the MIB view
-            if status == _TOO_BIG and bulk and repetitions > 1:
+            if status == TOO_BIG and bulk and repetitions > 1:
                 repetitions = max(1, repetitions // 2)
                 continue
             if status:
@@ -557,9 +533,9 @@ class PysnmpTransport:
 
     @staticmethod
     def _status_error(status: int, index: int, chunk: Sequence[_Raw]) -> ProbeError:
-        name = _ERROR_STATUS_NAMES[status] if 0 <= status < len(_ERROR_STATUS_NAMES) else f"error {status}"
+        name = ERROR_STATUS_NAMES[status] if 0 <= status < len(ERROR_STATUS_NAMES) else f"error {status}"
         where = f" at {chunk[index - 1][0]}" if 0 < index <= len(chunk) else ""
-        if status == _NO_SUCH_NAME:
+        if status == NO_SUCH_NAME:
             kind = ErrorKind.NO_SUCH_OBJECT
         elif status in _ACCESS_ERRORS:
             kind = ErrorKind.AUTH
@@ -722,13 +698,7 @@ class PysnmpTransport:
         return tuple(domain)
 
     def _enlarge_receive_buffer(self, sock: socket.socket) -> None:
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self._receive_buffer)
-        except OSError as exc:
-            log.debug("cannot set the SNMP socket receive buffer: %s", exc)
-        granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-        if sys.platform.startswith("linux"):
-            granted //= 2  # Linux reports the buffer doubled for its bookkeeping overhead
+        granted = enlarge_receive_buffer(sock, self._receive_buffer)
         if self.receive_buffer_granted is None:
             self.receive_buffer_granted = granted
         # less than asked means the kernel capped it (net.core.rmem_max)
