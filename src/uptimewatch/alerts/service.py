@@ -16,14 +16,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from ..clock import WallSteps
+from ..config.alerting import AlertingConfig
 from ..config.loader import LoadedConfig
 from ..config.models import Config
-from ..export.metrics import AlertStats
 from ..model.health import HealthSnapshot, StateChange
+from ..model.stats import AlertStats
 from ..notify.types import Notification
 from ..store import SqliteStore
 from .auth import Authenticator
-from .config import AlertingConfig
 from .engine import (
     Ack,
     AckError,
