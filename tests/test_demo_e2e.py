@@ -217,8 +217,7 @@ async def test_shortened_scenario_is_detected_alerted_mailed_and_reported(tmp_pa
             assert not [
                 a
                 for a in await alerts(base)
-                if a["name"] in ("SiteDown", "DeviceDown")
-                and a["labels"].get("site") in behind_hub1 | {hub1}
+                if a["name"] in ("SiteDown", "DeviceDown") and a["labels"].get("site") in behind_hub1 | {hub1}
             ]
 
         # -- reboot of leaf#2's router -------------------------------------------------------------
