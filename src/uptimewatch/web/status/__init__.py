@@ -25,7 +25,8 @@ from ...model.health import HealthSnapshot, Rollup, SiteStatus
 from ...model.history import RecentSamples
 from ...model.observation import FieldValue
 from ...power import PowerTracker, TimeToDark
-from .views import TIMELINE_S, map_view, power_of, site_page_view
+from .i18n import page_catalog, page_language, speaker
+from .views import TIMELINE_S, Say, map_view, power_of, site_page_view
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +62,14 @@ class _Versioned(Protocol):
 
 
 _ASSETS: web.AppKey[dict[str, bytes]] = web.AppKey("status_assets", dict)
+_CONTEXT: web.AppKey[web.AppKey[Any]] = web.AppKey("status_context_key", web.AppKey)
 _STOPPING: web.AppKey[asyncio.Event] = web.AppKey("status_stopping", asyncio.Event)
 
 
 def setup_status(app: web.Application, context_key: web.AppKey[Any]) -> None:
     """Register the pages, the assets, ``/api/v1/status/...`` and ``/api/v1/events``."""
     app[_ASSETS] = {}
+    app[_CONTEXT] = context_key
     app[_STOPPING] = asyncio.Event()
 
     async def page(request: web.Request) -> web.Response:
@@ -83,21 +86,27 @@ def setup_status(app: web.Application, context_key: web.AppKey[Any]) -> None:
 
     async def district(request: web.Request) -> web.Response:
         context = ctx(request)
-        view = district_view(context.snapshot(), request.match_info["district_id"], _battery_since(context))
+        view = district_view(
+            context.snapshot(), request.match_info["district_id"], _battery_since(context), _say(request)
+        )
         if view is None:
             return _json({"error": f"no district {request.match_info['district_id']!r}"}, status=404)
         return _json(view)
 
     async def dispatch(request: web.Request) -> web.Response:
-        return _json(dispatch_view(ctx(request).snapshot(), _battery_since(ctx(request))))
+        return _json(dispatch_view(ctx(request).snapshot(), _battery_since(ctx(request)), _say(request)))
 
     async def province_map(request: web.Request) -> web.Response:
         context = ctx(request)
         config = getattr(context, "config", None)
-        return _json(map_view(context.snapshot(), config.sites if config is not None else ()))
+        sites = config.sites if config is not None else ()
+        return _json(map_view(context.snapshot(), sites, _say(request)))
 
     async def site(request: web.Request) -> web.Response:
-        return await _site_page(ctx(request), request.match_info["site_id"])
+        return await _site_page(ctx(request), request.match_info["site_id"], _say(request))
+
+    async def i18n(request: web.Request) -> web.Response:
+        return _json(page_catalog(_language(request), _timezone(request)))
 
     async def events(request: web.Request) -> web.StreamResponse:
         return await _events(request, ctx(request))
@@ -116,6 +125,7 @@ def setup_status(app: web.Application, context_key: web.AppKey[Any]) -> None:
     app.router.add_get("/api/v1/status/dispatch", dispatch)
     app.router.add_get("/api/v1/status/map", province_map)
     app.router.add_get("/api/v1/status/sites/{site_id}", site)
+    app.router.add_get("/api/v1/status/i18n", i18n)
     app.router.add_get("/api/v1/events", events)
 
 
@@ -166,7 +176,25 @@ def _battery_since(context: Any) -> dict[str, float]:
     }
 
 
-async def _site_page(context: Any, site_id: str) -> web.Response:
+def _config(request: web.Request) -> Any:
+    return getattr(request.app[request.app[_CONTEXT]], "config", None)
+
+
+def _timezone(request: web.Request) -> str | None:
+    config = _config(request)
+    return config.province.timezone if config is not None else None
+
+
+def _language(request: web.Request) -> str:
+    config = _config(request)
+    return page_language(request, config.province.language if config is not None else None)
+
+
+def _say(request: web.Request) -> Say:
+    return speaker(_language(request), _timezone(request))
+
+
+async def _site_page(context: Any, site_id: str, say: Say) -> web.Response:
     snap: HealthSnapshot = context.snapshot()
     if site_id not in snap.sites:
         return _json({"error": f"no site {site_id!r}"}, status=404)
@@ -191,6 +219,7 @@ async def _site_page(context: Any, site_id: str) -> web.Response:
         estimate=_estimates(context).get(site_id),
         ping=recent.ping(site_id) if recent is not None else (),
         discharges=recent.discharges(site_id) if recent is not None else (),
+        say=say,
     )
     return _json(view)
 
@@ -198,8 +227,7 @@ async def _site_page(context: Any, site_id: str) -> web.Response:
 async def _page(request: web.Request, context: Any) -> web.Response:
     """index.html with the catalog of the reader's language rendered into it."""
     template = await _asset_bytes(request, "index.html")
-    config = getattr(context, "config", None)
-    catalog = page_catalog("en", config.province.timezone if config is not None else None)
+    catalog = page_catalog(_language(request), _timezone(request))
     data = json.dumps(catalog, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
     body = template.decode().replace("{{lang}}", catalog["lang"]).replace("{{catalog}}", data)
     return web.Response(
@@ -210,17 +238,6 @@ async def _page(request: web.Request, context: Any) -> web.Response:
             "Vary": "Accept-Language, Cookie",
         },
     )
-
-
-def page_catalog(lang: str, timezone: str | None) -> dict[str, Any]:
-    return {
-        "lang": lang,
-        "messages": {},
-        "plural": "(n != 1)",
-        "timezone": timezone,
-        "formats": {},
-        "units": {},
-    }
 
 
 def _version(context: Any) -> int:
@@ -359,6 +376,7 @@ def _site_view(
     communes: Mapping[str, str],
     carriers: Mapping[str, str],
     on_battery_since: float | None = None,
+    say: Say = str,
 ) -> dict[str, Any]:
     return {
         "id": site.site_id,
@@ -370,7 +388,7 @@ def _site_view(
         "priority": site.priority,
         "upstream": list(site.upstream),
         "state": site.state.value,
-        "reason": site.reason,
+        "reason": say(site.reason),
         "since": site.since,
         "power": power_of(site, on_battery_since),
         "links": links_of(site),
@@ -382,7 +400,10 @@ _PRIORITY_ORDER: Final = {"critical": 0, "high": 1, "normal": 2, "low": 3}
 
 
 def district_view(
-    snap: HealthSnapshot, district_id: str, on_battery_since: Mapping[str, float] | None = None
+    snap: HealthSnapshot,
+    district_id: str,
+    on_battery_since: Mapping[str, float] | None = None,
+    say: Say = str,
 ) -> dict[str, Any] | None:
     rollup = next((r for r in snap.rollups if r.level == "district" and r.id == district_id), None)
     if rollup is None:
@@ -391,7 +412,7 @@ def district_view(
     carriers = _names(snap, "carrier")
     since = on_battery_since or {}
     sites = [
-        _site_view(s, communes, carriers, since.get(s.site_id))
+        _site_view(s, communes, carriers, since.get(s.site_id), say)
         for s in snap.sites.values()
         if s.district == district_id
     ]
@@ -409,7 +430,7 @@ def district_view(
 
 
 def dispatch_view(
-    snap: HealthSnapshot, on_battery_since: Mapping[str, float] | None = None
+    snap: HealthSnapshot, on_battery_since: Mapping[str, float] | None = None, say: Say = str
 ) -> dict[str, Any]:
     """Sites on battery, fewest battery minutes first (unknown minutes last); the page re-ranks
     by time-to-dark when the daemon estimates it. ``on_battery_since``: per site, since when,
@@ -431,7 +452,7 @@ def dispatch_view(
                 "carrier_name": carriers.get(site.carrier, site.carrier),
                 "priority": site.priority,
                 "state": site.state.value,
-                "reason": site.reason,
+                "reason": say(site.reason),
                 "since": site.since,
                 "power": power,
             }

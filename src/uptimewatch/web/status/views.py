@@ -9,7 +9,7 @@ model's own text.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from ...config.models import Site
@@ -21,7 +21,10 @@ from ...model.observation import FieldValue
 from ...model.topology import UpstreamRef, outages
 from ...power import TimeToDark
 
-__all__ = ["TIMELINE_S", "link_state", "map_view", "power_of", "site_page_view"]
+__all__ = ["TIMELINE_S", "Say", "link_state", "map_view", "power_of", "site_page_view"]
+
+#: Renders a reason (a translatable phrase of the health model, or a plain string) for the reader.
+Say = Callable[[Any], str]
 
 #: How far back the site page's timeline reaches.
 TIMELINE_S: Final = 24 * 3600.0
@@ -102,7 +105,7 @@ def link_state(snap: HealthSnapshot, child: SiteStatus, ref: str) -> str:
     return "up"
 
 
-def map_view(snap: HealthSnapshot, sites: Iterable[Site]) -> dict[str, Any]:
+def map_view(snap: HealthSnapshot, sites: Iterable[Site], say: Say = str) -> dict[str, Any]:
     """Every site with coordinates, the upstream lines between them and the current outages."""
     located = {s.id: s for s in sites if s.location is not None}
     has_children: set[str] = set()
@@ -124,7 +127,7 @@ def map_view(snap: HealthSnapshot, sites: Iterable[Site]) -> dict[str, Any]:
                 "lat": conf.location.lat,
                 "lon": conf.location.lon,
                 "state": status.state.value,
-                "reason": status.reason,
+                "reason": say(status.reason),
                 "since": status.since,
                 "priority": status.priority,
                 "hub": sid in has_children,
@@ -152,7 +155,7 @@ def map_view(snap: HealthSnapshot, sites: Iterable[Site]) -> dict[str, Any]:
                 "kind": o.kind,
                 "name": o.name,
                 "state": o.state,
-                "reason": o.reason,
+                "reason": say(o.reason),
                 "since": o.since,
                 "sites": list(o.sites),
             }
@@ -164,10 +167,10 @@ def map_view(snap: HealthSnapshot, sites: Iterable[Site]) -> dict[str, Any]:
 # -- the site page -------------------------------------------------------------------------------
 
 
-def _interval(i: Interval, start: float | None = None) -> dict[str, Any]:
+def _interval(i: Interval, say: Say, start: float | None = None) -> dict[str, Any]:
     return {
         "state": i.state,
-        "reason": i.reason,
+        "reason": say(i.reason),
         "start": i.start if start is None else max(start, i.start),
         "end": i.end,
     }
@@ -178,7 +181,7 @@ def _open_since(intervals: Sequence[Interval]) -> float | None:
     return last.start if last is not None and last.end is None else None
 
 
-def _device(d: DeviceStatus, history: Sequence[Interval]) -> dict[str, Any]:
+def _device(d: DeviceStatus, history: Sequence[Interval], say: Say) -> dict[str, Any]:
     return {
         "id": d.device_id,
         "name": d.name,
@@ -186,7 +189,7 @@ def _device(d: DeviceStatus, history: Sequence[Interval]) -> dict[str, Any]:
         "address": d.address,
         "reachable": d.reachable,
         "state": _word(d.state),
-        "reason": d.reason,
+        "reason": say(d.reason),
         "since": _open_since(history),
         "checks": [
             {
@@ -194,7 +197,7 @@ def _device(d: DeviceStatus, history: Sequence[Interval]) -> dict[str, Any]:
                 "state": _word(c.state),
                 "hard_state": _word(c.hard_state),
                 "hard": c.hard,
-                "reason": c.reason,
+                "reason": say(c.reason),
                 "since": c.since,
                 "attempts": c.attempts,
             }
@@ -267,6 +270,7 @@ def site_page_view(
     estimate: TimeToDark | None = None,
     ping: Sequence[PingSeries] = (),
     discharges: Sequence[Discharge] = (),
+    say: Say = str,
 ) -> dict[str, Any] | None:
     """Everything the site page shows; None for an unknown site."""
     site = snap.sites.get(site_id)
@@ -301,7 +305,7 @@ def site_page_view(
         power["time_to_dark"] = estimate.to_dict(now) if estimate is not None else None
         spells = history.battery if history is not None else {}
         power["spells"] = [
-            _interval(i) | {"device": dev} for dev, items in sorted(spells.items()) for i in items
+            _interval(i, say) | {"device": dev} for dev, items in sorted(spells.items()) for i in items
         ]
         power["spells"].sort(key=lambda i: i["start"])
     location = config_site.location if config_site is not None else None
@@ -318,19 +322,19 @@ def site_page_view(
         "priority": site.priority,
         "location": None if location is None else {"lat": location.lat, "lon": location.lon},
         "state": site.state.value,
-        "reason": site.reason,
+        "reason": say(site.reason),
         "since": site.since,
         "rechecking": site.rechecking,
         "cut_off_by": list(site.cut_off_by),
         "upstream": upstream,
         "downstream": sorted(downstream, key=lambda s: s["name"]),
-        "devices": [_device(d, devices_history.get(d.device_id, ())) for d in site.devices],
+        "devices": [_device(d, devices_history.get(d.device_id, ()), say) for d in site.devices],
         "power": power,
         "links": _links(site),
         "timeline": {
             "start": start,
             "end": now,
-            "spans": [_interval(i, start) for i in (history.states if history is not None else ())],
+            "spans": [_interval(i, say, start) for i in (history.states if history is not None else ())],
         },
         "charts": {
             "ping": _ping(ping),

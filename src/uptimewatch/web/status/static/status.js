@@ -145,7 +145,8 @@ function fmtInt(value) {
 }
 
 function fmtUnit(value, unit, digits = 0) {
-  return value == null || !isFinite(value) ? "–" : `${fmtNumber(value, digits)} ${unit}`;
+  if (value == null || !isFinite(value)) return "–";
+  return unit === "%" ? `${fmtNumber(value, digits)}%` : `${fmtNumber(value, digits)} ${unit}`;
 }
 
 function zoned(ts) {
@@ -166,11 +167,13 @@ function zoned(ts) {
 }
 
 function pattern(ts, name) {
+  // CLDR-style patterns from the daemon (the ones its emails and reports use)
   const p = zoned(ts);
   const f = I18N.formats || {};
-  const tokens = { yyyy: p.year, MM: p.month, dd: p.day, HH: p.hour, mm: p.minute, ss: p.second };
-  const text = f[name] || { date: "dd/MM/yyyy", time: "HH:mm", time_seconds: "HH:mm:ss", datetime: "{date} {time}" }[name];
-  return text.replace(/yyyy|MM|dd|HH|mm|ss/g, (t) => tokens[t]);
+  const months = f.months || ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+  const tokens = { yyyy: p.year, MMM: months[Number(p.month) - 1], MM: p.month, dd: p.day, d: String(Number(p.day)), HH: p.hour, mm: p.minute, ss: p.second };
+  const text = f[name] || { date: "dd/MM/yyyy", time: "HH:mm", time_seconds: "HH:mm:ss", datetime: "HH:mm dd/MM/yyyy" }[name];
+  return text.replace(/yyyy|MMM|MM|dd|d|HH|mm|ss/g, (t) => tokens[t]);
 }
 
 function fmtDate(ts) {
@@ -184,8 +187,11 @@ function fmtTime(ts, seconds = false) {
 function fmtDateTime(ts) {
   if (ts == null) return "–";
   // today: the time alone; otherwise date and time
-  const sameDay = fmtDate(ts) === fmtDate(now());
-  return sameDay ? fmtTime(ts) : fill((I18N.formats || {}).datetime || "{date} {time}", { date: fmtDate(ts), time: fmtTime(ts) });
+  return fmtDate(ts) === fmtDate(now()) ? fmtTime(ts) : pattern(ts, "datetime");
+}
+
+function fmtPercent(value, digits = 0) {
+  return value == null || !isFinite(value) ? "–" : `${fmtNumber(value, digits)}%`;
 }
 
 function unitText(unit, n) {
@@ -219,6 +225,8 @@ function age(since) {
 }
 
 async function getJSON(url) {
+  // the status views write reasons in the page's language
+  if (url.startsWith("/api/v1/status/") && !url.includes("lang=")) url += (url.includes("?") ? "&" : "?") + "lang=" + encodeURIComponent(I18N.lang);
   const resp = await fetch(url, { cache: "no-store", headers: { Accept: "application/json" } });
   if (!resp.ok) throw new Error(`${url}: HTTP ${resp.status}`);
   return resp.json();
@@ -398,12 +406,14 @@ function mapSvg(data) {
       ? `<g class="on-battery" transform="translate(${(x + r + 2).toFixed(1)},${(y - r - 8).toFixed(1)})"><rect width="15" height="9" rx="1.5"/><rect x="15.5" y="2.5" width="2" height="4"/></g>`
       : "";
     const label = `${s.name}: ${stateWord(s.state)}`;
-    markers += `<a class="marker state-${esc(s.state)}" data-site="${esc(s.id)}" data-state="${esc(s.state)}" href="/status/site/${encodeURIComponent(s.id)}" aria-label="${esc(label)}">${ring}${shape}${battery}</a>`;
+    const hit = `<circle class="hit" cx="${x.toFixed(1)}" cy="${y.toFixed(1)}" r="${r + 7}"/>`;
+    markers += `<a class="marker state-${esc(s.state)}" data-site="${esc(s.id)}" data-state="${esc(s.state)}" href="/status/site/${encodeURIComponent(s.id)}" aria-label="${esc(label)}">${hit}${ring}${shape}${battery}</a>`;
     if ((s.hub && !fed.has(s.id)) || s.state === "down") {
       names += `<text class="site-label" x="${(x + r + 5).toFixed(1)}" y="${(y + 5).toFixed(1)}">${esc(s.name)}</text>`;
     }
   }
-  const svg = `<svg id="map" class="map" viewBox="0 0 ${p.width} ${p.height}" role="img" aria-label="${esc(_("Province map"))}">
+  const mapLabel = _("Province map");
+  const svg = `<svg id="map" class="map" viewBox="0 0 ${p.width} ${p.height}" role="img" aria-label="${esc(mapLabel)}">
     <g class="areas">${areas}</g><g class="cuts">${cuts}</g><g class="lines">${lines}</g>
     <g class="labels">${labels}${names}</g><g class="markers">${markers}</g></svg>`;
   const legend = STATES.map((s) => `<span><span class="dot ${s}"></span>${esc(stateWord(s))}</span>`).join("");
@@ -414,18 +424,53 @@ function mapSvg(data) {
   const unplaced = data.unplaced.length
     ? `<p class="muted">${esc(ngettext("{n} site has no coordinates and is not drawn.", "{n} sites have no coordinates and are not drawn.", data.unplaced.length))}</p>`
     : "";
-  return `<div class="map-wrap">${svg}<div id="maptip" class="maptip" hidden></div></div><div class="legend">${legend}${extra}</div>${unplaced}`;
+  const sig = esc(mapSignature(data));
+  return `<div class="map-wrap" data-sig="${sig}">${svg}<div id="maptip" class="maptip" hidden></div></div><div class="legend">${legend}${extra}</div>${unplaced}`;
+}
+
+// What the map is drawn from, besides states: while it stays the same, a refresh patches the drawn
+// map in place instead of replacing it, so a marker under the pointer or being clicked stays put.
+function mapSignature(data) {
+  return JSON.stringify([I18N.lang, data.sites.map((s) => [s.id, s.lat, s.lon, s.hub]), data.lines.map((l) => l.via + ">" + l.to)]);
+}
+
+function placeMap(old, data) {
+  const fresh = document.createElement("div");
+  fresh.innerHTML = mapSvg(data);
+  const wrap = fresh.querySelector(".map-wrap");
+  if (old && wrap && old.dataset.sig === wrap.dataset.sig) {
+    const svgOld = old.querySelector("svg.map");
+    const svgNew = wrap.querySelector("svg.map");
+    for (const group of ["areas", "cuts", "lines", "labels"]) {
+      svgOld.querySelector(`g.${group}`).replaceWith(svgNew.querySelector(`g.${group}`));
+    }
+    const current = new Map([...svgOld.querySelectorAll(".marker")].map((m) => [m.dataset.site, m]));
+    const layer = svgOld.querySelector("g.markers");
+    for (const m of [...svgNew.querySelectorAll(".marker")]) {
+      const was = current.get(m.dataset.site);
+      if (was && was.outerHTML === m.outerHTML) layer.appendChild(was); // same drawing, same node
+      else {
+        if (was) was.remove();
+        layer.appendChild(m);
+      }
+    }
+    fresh.querySelector(".map-wrap").replaceWith(old);
+    old._data = data;
+  }
+  return fresh;
 }
 
 function wireMap(data) {
   const wrap = main.querySelector(".map-wrap");
   if (!wrap) return;
+  wrap._data = data;
+  if (wrap._wired) return;
+  wrap._wired = true;
   const tip = wrap.querySelector("#maptip");
-  const byId = new Map(data.sites.map((s) => [s.id, s]));
   const show = (ev) => {
     const marker = ev.target.closest(".marker");
     if (!marker) return;
-    const s = byId.get(marker.dataset.site);
+    const s = wrap._data.sites.find((site) => site.id === marker.dataset.site);
     if (!s) return;
     tip.innerHTML = `<b>${esc(s.name)}</b> ${pill(s.state)}<div>${esc(s.reason)}</div><div class="sub">${esc(_("in this state for {duration}", { duration: age(s.since) }))}</div>`;
     tip.hidden = false;
@@ -454,7 +499,7 @@ async function overview() {
     const text = ngettext("{n} site on battery", "{n} sites on battery", data.on_battery);
     html += `<p class="notice">${batteryIcon(0.4)} <a href="/status/dispatch">${esc(text)}</a>: ${esc(_("generator dispatch list"))}</p>`;
   }
-  html += `<div class="overview"><section class="panel map-panel"><h2>${esc(_("Map"))}</h2>${mapSvg(map)}</section><div class="side">`;
+  html += `<div class="overview"><section class="panel map-panel"><h2>${esc(_("Map"))}</h2><div id="map-slot"></div></section><div class="side">`;
   if (map.outages.length) {
     html += `<section class="panel outages"><h2>${esc(_("Cut off behind a failed upstream"))}</h2><ul>`;
     for (const o of map.outages) {
@@ -475,7 +520,9 @@ async function overview() {
       <h3>${esc(d.name)}</h3><div class="mini">${mini.join("")}</div></a>`;
   }
   html += `</div></section></div></div>`;
+  const mapNodes = placeMap(main.querySelector(".map-wrap"), map);
   main.innerHTML = html;
+  main.querySelector("#map-slot").replaceWith(...mapNodes.childNodes);
   wireMap(map);
   document.getElementById("battery-count").textContent = data.on_battery ? fmtInt(data.on_battery) : "";
   document.getElementById("province").textContent = p.name || "uptimewatch";
@@ -490,7 +537,7 @@ function powerCell(power, ttd) {
   else parts.push(`<span class="muted">${esc(_("unknown"))}</span>`);
   if (ttd && ttd.seconds != null) parts.push(`<span class="ttd">${esc(_("{duration} to dark", { duration: fmtDuration(ttd.seconds) }))}</span>`);
   else if (power.battery_minutes != null) parts.push(esc(_("{duration} left", { duration: fmtDuration(power.battery_minutes * 60) })));
-  if (power.charge_percent != null) parts.push(fmtUnit(power.charge_percent, "%"));
+  if (power.charge_percent != null) parts.push(fmtPercent(power.charge_percent));
   return parts.join("<br>");
 }
 
@@ -554,7 +601,7 @@ async function dispatch() {
       <td>${fmtInt(i + 1)}</td>
       <td><span class="site-name">${siteLink(s.id, s.name)}</span><div class="sub">${esc(s.district_name)} · ${esc(s.carrier_name)}</div></td>
       <td data-label="${esc(heads[2])}"><span class="ttd${urgent}">${fmtDuration(left)}</span>${basis}</td>
-      <td data-label="${esc(heads[3])}">${fmtUnit(s.power.charge_percent, "%")}</td>
+      <td data-label="${esc(heads[3])}">${fmtPercent(s.power.charge_percent)}</td>
       <td data-label="${esc(heads[4])}" class="on-battery-for" data-since="${since ?? ""}">${age(since)}</td>
       <td data-label="${esc(heads[5])}">${pill(s.state)}</td></tr>`;
   });
@@ -632,26 +679,33 @@ function lineChart({ name, title, points, unit, digits = 0, yMin = null, yMax = 
     <svg viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(title)}">${grid}${refLine}${fillPath ? `<path class="area" d="${fillPath}"/>` : ""}<path class="line" d="${d}"/>${times}</svg></figure>`;
 }
 
-function timeline(tl) {
+// One bar of states over [start, end]: coloured spans, "no data" where the ledger has none.
+function stateBar(tl, start, step, name, label) {
   const W = 1000;
   const H = 40;
-  const x = (t) => ((Math.max(tl.start, Math.min(tl.end, t)) - tl.start) / (tl.end - tl.start)) * W;
+  const end = tl.end;
+  const x = (t) => ((Math.max(start, Math.min(end, t)) - start) / (end - start)) * W;
   let bars = "";
   for (const s of tl.spans) {
     const a = x(s.start);
-    const b = x(s.end ?? tl.end);
+    const b = x(s.end ?? end);
     if (b - a <= 0) continue;
-    const tip = `${stateWord(s.state)} · ${fmtDateTime(s.start)} – ${s.end == null ? _("now") : fmtDateTime(s.end)} (${fmtDuration((s.end ?? tl.end) - s.start)}): ${s.reason}`;
-    bars += `<rect class="span state-${esc(s.state)}" data-state="${esc(s.state)}" x="${a.toFixed(2)}" y="0" width="${Math.max(b - a, 1.5).toFixed(2)}" height="40"><title>${esc(tip)}</title></rect>`;
+    const tip = `${stateWord(s.state)} · ${fmtDateTime(s.start)} – ${s.end == null ? _("now") : fmtDateTime(s.end)} (${fmtDuration((s.end ?? end) - s.start)}): ${s.reason}`;
+    bars += `<rect class="span state-${esc(s.state)}" data-state="${esc(s.state)}" x="${a.toFixed(2)}" y="0" width="${Math.max(b - a, 3).toFixed(2)}" height="${H}"><title>${esc(tip)}</title></rect>`;
   }
   let ticks = "";
   let labels = "";
-  const step = 3 * 3600;
-  for (let t = Math.ceil(tl.start / step) * step; t <= tl.end; t += step) {
+  for (let t = Math.ceil(start / step) * step; t <= end; t += step) {
     const tx = x(t);
-    ticks += `<line class="tick" x1="${tx.toFixed(1)}" x2="${tx.toFixed(1)}" y1="0" y2="40"/>`;
-    labels += `<span style="left:${((tx / W) * 100).toFixed(2)}%">${esc(fmtTime(t))}</span>`;
+    ticks += `<line class="tick" x1="${tx.toFixed(1)}" x2="${tx.toFixed(1)}" y1="0" y2="${H}"/>`;
+    if (tx > 20 && tx < W - 20) labels += `<span style="left:${((tx / W) * 100).toFixed(2)}%">${esc(fmtTime(t))}</span>`;
   }
+  return `<div class="bar-row"><div class="bar-label">${esc(label)}</div><div class="bar-body">
+    <svg class="timeline" data-chart="${name}" viewBox="0 0 ${W} ${H}" preserveAspectRatio="none" role="img" aria-label="${esc(label)}"><rect class="nodata" x="0" y="0" width="${W}" height="${H}"/>${bars}${ticks}</svg>
+    <div class="timeline-axis">${labels}</div></div></div>`;
+}
+
+function timeline(tl) {
   const legend = STATES.map((s) => `<span><span class="dot ${s}"></span>${esc(stateWord(s))}</span>`).join("") + `<span><span class="legend-nodata"></span>${esc(_("no data"))}</span>`;
   const changes = tl.spans
     .slice()
@@ -660,9 +714,10 @@ function timeline(tl) {
     .map((s) => `<tr><td>${esc(fmtDateTime(s.start))}</td><td>${pill(s.state)}</td><td>${esc(fmtDuration((s.end ?? tl.end) - s.start))}</td><td>${esc(s.reason)}</td></tr>`)
     .join("");
   const heads = [_("From"), _("State"), _("For"), _("Reason")].map((h) => `<th>${esc(h)}</th>`).join("");
-  return `<svg class="timeline" data-chart="timeline" viewBox="0 0 ${W} ${H}" preserveAspectRatio="none" role="img" aria-label="${esc(_("States over the last 24 hours"))}"><rect class="nodata" x="0" y="0" width="${W}" height="40"/>${bars}${ticks}</svg>
-    <div class="timeline-axis">${labels}</div><div class="legend">${legend}</div>
-    ${changes ? `<table class="list compact"><thead><tr>${heads}</tr></thead><tbody>${changes}</tbody></table>` : ""}`;
+  const day = stateBar(tl, tl.start, 3 * 3600, "timeline", _("24 hours"));
+  const hour = stateBar(tl, tl.end - 3600, 600, "timeline-hour", _("last hour"));
+  return `${day}${hour}<div class="legend">${legend}</div>
+    ${changes ? `<h3>${esc(_("Latest changes"))}</h3><table class="list compact"><thead><tr>${heads}</tr></thead><tbody>${changes}</tbody></table>` : ""}`;
 }
 
 function powerPanel(site) {
@@ -673,7 +728,7 @@ function powerPanel(site) {
   const src = pw.on_battery ? "battery" : pw.source || (pw.on_battery === false ? "mains" : null);
   rows.push([_("Source"), src ? `${pw.on_battery ? batteryIcon((pw.charge_percent ?? 50) / 100) + " " : ""}${esc(sourceWord(src))}` : `<span class="muted">${esc(_("unknown"))}</span>`]);
   if (pw.on_battery) rows.push([_("On battery for"), `<span class="on-battery-for" data-since="${pw.on_battery_since ?? ""}">${age(pw.on_battery_since)}</span>`]);
-  rows.push([_("Charge"), esc(fmtUnit(pw.charge_percent, "%"))]);
+  rows.push([_("Charge"), esc(fmtPercent(pw.charge_percent))]);
   rows.push([_("Battery voltage"), esc(fmtUnit(pw.voltage_volts, "V", 1))]);
   if (pw.battery_minutes != null) rows.push([_("The plant's own figure"), esc(_("{duration} left", { duration: fmtDuration(pw.battery_minutes * 60) }))]);
   let ttdHtml = "";
@@ -727,7 +782,8 @@ function devicesPanel(site) {
       <span class="in-state" data-since="${d.since ?? ""}">${age(d.since)}</span></div>
       <table class="checks"><tbody>${d.checks
         .map((c) => {
-          const soft = c.hard ? "" : ` <span class="tag" title="${esc(_("not yet confirmed by repeated results"))}">${esc(_("unconfirmed"))}</span>`;
+          const why = _("not yet confirmed by repeated results");
+          const soft = c.hard ? "" : ` <span class="tag" title="${esc(why)}">${esc(_("unconfirmed"))}</span>`;
           return `<tr class="check-${esc(c.state)}" data-check="${esc(c.name)}"><td>${checkPill(c.state)}</td><td>${esc(checkName(c.name))}${soft}</td><td>${esc(c.reason)}</td><td class="num" data-since="${c.since ?? ""}">${age(c.since)}</td></tr>`;
         })
         .join("")}</tbody></table></div>`;
