@@ -98,19 +98,23 @@ class _Curve:
         self.spacing = 0.0  # the least time between two kept points
 
     def add(self, at: float, charge: float | None, voltage: float | None) -> None:
-        if self.times and at - self.times[-1] < self.spacing:
+        times = self.times
+        if times and at < times[-1]:
             return
-        if self.times and at < self.times[-1]:
+        if len(times) >= 2 and at - times[-2] < self.spacing:
+            # too close to the point before: the newest reading takes the last place
+            times[-1], self.charge[-1], self.voltage[-1] = at, _nan(charge), _nan(voltage)
             return
-        self.times.append(at)
+        times.append(at)
         self.charge.append(_nan(charge))
         self.voltage.append(_nan(voltage))
         if len(self.times) >= DISCHARGE_POINTS:
-            # keep every other point (the last one too) and take half as many from now on
-            keep = range(len(self.times) - 1, -1, -2)
+            # keep every other point, the first and the last too, and take half as many from now on
+            n = len(self.times)
+            keep = [*range(0, n - 1, 2), n - 1]
             for name in ("times", "charge", "voltage"):
                 old = getattr(self, name)
-                setattr(self, name, array(old.typecode, (old[i] for i in reversed(keep))))
+                setattr(self, name, array(old.typecode, (old[i] for i in keep)))
             span = self.times[-1] - self.times[0]
             self.spacing = 2 * span / max(1, len(self.times) - 1)
 

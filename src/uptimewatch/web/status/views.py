@@ -37,6 +37,10 @@ def _num(value: FieldValue) -> float | None:
     return float(value)
 
 
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
 def _word(state: CheckState | SiteState) -> str:
     return state.value if isinstance(state, SiteState) else state.name.lower()
 
@@ -239,7 +243,7 @@ def _ping(series: Sequence[PingSeries]) -> list[dict[str, Any]]:
         {
             "device": s.device_id,
             "points": [
-                [at, None if rtt is None else round(rtt * 1000.0, 3), None if loss is None else loss]
+                [at, None if rtt is None else round(rtt * 1000.0, 3), _round(loss, 4)]
                 for at, rtt, loss in s.points
             ],
         }
@@ -254,7 +258,7 @@ def _discharges(found: Sequence[Discharge], cutoff: float | None) -> list[dict[s
             "started_at": d.started_at,
             "ended_at": d.ended_at,
             "cutoff_voltage": cutoff,
-            "points": [[at, c, v] for at, c, v in d.points],
+            "points": [[at, _round(c, 2), _round(v, 3)] for at, c, v in d.points],
         }
         for d in found
     ]
