@@ -18,7 +18,8 @@ from ...model.checks import CheckState
 from ...model.health import DeviceStatus, HealthSnapshot, SiteState, SiteStatus
 from ...model.history import Discharge, PingSeries
 from ...model.observation import FieldValue
-from ...model.topology import UpstreamRef, outages
+from ...model.outages import outages
+from ...model.topology import UpstreamRef
 from ...power import TimeToDark
 
 __all__ = ["TIMELINE_S", "Say", "link_state", "map_view", "power_of", "site_page_view"]
