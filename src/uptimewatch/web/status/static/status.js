@@ -336,7 +336,7 @@ function areaPath(points) {
   return "M" + h.map((p) => `${p[0].toFixed(1)},${p[1].toFixed(1)}`).join("L") + "Z";
 }
 
-function projection(sites, width) {
+function projection(sites, width, padRight) {
   const lats = sites.map((s) => s.lat);
   const lons = sites.map((s) => s.lon);
   const [minLat, maxLat, minLon, maxLon] = [Math.min(...lats), Math.max(...lats), Math.min(...lons), Math.max(...lons)];
@@ -344,9 +344,10 @@ function projection(sites, width) {
   const spanX = Math.max((maxLon - minLon) * k, 0.02);
   const spanY = Math.max(maxLat - minLat, 0.02);
   const pad = 50;
-  const scale = Math.min((width - 2 * pad) / spanX, 1400 / spanY);
+  const room = width - pad - padRight;
+  const scale = Math.min(room / spanX, (1.4 * width) / spanY);
   const height = Math.round(spanY * scale + 2 * pad);
-  const offX = (width - spanX * scale) / 2;
+  const offX = pad + (room - spanX * scale) / 2;
   return {
     width,
     height,
@@ -357,7 +358,10 @@ function projection(sites, width) {
 function mapSvg(data) {
   const sites = data.sites;
   if (!sites.length) return `<p class="muted">${esc(_("No site has coordinates (location) in the configuration."))}</p>`;
-  const p = projection(sites, 1000);
+  // a phone gets a smaller drawing space, so markers and names come out larger on its screen
+  const narrow = main.clientWidth < 700;
+  // site names are written to the right of their markers; a phone names only the sites down
+  const p = projection(sites, narrow ? 560 : 1000, narrow ? 120 : 170);
   const at = new Map(sites.map((s) => [s.id, p.xy(s)]));
   const byDistrict = new Map();
   for (const s of sites) {
@@ -408,12 +412,12 @@ function mapSvg(data) {
     const label = `${s.name}: ${stateWord(s.state)}`;
     const hit = `<circle class="hit" cx="${x.toFixed(1)}" cy="${y.toFixed(1)}" r="${r + 7}"/>`;
     markers += `<a class="marker state-${esc(s.state)}" data-site="${esc(s.id)}" data-state="${esc(s.state)}" href="/status/site/${encodeURIComponent(s.id)}" aria-label="${esc(label)}">${hit}${ring}${shape}${battery}</a>`;
-    if ((s.hub && !fed.has(s.id)) || s.state === "down") {
+    if ((s.hub && !fed.has(s.id) && !narrow) || s.state === "down") {
       names += `<text class="site-label" x="${(x + r + 5).toFixed(1)}" y="${(y + 5).toFixed(1)}">${esc(s.name)}</text>`;
     }
   }
   const mapLabel = _("Province map");
-  const svg = `<svg id="map" class="map" viewBox="0 0 ${p.width} ${p.height}" role="img" aria-label="${esc(mapLabel)}">
+  const svg = `<svg id="map" class="map${narrow ? " narrow" : ""}" viewBox="0 0 ${p.width} ${p.height}" role="img" aria-label="${esc(mapLabel)}">
     <g class="areas">${areas}</g><g class="cuts">${cuts}</g><g class="lines">${lines}</g>
     <g class="labels">${labels}${names}</g><g class="markers">${markers}</g></svg>`;
   const legend = STATES.map((s) => `<span><span class="dot ${s}"></span>${esc(stateWord(s))}</span>`).join("");
@@ -431,7 +435,7 @@ function mapSvg(data) {
 // What the map is drawn from, besides states: while it stays the same, a refresh patches the drawn
 // map in place instead of replacing it, so a marker under the pointer or being clicked stays put.
 function mapSignature(data) {
-  return JSON.stringify([I18N.lang, data.sites.map((s) => [s.id, s.lat, s.lon, s.hub]), data.lines.map((l) => l.via + ">" + l.to)]);
+  return JSON.stringify([I18N.lang, main.clientWidth < 700, data.sites.map((s) => [s.id, s.lat, s.lon, s.hub]), data.lines.map((l) => l.via + ">" + l.to)]);
 }
 
 function placeMap(old, data) {
