@@ -218,6 +218,9 @@ async def test_ledger_site_history(tmp_path: Path) -> None:
         history = await ledger.site_history("hub", T0 - 10)
         assert [i.state for i in history.states][-1] in ("up", "degraded")
         assert history.states[-1].end is None
+        # reasons come back as they were recorded (what the page then renders in its language)
+        last_site_change = [c for c in model_changes if c.kind == "site"][-1]
+        assert str(history.states[-1].reason) == str(last_site_change.reason)
         assert history.states[0].start >= T0
         assert set(history.devices) == {"rtr", "pwr"}
         [spell] = history.battery["pwr"]
