@@ -14,7 +14,7 @@ in memory and bounded:
 Nothing here is judged or persisted: the ledger keeps the history that counts (states and
 on-battery spells); a restart starts these charts empty.
 
-Cost: a ring is three compact arrays (8 + 4 + 4 bytes a point): about 1.5 KiB per core device
+Cost: a ring is three compact arrays (8 + 4 + 4 bytes a point): about 2.1 KiB per core device
 at the default 90 points; a discharge at most :data:`DISCHARGE_POINTS` points per power plant.
 """
 
