@@ -43,9 +43,11 @@ from typing import Final, Literal
 
 from ..config.models import Config, District, Role, Site, Thresholds
 from ..config.resolve import ResolvedDevice
+from ..i18n import N_, Phrase, Text, joined
 from .checks import (
     FIELD_CHECKS,
     ICMP_REACHABLE,
+    NO_DATA,
     SEVERITY,
     SNMP_REACHABLE,
     CheckState,
@@ -97,9 +99,15 @@ ROLLUP_LEVELS: Final[tuple[RollupLevel, ...]] = ("province", "district", "commun
 
 #: How many device reasons a site reason quotes before "+N more".
 SITE_REASON_PARTS: Final = 3
+NOT_POLLED: Final = Text(N_("not polled yet"))
+ALL_CHECKS_OK: Final = Text(N_("all checks OK"))
 
 _EMPTY: Final[Mapping[str, FieldValue]] = MappingProxyType({})
 _BAD: Final = SEVERITY[CheckState.WARNING]
+
+
+def _device_reason(label: str, reason: Phrase) -> Phrase:
+    return Text(N_("{device}: {reason}"), {"device": label, "reason": reason})
 
 
 # -- the public, frozen picture -----------------------------------------------------------------
@@ -116,7 +124,7 @@ class CheckStatus:
     name: str
     state: CheckState
     hard: bool
-    reason: str
+    reason: Phrase
     since: float
     attempts: int
     value: FieldValue
@@ -149,7 +157,7 @@ class DeviceStatus:
     address: str
     reachable: bool | None  # None: not polled yet, or no probe could tell
     state: CheckState  # worst hard check
-    reason: str
+    reason: Phrase
     checks: tuple[CheckStatus, ...]
     fields: Mapping[str, FieldValue]  # last known values, merged across probes
     probes: Mapping[str, ProbeRecord]
@@ -168,7 +176,7 @@ class SiteStatus:
     priority: str
     upstream: tuple[str, ...]
     state: SiteState
-    reason: str
+    reason: Phrase
     since: float | None  # when the current state began; None before the first poll
     devices: tuple[DeviceStatus, ...]
     #: unreachable: the failed hubs or links at the top of the chain (``site`` or ``site:device``)
@@ -221,7 +229,7 @@ class StateChange:
     check: str | None
     old: CheckState | SiteState
     new: CheckState | SiteState
-    reason: str
+    reason: Phrase
     at: float
 
 
@@ -248,7 +256,7 @@ class _Check:
         self.count = 0
         self.since = 0.0
         self.hard_state = CheckState.UNKNOWN
-        self.hard_reason = "no data"
+        self.hard_reason: Phrase = NO_DATA
         self.hard_value: FieldValue = None
         self.status: CheckStatus | None = None
 
@@ -276,7 +284,7 @@ class _Device:
         self.polled = False
         self.state = CheckState.UNKNOWN
         self.reachable: bool | None = None
-        self.reason = "not polled yet"
+        self.reason: Phrase = NOT_POLLED
         self.status: DeviceStatus | None = None
         self.thresholds: Thresholds | None = None
         self.thr_key: str | None = None
@@ -315,9 +323,9 @@ class _Site:
         self.core: list[_Device] = []
         self.labels: dict[str, str] = {}
         self.state = SiteState.UNKNOWN
-        self.reason = "not polled yet"
+        self.reason: Phrase = NOT_POLLED
         self.since: float | None = None
-        self.cut_off: tuple[tuple[str, str], ...] = ()  # root causes (ref, label) while unreachable
+        self.cut_off: tuple[tuple[str, Phrase], ...] = ()  # root causes (ref, label) while unreachable
         self.lost: tuple[str, ...] = ()
         self.recheck_since: float | None = None  # when the upstream came back, while re-checking
         self.view: object = None  # what children last saw of this site
@@ -557,6 +565,7 @@ class HealthModel:
             decider = icmp
         reachable = None if decider is None else bool(decider.hard_value)
 
+        reason: Phrase
         if reachable is False and decider is not None:
             reason = decider.hard_reason
         else:
@@ -566,12 +575,12 @@ class HealthModel:
                 bad = [c for c in bad if c.name != "power.battery_minutes"]
             if bad:
                 bad.sort(key=lambda c: -SEVERITY[c.hard_state])
-                reason = "; ".join(c.hard_reason for c in bad[:SITE_REASON_PARTS])
+                reason = joined([c.hard_reason for c in bad[:SITE_REASON_PARTS]])
             elif worst == CheckState.UNKNOWN:
                 unknown = [c.hard_reason for c in checks.values() if c.hard_state == CheckState.UNKNOWN]
-                reason = unknown[0] if unknown else "no data"
+                reason = unknown[0] if unknown else NO_DATA
             else:
-                reason = "all checks OK"
+                reason = ALL_CHECKS_OK
         dev.reachable = reachable
         dev.reason = reason
         if worst != dev.state:
@@ -583,9 +592,10 @@ class HealthModel:
     def _derive_site(self, site: _Site, at: float, changes: list[StateChange]) -> None:
         devices = site.devices
         polled = [d for d in devices if d.polled]
+        reason: Phrase
         if not polled:
             state = SiteState.UNKNOWN
-            reason = "no devices configured" if not devices else "not polled yet"
+            reason = Text(N_("no devices configured")) if not devices else NOT_POLLED
         else:
             core = site.core
             core_ids = {id(d) for d in core}
@@ -606,14 +616,24 @@ class HealthModel:
                 problems.sort(
                     key=lambda d: (d.reachable is not False, id(d) not in core_ids, -SEVERITY[d.state])
                 )
-                parts = [f"{site.labels[d.cfg.device_id]}: {d.reason}" for d in problems[:SITE_REASON_PARTS]]
+                parts: list[Phrase] = [
+                    Text(
+                        N_("{device}: {reason}"), {"device": site.labels[d.cfg.device_id], "reason": d.reason}
+                    )
+                    for d in problems[:SITE_REASON_PARTS]
+                ]
                 if len(problems) > SITE_REASON_PARTS:
-                    parts.append(f"+{len(problems) - SITE_REASON_PARTS} more")
-                reason = "; ".join(parts)
+                    parts.append(Text(N_("+{n} more"), {"n": len(problems) - SITE_REASON_PARTS}))
+                reason = joined(parts)
             elif len(polled) < len(devices):
-                reason = f"{len(polled)} of {len(devices)} devices OK, the others not polled yet"
+                reason = Text(
+                    N_("{polled} of {total} devices OK, the others not polled yet"),
+                    {"polled": len(polled), "total": len(devices)},
+                )
+            elif len(devices) > 1:
+                reason = Text(N_("all {n} devices OK"), {"n": len(devices)})
             else:
-                reason = f"all {len(devices)} devices OK" if len(devices) > 1 else "device OK"
+                reason = Text(N_("device OK"))
         if site.site_id in self._topology.upstreams:
             state, reason = self._apply_topology(site, state, reason, at)
         site.reason = reason
@@ -638,7 +658,9 @@ class HealthModel:
 
     # -- topology -------------------------------------------------------------------------------
 
-    def _apply_topology(self, site: _Site, state: SiteState, reason: str, at: float) -> tuple[SiteState, str]:
+    def _apply_topology(
+        self, site: _Site, state: SiteState, reason: Phrase, at: float
+    ) -> tuple[SiteState, Phrase]:
         views = [self._uplink(ref) for ref in self._topology.upstreams[site.site_id]]
         verdict = topology_verdict(state.value, views)
         if verdict.kind == "unreachable":
@@ -653,14 +675,18 @@ class HealthModel:
         if site.recheck_since is not None:
             if not self._rechecked(site, site.recheck_since, state):
                 labels = [label for _ref, label in site.cut_off]
-                word = "is" if len(labels) == 1 else "are"
-                return SiteState.UNREACHABLE, f"{', '.join(labels)} {word} back; re-checking this site"
+                msgid = (
+                    N_("{uplinks:and} is back; re-checking this site")
+                    if len(labels) == 1
+                    else N_("{uplinks:and} are back; re-checking this site")
+                )
+                return SiteState.UNREACHABLE, Text(msgid, {"uplinks": labels})
             site.recheck_since = None
         site.cut_off = ()
         site.lost = verdict.lost
         if verdict.kind == "degraded":
             if state is SiteState.DEGRADED:
-                return SiteState.DEGRADED, f"{verdict.reason}; {reason}"
+                return SiteState.DEGRADED, joined([verdict.reason, reason])
             return SiteState.DEGRADED, verdict.reason
         return state, reason
 
@@ -680,19 +706,23 @@ class HealthModel:
         if up is None:
             return UplinkView(ref.ref, ref.ref, UplinkState.UP)
         if up.state is SiteState.UNREACHABLE:
-            return UplinkView(ref.ref, f"{up.name} (cut off)", UplinkState.CUT_OFF, up.cut_off)
-        hub_down = f"{up.name} (hub down)"
+            return UplinkView(
+                ref.ref, Text(N_("{site} (cut off)"), {"site": up.name}), UplinkState.CUT_OFF, up.cut_off
+            )
+        hub_down = Text(N_("{site} (hub down)"), {"site": up.name})
         if ref.device_id is None:
             if up.state is SiteState.DOWN:
                 return UplinkView(ref.ref, hub_down, UplinkState.DOWN, ((ref.site_id, hub_down),))
             return UplinkView(ref.ref, up.name, UplinkState.UP)
         dev = self._devices.get((ref.site_id, ref.device_id))
-        label = f"{dev.cfg.name if dev else ref.device_id} at {up.name}"
+        label = Text(
+            N_("{device} at {site}"), {"device": dev.cfg.name if dev else ref.device_id, "site": up.name}
+        )
         if dev is None or not _link_down(dev):
             return UplinkView(ref.ref, label, UplinkState.UP)
         if up.state is SiteState.DOWN:
             return UplinkView(ref.ref, hub_down, UplinkState.DOWN, ((ref.site_id, hub_down),))
-        down = f"{label} (link down)"
+        down = Text(N_("{link} (link down)"), {"link": label})
         return UplinkView(ref.ref, down, UplinkState.DOWN, ((ref.ref, down),))
 
     def _links_down(self, site: _Site) -> tuple[bool, ...]:

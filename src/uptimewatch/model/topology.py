@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Final, Literal
 
+from ..i18n import N_, Phrase, Text
 from .checks import CheckState
 
 if TYPE_CHECKING:
@@ -149,10 +150,10 @@ class UplinkView:
     """How one upstream of a site looks right now, as the health model sees it."""
 
     ref: str
-    label: str  # for people: "Trạm HUB Mai Châu (hub down)"
+    label: Phrase  # for people: "Trạm HUB Mai Châu (hub down)"
     state: UplinkState
     #: the failures at the top of the chain, as (ref, label) pairs; empty while the uplink is up
-    roots: tuple[tuple[str, str], ...] = ()
+    roots: tuple[tuple[str, Phrase], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,18 +161,12 @@ class Verdict:
     """What topology makes of a site's own state. ``own``: nothing to add."""
 
     kind: Literal["own", "unreachable", "degraded"]
-    reason: str = ""
-    roots: tuple[tuple[str, str], ...] = ()  # unreachable: the root causes (ref, label)
+    reason: Phrase = ""
+    roots: tuple[tuple[str, Phrase], ...] = ()  # unreachable: the root causes (ref, label)
     lost: tuple[str, ...] = ()  # degraded: the refs of the uplinks lost
 
 
 OWN: Final = Verdict("own")
-
-
-def _join(labels: Sequence[str]) -> str:
-    if len(labels) <= 1:
-        return "".join(labels)
-    return ", ".join(labels[:-1]) + " and " + labels[-1]
 
 
 def judge(own_state: str, uplinks: Sequence[UplinkView]) -> Verdict:
@@ -188,19 +183,19 @@ def judge(own_state: str, uplinks: Sequence[UplinkView]) -> Verdict:
     if len(bad) == len(uplinks):
         if own_state != "down":
             return OWN
-        roots: dict[str, str] = {}
+        roots: dict[str, Phrase] = {}
         for u in bad:
             for ref, label in u.roots or ((u.ref, u.label),):
                 roots.setdefault(ref, label)
         return Verdict(
             "unreachable",
-            f"cut off behind {_join(list(roots.values()))}",
+            Text(N_("cut off behind {uplinks:and}"), {"uplinks": list(roots.values())}),
             roots=tuple(roots.items()),
         )
     if own_state in ("up", "degraded"):
         return Verdict(
             "degraded",
-            f"lost uplink via {_join([u.label for u in bad])}",
+            Text(N_("lost uplink via {uplinks:and}"), {"uplinks": [u.label for u in bad]}),
             lost=tuple(u.ref for u in bad),
         )
     return OWN
@@ -225,7 +220,7 @@ class Outage:
     kind: Literal["site", "link"]
     name: str  # "Trạm HUB Mai Châu" or "Viba Mai Châu at Trạm HUB Mai Châu"
     state: str  # the root site's state, or "down" for a failed link
-    reason: str  # why the root failed, in the health model's words
+    reason: Phrase  # why the root failed, in the health model's words
     since: float | None  # when the root site entered its state; the earliest cut-off for a link
     sites: tuple[str, ...]  # cut off behind it, nearest first as listed in the snapshot
     communes: tuple[CutOffCommune, ...]
@@ -234,7 +229,7 @@ class Outage:
 
 def _root_facts(
     root: str, snap: HealthSnapshot
-) -> tuple[Literal["site", "link"], str, str, str, float | None]:
+) -> tuple[Literal["site", "link"], str, str, Phrase, float | None]:
     ref = UpstreamRef.parse(root)
     site = snap.sites.get(ref.site_id)
     if site is None:

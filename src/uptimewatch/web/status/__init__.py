@@ -290,7 +290,7 @@ def _site_view(site: SiteStatus, communes: Mapping[str, str], carriers: Mapping[
         "priority": site.priority,
         "upstream": list(site.upstream),
         "state": site.state.value,
-        "reason": site.reason,
+        "reason": str(site.reason),
         "since": site.since,
         "power": power_of(site),
         "links": links_of(site),
@@ -340,7 +340,7 @@ def dispatch_view(snap: HealthSnapshot) -> dict[str, Any]:
                 "carrier_name": carriers.get(site.carrier, site.carrier),
                 "priority": site.priority,
                 "state": site.state.value,
-                "reason": site.reason,
+                "reason": str(site.reason),
                 "since": site.since,
                 "power": power,
             }
