@@ -233,7 +233,8 @@ def test_two_levels_one_alert_for_the_top_root_then_the_next_level_after_recover
     assert [(c.labels["site"], c.value) for c in up] == [("hub", 5)]
     assert str(up[0].summary) == "Trạm HUB Mai Châu down: 5 sites cut off in Pà Cò, Tú Lý, Vạn Mai"
     # most sites first, then by name; Đà Bắc files among the D, not after Z
-    assert "Communes: Pà Cò (2), Tú Lý (2), Vạn Mai (1). Districts: Đà Bắc, Mai Châu." in str(up[0].description)
+    described = str(up[0].description)
+    assert "Communes: Pà Cò (2), Tú Lý (2), Vạn Mai (1). Districts: Đà Bắc, Mai Châu." in described
     assert replay.about(behind) == []
 
     # the hub comes back, agg's router does not: once re-checked, agg is down and is the new root

@@ -649,7 +649,9 @@ def test_site_without_base_station_or_router_is_down_only_when_everything_is_dar
     _hard_cycle(model, [ping("s4", "pwr4", T0 + 5 * MINUTE, loss=1.0)])
     s4 = model.snapshot().sites["s4"]
     assert s4.state is SiteState.DOWN
-    assert str(s4.reason) == "power unit: no reply to ping (3/3 lost); link radio: no reply to ping (3/3 lost)"
+    assert str(s4.reason) == (
+        "power unit: no reply to ping (3/3 lost); link radio: no reply to ping (3/3 lost)"
+    )
 
 
 def test_router_is_the_core_of_a_site_without_base_station() -> None:
