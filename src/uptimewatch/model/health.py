@@ -53,7 +53,7 @@ from .checks import (
     CheckState,
     Result,
     icmp_checks,
-    role_word,
+    role_text,
     snmp_check,
 )
 from .observation import ErrorKind, FieldValue, Observation
@@ -106,7 +106,7 @@ _EMPTY: Final[Mapping[str, FieldValue]] = MappingProxyType({})
 _BAD: Final = SEVERITY[CheckState.WARNING]
 
 
-def _device_reason(label: str, reason: Phrase) -> Phrase:
+def _device_reason(label: Phrase, reason: Phrase) -> Phrase:
     return Text(N_("{device}: {reason}"), {"device": label, "reason": reason})
 
 
@@ -321,7 +321,7 @@ class _Site:
         self.upstream: tuple[str, ...] = ()
         self.devices: list[_Device] = []
         self.core: list[_Device] = []
-        self.labels: dict[str, str] = {}
+        self.labels: dict[str, Phrase] = {}
         self.state = SiteState.UNKNOWN
         self.reason: Phrase = NOT_POLLED
         self.since: float | None = None
@@ -348,9 +348,9 @@ class _Site:
         for d in devices:
             per_role[d.cfg.role] = per_role.get(d.cfg.role, 0) + 1
         self.labels = {
-            d.cfg.device_id: role_word(d.cfg.role)
+            d.cfg.device_id: role_text(d.cfg.role)
             if per_role[d.cfg.role] == 1
-            else f"{role_word(d.cfg.role)} {d.cfg.name}"
+            else Text(N_("{role} {device}"), {"role": role_text(d.cfg.role), "device": d.cfg.name})
             for d in devices
         }
 
@@ -617,9 +617,7 @@ class HealthModel:
                     key=lambda d: (d.reachable is not False, id(d) not in core_ids, -SEVERITY[d.state])
                 )
                 parts: list[Phrase] = [
-                    Text(
-                        N_("{device}: {reason}"), {"device": site.labels[d.cfg.device_id], "reason": d.reason}
-                    )
+                    _device_reason(site.labels[d.cfg.device_id], d.reason)
                     for d in problems[:SITE_REASON_PARTS]
                 ]
                 if len(problems) > SITE_REASON_PARTS:
