@@ -22,13 +22,13 @@ import aiosmtplib
 from pydantic import AfterValidator, Field, SecretStr, model_validator
 
 from ..i18n import Language
+from ..primitives import Duration
 from . import render
 from .base import (
     ChannelContext,
     ChannelType,
     Delivery,
     DeliveryError,
-    Duration,
     Names,
     StrictSettings,
     check_address,
