@@ -111,21 +111,30 @@ def test_hub_down_makes_every_site_behind_it_unreachable_naming_the_hub() -> Non
     assert outage.districts == ("Mai Châu", "Đà Bắc")
 
 
-def test_children_that_fail_first_turn_from_down_to_unreachable_when_the_hub_is_judged() -> None:
+def test_children_that_fail_first_wait_for_the_hub_and_turn_unreachable_never_down() -> None:
     model = make()
     poll(model, T0)
     # the children's polls come in before the hub's within the cycle
+    changes = []
     for sid, did in [("agg", "rtr"), ("leaf1", "bts")]:
-        model.ingest(ping(sid, did, T0 + MINUTE, loss=1.0))
-    assert states(model)["agg"] is SiteState.DOWN  # the hub still answers, as far as we know
-    assert states(model)["leaf1"] is SiteState.UNREACHABLE  # behind agg, which is down
-    assert str(model.snapshot().sites["leaf1"].reason) == "cut off behind Trạm gom Vạn Mai (hub down)"
+        changes += model.ingest(ping(sid, did, T0 + MINUTE, loss=1.0))
+    assert not [c for c in changes if c.kind == "site"]
+    snap = model.snapshot()
+    # agg is not down yet: the hub in front of it is re-checked first; leaf1 waits for agg
+    for sid in ("agg", "leaf1"):
+        assert (snap.sites[sid].state, snap.sites[sid].confirming) == (SiteState.UP, True)
+    assert "re-checking upstream Trạm HUB Mai Châu" in str(snap.sites["agg"].reason)
+    assert ("hub", "rtr") in model.take_polls()
     changes = model.ingest(ping("hub", "rtr", T0 + MINUTE + 1, loss=1.0))
-    moved = {c.site_id: (c.old, c.new) for c in changes if c.kind == "site"}
-    assert moved["hub"] == (SiteState.UP, SiteState.DOWN)
-    assert moved["agg"] == (SiteState.DOWN, SiteState.UNREACHABLE)
-    # leaf1 stays unreachable; only its reason moves up to the new root cause
-    assert "leaf1" not in moved
+    # the hub's router is silent: the hub waits for its radio's word before it is down
+    assert model.snapshot().sites["hub"].confirming
+    assert ("hub", "mw1") in model.take_polls()
+    changes += model.ingest(ping("hub", "mw1", T0 + MINUTE + 1, loss=1.0))
+    moved = {c.site_id: (c.old, c.new, c.at) for c in changes if c.kind == "site"}
+    assert moved["hub"] == (SiteState.UP, SiteState.DOWN, T0 + MINUTE + 1)
+    # dated from their own failed polls, not from the hub's verdict
+    assert moved["agg"] == (SiteState.UP, SiteState.UNREACHABLE, T0 + MINUTE)
+    assert moved["leaf1"] == (SiteState.UP, SiteState.UNREACHABLE, T0 + MINUTE)
     assert str(model.snapshot().sites["leaf1"].reason) == "cut off behind Trạm HUB Mai Châu (hub down)"
 
 
@@ -205,10 +214,15 @@ def test_recovery_rechecks_each_child_before_believing_it() -> None:
     assert snap.sites["leaf1"].state is SiteState.UNREACHABLE
     assert snap.sites["leaf1"].rechecking
 
-    # leaf1 really lost its base station meanwhile: the fresh poll confirms it, and it is down
+    # leaf1 really lost its base station meanwhile: the fresh poll says so, and once agg in front
+    # of it has been polled again (it answers), leaf1 is down, from its own failed poll on
+    model.take_polls()
     changes = model.ingest(ping("leaf1", "bts", back + 4, loss=1.0))
-    assert {c.site_id: (c.old, c.new) for c in changes if c.kind == "site"} == {
-        "leaf1": (SiteState.UNREACHABLE, SiteState.DOWN)
+    assert not [c for c in changes if c.kind == "site"]
+    assert model.take_polls() == [("agg", "rtr"), ("hub", "rtr")]
+    changes = model.ingest(ping("agg", "rtr", back + 5))
+    assert {c.site_id: (c.old, c.new, c.at) for c in changes if c.kind == "site"} == {
+        "leaf1": (SiteState.UNREACHABLE, SiteState.DOWN, back + 4)
     }
     assert str(model.snapshot().sites["leaf1"].reason).startswith("base station: no reply to ping")
 

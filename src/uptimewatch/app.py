@@ -284,6 +284,9 @@ class Daemon:
     def _ingest(self, obs: Observation) -> None:
         changes = self.health.ingest(obs)
         self.power.ingest(obs)
+        # verdicts that wait for another site's next result (an upstream, the sites behind a hub)
+        for site_id, device_id in self.health.take_polls():
+            self.scheduler.trigger(site_id, device_id)
         if changes:
             self._recheck()
         for change in changes:

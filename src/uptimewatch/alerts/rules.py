@@ -10,7 +10,9 @@ O(changed sites), not O(province).
 
 Topology: a site cut off behind a failed hub or link (``unreachable``) raises nothing of its own,
 neither while the outage lasts nor while it is re-checked after the recovery; the root cause raises
-one ``UpstreamDown`` listing what it cut off. A site found down before its upstream was looked at
+one ``UpstreamDown`` listing what it cut off, and a hub that is such a root raises no ``SiteDown``
+besides. Sites whose verdict the health model still waits for (``confirming``,
+``root_in_doubt``) are not judged yet. A site found down before its upstream was looked at
 again (polls of a cycle finish in any order) is not judged until it has been: otherwise each child
 of a failing hub would page as down for the few seconds before the hub's own result arrives.
 ``TimeToDarkSoon`` reads the time-to-dark estimates, handed in as plain data (:class:`DarkOutlook`)
@@ -307,7 +309,14 @@ class Evaluator:
             if hit is not None and hit[0] is site:
                 found, judged = hit[1], hit[2]
             else:
-                judged = site.state is not SiteState.UNKNOWN and all(d.probes for d in site.devices)
+                # a verdict the health model still waits for (the upstream of a site found down,
+                # the sites behind a site gone down) is no verdict yet: the alerts keep their state
+                judged = (
+                    site.state is not SiteState.UNKNOWN
+                    and not site.confirming
+                    and not site.root_in_doubt
+                    and all(d.probes for d in site.devices)
+                )
                 if judged and site.state is SiteState.DOWN and upstream_in_doubt(site, snap):
                     unjudged.add(site_id)  # not cached: asked again once the upstream has answered
                     continue
@@ -328,6 +337,9 @@ class Evaluator:
         if self.builtins["UpstreamDown"].enabled:
             for c in self._upstream_down(snap, cut_off):
                 candidates[c.fingerprint] = c
+                if c.labels.get("kind") == "site":
+                    # one root-cause alert: it says the hub is down and lists what it cut off
+                    candidates.pop(fingerprint("SiteDown", {"site": c.labels["site"]}), None)
         if self.builtins["TimeToDarkSoon"].enabled:
             if batteries is None:
                 batteries = battery_outlook(self.power) if self.power is not None else ()
