@@ -294,6 +294,9 @@ class Daemon:
         changes = self.health.ingest(obs)
         self.power.ingest(obs)
         self.samples.ingest(obs)
+        # verdicts that wait for another site's next result (an upstream, the sites behind a hub)
+        for site_id, device_id in self.health.take_polls():
+            self.scheduler.trigger(site_id, device_id)
         if changes:
             self._recheck()
         for change in changes:

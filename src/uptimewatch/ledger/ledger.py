@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
+from ..i18n import Text, phrase_dumps
+from ..model.checks import ON_BATTERY_CODE
 from ..model.health import SiteState, StateChange
 from ..store import SqliteStore
 from .maintenance import occurrences, site_windows
@@ -175,15 +177,23 @@ class Ledger:
         ops = self._pending
         before = len(ops)
         for c in changes:
+            # reasons are kept as msgid + parameters (JSON), so a report can say them in any language
             if c.kind == "site":
-                ops.append(("site", (c.site_id, _word(c.new), c.reason, c.at)))
+                ops.append(("site", (c.site_id, _word(c.new), phrase_dumps(c.reason), c.at)))
             elif c.kind == "device":
                 if self._record_devices:
-                    ops.append(("device", (c.site_id, c.device_id, _word(c.new), c.reason, c.at)))
+                    ops.append(
+                        ("device", (c.site_id, c.device_id, _word(c.new), phrase_dumps(c.reason), c.at))
+                    )
             elif c.check == BATTERY_CHECK:
-                # the check's words say battery or mains whatever severity the thresholds give it
-                on_battery = c.reason.startswith("on battery")
-                ops.append(("battery", (c.site_id, c.device_id, on_battery, c.reason, c.at)))
+                # the check's reason says battery or mains whatever severity the thresholds give it
+                reason = c.reason
+                on_battery = (
+                    reason.code == ON_BATTERY_CODE
+                    if isinstance(reason, Text)
+                    else reason.startswith("on battery")
+                )
+                ops.append(("battery", (c.site_id, c.device_id, on_battery, phrase_dumps(reason), c.at)))
         if len(ops) != before:
             self._bump()
             self._wake.set()
