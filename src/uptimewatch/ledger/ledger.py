@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from ..i18n import Text, phrase_dumps
+from ..i18n import Phrase, Text, phrase_dumps, phrase_loads
 from ..model.checks import ON_BATTERY_CODE
 from ..model.health import SiteState, StateChange
 from ..store import SqliteStore
@@ -98,7 +98,7 @@ class Interval:
     """One recorded interval; ``end`` is None while it is still open."""
 
     state: str  # "down", "critical"...; "on_battery" for a battery spell
-    reason: str
+    reason: Phrase  # as recorded: rendered in the reader's language
     start: float
     end: float | None
 
@@ -306,8 +306,8 @@ def _read_site(
     conn: sqlite3.Connection, site_id: str, start: float
 ) -> tuple[tuple[Interval, ...], dict[str, tuple[Interval, ...]], dict[str, tuple[Interval, ...]]]:
     states = tuple(
-        Interval(*row)
-        for row in conn.execute(
+        Interval(state, phrase_loads(reason), s, e)
+        for state, reason, s, e in conn.execute(
             "SELECT state, reason, start_at, end_at FROM ledger_site_interval"
             " WHERE site_id = ? AND (end_at IS NULL OR end_at > ?) ORDER BY start_at, id",
             (site_id, start),
@@ -319,14 +319,15 @@ def _read_site(
         " WHERE site_id = ? AND (end_at IS NULL OR end_at > ?) ORDER BY start_at, id",
         (site_id, start),
     ):
-        devices.setdefault(device_id, []).append(Interval(*rest))
+        state, reason, s, e = rest
+        devices.setdefault(device_id, []).append(Interval(state, phrase_loads(reason), s, e))
     battery: dict[str, list[Interval]] = {}
     for device_id, reason, s, e in conn.execute(
         "SELECT device_id, reason, start_at, end_at FROM ledger_battery_interval"
         " WHERE site_id = ? ORDER BY start_at DESC, id DESC LIMIT ?",
         (site_id, HISTORY_SPELLS),
     ):
-        battery.setdefault(device_id, []).insert(0, Interval("on_battery", reason, s, e))
+        battery.setdefault(device_id, []).insert(0, Interval("on_battery", phrase_loads(reason), s, e))
     return (
         states,
         {k: tuple(v) for k, v in devices.items()},
