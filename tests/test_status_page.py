@@ -153,7 +153,8 @@ async def test_status_page_live(tmp_path: Path, snmpsim: SnmpsimEndpoint) -> Non
                     f"{row} .pill", "e => getComputedStyle(e).backgroundColor"
                 )
                 assert colour == "rgb(229, 57, 53)"  # --down
-                assert "SNMP quá thời gian chờ" in await page.inner_text(row)  # the reason in the page's language
+                # the reason, in the page's language
+                assert "SNMP quá thời gian chờ" in await page.inner_text(row)
                 await page.screenshot(path=str(ARTIFACTS / "status-page.png"), full_page=True)
                 await page.set_viewport_size({"width": 390, "height": 844})
                 await page.screenshot(path=str(ARTIFACTS / "status-page-phone.png"), full_page=True)
