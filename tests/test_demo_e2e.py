@@ -262,7 +262,10 @@ async def test_shortened_scenario_is_detected_alerted_mailed_and_reported(tmp_pa
 
         [first, *_] = await wait_until(mailed, timeout=15)
         message = read_mail(mail_dir, first["file"])
-        assert message["Subject"].startswith("[FIRING")
+        # the demo province speaks Vietnamese: FIRING is "CẢNH BÁO" (the kind header stays English)
+        assert message["Subject"].startswith("[CẢNH BÁO")
+        assert message["X-Uptimewatch-Kind"] == "firing"
+        assert message["Content-Language"] == "vi"
         assert "Mai Châu" in message["Subject"]  # RFC 2047 decoded back to UTF-8
         text_part = message.get_body(preferencelist=("plain",))
         assert text_part is not None

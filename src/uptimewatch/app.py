@@ -26,10 +26,12 @@ from . import __version__
 from .alerts import api as alerts_api
 from .alerts.service import AlertService
 from .config.loader import ConfigError, LoadedConfig, load_config
+from .config.models import Config
 from .config.resolve import ResolvedDevice
 from .export.metrics import HealthCollector, IntakeStats, RuntimeInfo
 from .ledger import Ledger
 from .model.health import HealthModel, HealthSnapshot, StateChange
+from .model.history import RecentSamples
 from .model.observation import Observation
 from .notify.service import NotifyService
 from .power import PowerTracker
@@ -107,6 +109,7 @@ class Daemon:
         self._match_cache = snmp.ProfileMatchCache()
         self.health = HealthModel(loaded.config, loaded.devices, self._profile_thresholds)
         self.power = PowerTracker(loaded.devices)
+        self.samples = RecentSamples(loaded.devices)  # the site page's charts
         self.notify = NotifyService(self.store, loaded.config, get_site=lambda sid: self.snapshot().site(sid))
         await self.notify.start()
         self.outbox = self.notify.outbox  # the alert engine hands its notices over here
@@ -208,6 +211,7 @@ class Daemon:
             self.ledger.record(self.health.reconfigure(loaded.config, loaded.devices))
             self.ledger.reconfigure(loaded.config)
             self.power.reconfigure(loaded.devices)
+            self.samples.reconfigure(loaded.devices)
             self.scheduler.reconcile(loaded.devices)
             await self._reconcile_intake(loaded)
             self._recheck()
@@ -278,12 +282,18 @@ class Daemon:
         )
 
     @property
+    def config(self) -> Config:
+        """The running configuration (the web side reads names and coordinates from it)."""
+        return self._loaded.config
+
+    @property
     def devices(self) -> tuple[ResolvedDevice, ...]:
         return self._loaded.devices
 
     def _ingest(self, obs: Observation) -> None:
         changes = self.health.ingest(obs)
         self.power.ingest(obs)
+        self.samples.ingest(obs)
         # verdicts that wait for another site's next result (an upstream, the sites behind a hub)
         for site_id, device_id in self.health.take_polls():
             self.scheduler.trigger(site_id, device_id)

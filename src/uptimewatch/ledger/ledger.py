@@ -18,10 +18,13 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
+from ..i18n import Phrase, Text, phrase_dumps, phrase_loads
+from ..model.checks import ON_BATTERY_CODE
 from ..model.health import SiteState, StateChange
 from ..store import SqliteStore
 from .maintenance import occurrences, site_windows
@@ -86,6 +89,28 @@ MAINTENANCE_AHEAD_S: Final = 7 * 86400.0
 MAINTENANCE_BEHIND_S: Final = 86400.0
 
 Op = tuple[str, tuple[Any, ...]]
+#: The most on-battery spells one site's history returns (the newest).
+HISTORY_SPELLS: Final = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """One recorded interval; ``end`` is None while it is still open."""
+
+    state: str  # "down", "critical"...; "on_battery" for a battery spell
+    reason: Phrase  # as recorded: rendered in the reader's language
+    start: float
+    end: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class SiteHistory:
+    """What the ledger holds about one site from ``start`` on (what the site page shows)."""
+
+    start: float
+    states: tuple[Interval, ...]
+    devices: Mapping[str, tuple[Interval, ...]]
+    battery: Mapping[str, tuple[Interval, ...]]  # per power device, oldest first
 
 
 def _word(state: object) -> str:
@@ -152,15 +177,23 @@ class Ledger:
         ops = self._pending
         before = len(ops)
         for c in changes:
+            # reasons are kept as msgid + parameters (JSON), so a report can say them in any language
             if c.kind == "site":
-                ops.append(("site", (c.site_id, _word(c.new), c.reason, c.at)))
+                ops.append(("site", (c.site_id, _word(c.new), phrase_dumps(c.reason), c.at)))
             elif c.kind == "device":
                 if self._record_devices:
-                    ops.append(("device", (c.site_id, c.device_id, _word(c.new), c.reason, c.at)))
+                    ops.append(
+                        ("device", (c.site_id, c.device_id, _word(c.new), phrase_dumps(c.reason), c.at))
+                    )
             elif c.check == BATTERY_CHECK:
-                # the check's words say battery or mains whatever severity the thresholds give it
-                on_battery = c.reason.startswith("on battery")
-                ops.append(("battery", (c.site_id, c.device_id, on_battery, c.reason, c.at)))
+                # the check's reason says battery or mains whatever severity the thresholds give it
+                reason = c.reason
+                on_battery = (
+                    reason.code == ON_BATTERY_CODE
+                    if isinstance(reason, Text)
+                    else reason.startswith("on battery")
+                )
+                ops.append(("battery", (c.site_id, c.device_id, on_battery, phrase_dumps(reason), c.at)))
         if len(ops) != before:
             self._bump()
             self._wake.set()
@@ -201,6 +234,15 @@ class Ledger:
             async with asyncio.timeout(timeout):
                 await self._changed.wait()
         return self.version
+
+    # -- reading ------------------------------------------------------------------------------
+
+    async def site_history(self, site_id: str, start: float) -> SiteHistory:
+        """The site's and its devices' intervals that overlap ``[start, now]``, and its last
+        on-battery spells. Changes recorded in the last half second may not be written yet."""
+        rows = await self._store.transaction(lambda conn: _read_site(conn, site_id, start))
+        states, devices, battery = rows
+        return SiteHistory(start, states, devices, battery)
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -258,6 +300,39 @@ class Ledger:
                 )
             closed += cur.rowcount
         return closed
+
+
+def _read_site(
+    conn: sqlite3.Connection, site_id: str, start: float
+) -> tuple[tuple[Interval, ...], dict[str, tuple[Interval, ...]], dict[str, tuple[Interval, ...]]]:
+    states = tuple(
+        Interval(state, phrase_loads(reason), s, e)
+        for state, reason, s, e in conn.execute(
+            "SELECT state, reason, start_at, end_at FROM ledger_site_interval"
+            " WHERE site_id = ? AND (end_at IS NULL OR end_at > ?) ORDER BY start_at, id",
+            (site_id, start),
+        )
+    )
+    devices: dict[str, list[Interval]] = {}
+    for device_id, *rest in conn.execute(
+        "SELECT device_id, state, reason, start_at, end_at FROM ledger_device_interval"
+        " WHERE site_id = ? AND (end_at IS NULL OR end_at > ?) ORDER BY start_at, id",
+        (site_id, start),
+    ):
+        state, reason, s, e = rest
+        devices.setdefault(device_id, []).append(Interval(state, phrase_loads(reason), s, e))
+    battery: dict[str, list[Interval]] = {}
+    for device_id, reason, s, e in conn.execute(
+        "SELECT device_id, reason, start_at, end_at FROM ledger_battery_interval"
+        " WHERE site_id = ? ORDER BY start_at DESC, id DESC LIMIT ?",
+        (site_id, HISTORY_SPELLS),
+    ):
+        battery.setdefault(device_id, []).insert(0, Interval("on_battery", phrase_loads(reason), s, e))
+    return (
+        states,
+        {k: tuple(v) for k, v in devices.items()},
+        {k: tuple(v) for k, v in battery.items()},
+    )
 
 
 def _apply(conn: sqlite3.Connection, ops: list[Op]) -> None:

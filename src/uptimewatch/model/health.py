@@ -52,15 +52,17 @@ from typing import Final, Literal
 
 from ..config.models import Config, District, Role, Site, Thresholds
 from ..config.resolve import ResolvedDevice
+from ..i18n import N_, Phrase, Text, joined
 from .checks import (
     FIELD_CHECKS,
     ICMP_REACHABLE,
+    NO_DATA,
     SEVERITY,
     SNMP_REACHABLE,
     CheckState,
     Result,
     icmp_checks,
-    role_word,
+    role_text,
     snmp_check,
 )
 from .observation import ErrorKind, FieldValue, Observation
@@ -106,9 +108,15 @@ ROLLUP_LEVELS: Final[tuple[RollupLevel, ...]] = ("province", "district", "commun
 
 #: How many device reasons a site reason quotes before "+N more".
 SITE_REASON_PARTS: Final = 3
+NOT_POLLED: Final = Text(N_("not polled yet"))
+ALL_CHECKS_OK: Final = Text(N_("all checks OK"))
 
 _EMPTY: Final[Mapping[str, FieldValue]] = MappingProxyType({})
 _BAD: Final = SEVERITY[CheckState.WARNING]
+
+
+def _device_reason(label: Phrase, reason: Phrase) -> Phrase:
+    return Text(N_("{device}: {reason}"), {"device": label, "reason": reason})
 
 
 # -- the public, frozen picture -----------------------------------------------------------------
@@ -125,7 +133,7 @@ class CheckStatus:
     name: str
     state: CheckState
     hard: bool
-    reason: str
+    reason: Phrase
     since: float
     attempts: int
     value: FieldValue
@@ -158,7 +166,7 @@ class DeviceStatus:
     address: str
     reachable: bool | None  # None: not polled yet, or no probe could tell
     state: CheckState  # worst hard check
-    reason: str
+    reason: Phrase
     checks: tuple[CheckStatus, ...]
     fields: Mapping[str, FieldValue]  # last known values, merged across probes
     probes: Mapping[str, ProbeRecord]
@@ -177,7 +185,7 @@ class SiteStatus:
     priority: str
     upstream: tuple[str, ...]
     state: SiteState
-    reason: str
+    reason: Phrase
     since: float | None  # when the current state began; None before the first poll
     devices: tuple[DeviceStatus, ...]
     #: unreachable: the failed hubs or links at the top of the chain (``site`` or ``site:device``)
@@ -237,7 +245,7 @@ class StateChange:
     check: str | None
     old: CheckState | SiteState
     new: CheckState | SiteState
-    reason: str
+    reason: Phrase
     at: float
 
 
@@ -264,7 +272,7 @@ class _Check:
         self.count = 0
         self.since = 0.0
         self.hard_state = CheckState.UNKNOWN
-        self.hard_reason = "no data"
+        self.hard_reason: Phrase = NO_DATA
         self.hard_value: FieldValue = None
         self.status: CheckStatus | None = None
 
@@ -292,7 +300,7 @@ class _Device:
         self.polled = False
         self.state = CheckState.UNKNOWN
         self.reachable: bool | None = None
-        self.reason = "not polled yet"
+        self.reason: Phrase = NOT_POLLED
         self.status: DeviceStatus | None = None
         self.thresholds: Thresholds | None = None
         self.thr_key: str | None = None
@@ -333,11 +341,11 @@ class _Site:
         self.upstream: tuple[str, ...] = ()
         self.devices: list[_Device] = []
         self.core: list[_Device] = []
-        self.labels: dict[str, str] = {}
+        self.labels: dict[str, Phrase] = {}
         self.state = SiteState.UNKNOWN
-        self.reason = "not polled yet"
+        self.reason: Phrase = NOT_POLLED
         self.since: float | None = None
-        self.cut_off: tuple[tuple[str, str], ...] = ()  # root causes (ref, label) while unreachable
+        self.cut_off: tuple[tuple[str, Phrase], ...] = ()  # root causes (ref, label) while unreachable
         self.lost: tuple[str, ...] = ()
         self.recheck_since: float | None = None  # when the upstream came back, while re-checking
         self.held_since: float | None = None  # found down, waiting for its upstream's verdict
@@ -364,9 +372,9 @@ class _Site:
         for d in devices:
             per_role[d.cfg.role] = per_role.get(d.cfg.role, 0) + 1
         self.labels = {
-            d.cfg.device_id: role_word(d.cfg.role)
+            d.cfg.device_id: role_text(d.cfg.role)
             if per_role[d.cfg.role] == 1
-            else f"{role_word(d.cfg.role)} {d.cfg.name}"
+            else Text(N_("{role} {device}"), {"role": role_text(d.cfg.role), "device": d.cfg.name})
             for d in devices
         }
 
@@ -626,6 +634,7 @@ class HealthModel:
             decider = icmp
         reachable = None if decider is None else bool(decider.hard_value)
 
+        reason: Phrase
         if reachable is False and decider is not None:
             reason = decider.hard_reason
         else:
@@ -635,12 +644,12 @@ class HealthModel:
                 bad = [c for c in bad if c.name != "power.battery_minutes"]
             if bad:
                 bad.sort(key=lambda c: -SEVERITY[c.hard_state])
-                reason = "; ".join(c.hard_reason for c in bad[:SITE_REASON_PARTS])
+                reason = joined([c.hard_reason for c in bad[:SITE_REASON_PARTS]])
             elif worst == CheckState.UNKNOWN:
                 unknown = [c.hard_reason for c in checks.values() if c.hard_state == CheckState.UNKNOWN]
-                reason = unknown[0] if unknown else "no data"
+                reason = unknown[0] if unknown else NO_DATA
             else:
-                reason = "all checks OK"
+                reason = ALL_CHECKS_OK
         dev.reachable = reachable
         dev.reason = reason
         if worst != dev.state:
@@ -652,9 +661,10 @@ class HealthModel:
     def _derive_site(self, site: _Site, at: float, changes: list[StateChange]) -> None:
         devices = site.devices
         polled = [d for d in devices if d.polled]
+        reason: Phrase
         if not polled:
             state = SiteState.UNKNOWN
-            reason = "no devices configured" if not devices else "not polled yet"
+            reason = Text(N_("no devices configured")) if not devices else NOT_POLLED
         else:
             core = site.core
             core_ids = {id(d) for d in core}
@@ -675,14 +685,22 @@ class HealthModel:
                 problems.sort(
                     key=lambda d: (d.reachable is not False, id(d) not in core_ids, -SEVERITY[d.state])
                 )
-                parts = [f"{site.labels[d.cfg.device_id]}: {d.reason}" for d in problems[:SITE_REASON_PARTS]]
+                parts: list[Phrase] = [
+                    _device_reason(site.labels[d.cfg.device_id], d.reason)
+                    for d in problems[:SITE_REASON_PARTS]
+                ]
                 if len(problems) > SITE_REASON_PARTS:
-                    parts.append(f"+{len(problems) - SITE_REASON_PARTS} more")
-                reason = "; ".join(parts)
+                    parts.append(Text(N_("+{n} more"), {"n": len(problems) - SITE_REASON_PARTS}))
+                reason = joined(parts)
             elif len(polled) < len(devices):
-                reason = f"{len(polled)} of {len(devices)} devices OK, the others not polled yet"
+                reason = Text(
+                    N_("{polled} of {total} devices OK, the others not polled yet"),
+                    {"polled": len(polled), "total": len(devices)},
+                )
+            elif len(devices) > 1:
+                reason = Text(N_("all {n} devices OK"), {"n": len(devices)})
             else:
-                reason = f"all {len(devices)} devices OK" if len(devices) > 1 else "device OK"
+                reason = Text(N_("device OK"))
         state, reason, at = self._confirm(site, state, reason, at)
         site.reason = reason
         went_down = state is SiteState.DOWN and site.state is not SiteState.DOWN
@@ -716,7 +734,9 @@ class HealthModel:
             if site.down_check_since is not None:
                 self._check_downstream(site)
 
-    def _confirm(self, site: _Site, state: SiteState, reason: str, at: float) -> tuple[SiteState, str, float]:
+    def _confirm(
+        self, site: _Site, state: SiteState, reason: Phrase, at: float
+    ) -> tuple[SiteState, Phrase, float]:
         """The site's state, reason and since-when once its devices' word is weighed against the
         others': a device newly found silent is believed only once the site's other devices have
         been heard since (the polls of one cycle finish in any order); then the topology rule, which
@@ -738,7 +758,7 @@ class HealthModel:
                 if held is None:
                     self._polls.extend((site.site_id, d.cfg.device_id) for d in doubt)
                     self._want_chain(topo.upstreams.get(site.site_id, ()))
-                return site.state, f"{reason}; re-checking its other devices", at
+                return site.state, Text(N_("{reason}; re-checking its other devices"), {"reason": reason}), at
         if site.site_id in topo.upstreams:
             state, reason = self._apply_topology(site, state, reason, at, since, first=held is None)
         if site.held_since is not None:
@@ -749,8 +769,8 @@ class HealthModel:
     # -- topology -------------------------------------------------------------------------------
 
     def _apply_topology(
-        self, site: _Site, state: SiteState, reason: str, at: float, since: float, *, first: bool
-    ) -> tuple[SiteState, str]:
+        self, site: _Site, state: SiteState, reason: Phrase, at: float, since: float, *, first: bool
+    ) -> tuple[SiteState, Phrase]:
         """The site's state and reason with what its upstreams say. ``since``: when the failure
         being confirmed was found (``at`` unless a verdict is already waiting); ``first``: no
         verdict was waiting."""
@@ -772,8 +792,12 @@ class HealthModel:
         if site.recheck_since is not None:
             if not self._rechecked(site, site.recheck_since, state):
                 labels = [label for _ref, label in site.cut_off]
-                word = "is" if len(labels) == 1 else "are"
-                return SiteState.UNREACHABLE, f"{', '.join(labels)} {word} back; re-checking this site"
+                msgid = (
+                    N_("{uplinks:and} is back; re-checking this site")
+                    if len(labels) == 1
+                    else N_("{uplinks:and} are back; re-checking this site")
+                )
+                return SiteState.UNREACHABLE, Text(msgid, {"uplinks": labels})
             site.recheck_since = None
         if state is SiteState.DOWN and site.state is not SiteState.DOWN:
             doubt = [
@@ -789,13 +813,17 @@ class HealthModel:
                     self._waiters.setdefault(ref.site_id, set()).add(site.site_id)
                 if first:
                     self._want_chain(refs)
-                names = ", ".join(self._sites[r.site_id].name for r in doubt if r.site_id in self._sites)
-                return site.state, f"{reason}; re-checking upstream {names or 'first'}"
+                names = [self._sites[r.site_id].name for r in doubt if r.site_id in self._sites]
+                if not names:
+                    return site.state, Text(N_("{reason}; re-checking upstream first"), {"reason": reason})
+                return site.state, Text(
+                    N_("{reason}; re-checking upstream {uplinks:list}"), {"reason": reason, "uplinks": names}
+                )
         site.cut_off = ()
         site.lost = verdict.lost
         if verdict.kind == "degraded":
             if state is SiteState.DEGRADED:
-                return SiteState.DEGRADED, f"{verdict.reason}; {reason}"
+                return SiteState.DEGRADED, joined([verdict.reason, reason])
             return SiteState.DEGRADED, verdict.reason
         return state, reason
 
@@ -891,19 +919,23 @@ class HealthModel:
         if up is None:
             return UplinkView(ref.ref, ref.ref, UplinkState.UP)
         if up.state is SiteState.UNREACHABLE:
-            return UplinkView(ref.ref, f"{up.name} (cut off)", UplinkState.CUT_OFF, up.cut_off)
-        hub_down = f"{up.name} (hub down)"
+            return UplinkView(
+                ref.ref, Text(N_("{site} (cut off)"), {"site": up.name}), UplinkState.CUT_OFF, up.cut_off
+            )
+        hub_down = Text(N_("{site} (hub down)"), {"site": up.name})
         if ref.device_id is None:
             if up.state is SiteState.DOWN:
                 return UplinkView(ref.ref, hub_down, UplinkState.DOWN, ((ref.site_id, hub_down),))
             return UplinkView(ref.ref, up.name, UplinkState.UP)
         dev = self._devices.get((ref.site_id, ref.device_id))
-        label = f"{dev.cfg.name if dev else ref.device_id} at {up.name}"
+        label = Text(
+            N_("{device} at {site}"), {"device": dev.cfg.name if dev else ref.device_id, "site": up.name}
+        )
         if dev is None or not _link_down(dev):
             return UplinkView(ref.ref, label, UplinkState.UP)
         if up.state is SiteState.DOWN:
             return UplinkView(ref.ref, hub_down, UplinkState.DOWN, ((ref.site_id, hub_down),))
-        down = f"{label} (link down)"
+        down = Text(N_("{link} (link down)"), {"link": label})
         return UplinkView(ref.ref, down, UplinkState.DOWN, ((ref.ref, down),))
 
     def _links_down(self, site: _Site) -> tuple[bool, ...]:

@@ -235,7 +235,7 @@ class SiteStatePublisher:
                     district=site.district,
                     carrier=site.carrier,
                     state=str(site.state.value),
-                    reason=site.reason,
+                    reason=str(site.reason),
                     since=site.since,
                 )
                 try:

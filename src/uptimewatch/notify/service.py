@@ -22,6 +22,7 @@ def names_of(config: Any) -> Names:
         province_id=config.province.id,
         province_name=config.province.name,
         timezone=config.province.timezone,
+        language=config.province.language,
         districts={d.id: d.name for d in config.districts},
         communes={f"{d.id}/{c.id}": c.name for d in config.districts for c in d.communes},
         carriers={c.id: c.name for c in config.carriers},

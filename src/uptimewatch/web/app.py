@@ -52,7 +52,7 @@ def _site_summary(site: SiteStatus) -> dict[str, Any]:
         "carrier": site.carrier,
         "priority": site.priority,
         "state": to_jsonable(site.state),
-        "reason": site.reason,
+        "reason": str(site.reason),
         "since": site.since,
         "devices": len(site.devices),
     }
