@@ -18,6 +18,7 @@ from typing import Any, Final, Protocol
 
 from aiohttp import web
 
+from ... import executors
 from ...model.health import HealthSnapshot, Rollup, SiteStatus
 from ...model.observation import FieldValue
 
@@ -119,7 +120,7 @@ async def _asset(request: web.Request, name: str) -> web.Response:
     if body is None:
         path = STATIC_DIR / name
         try:
-            body = await asyncio.to_thread(path.read_bytes)
+            body = await executors.RENDER.run(path.read_bytes)
         except FileNotFoundError:
             raise web.HTTPNotFound() from None
         cache[name] = body
