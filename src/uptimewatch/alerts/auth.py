@@ -27,7 +27,7 @@ import bcrypt
 from aiohttp import web
 
 from .. import executors
-from .config import AlertingAuth, read_token_file
+from ..config.alerting import AlertingAuth, read_token_file
 
 log = logging.getLogger(__name__)
 

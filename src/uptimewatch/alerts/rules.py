@@ -27,12 +27,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from ..config.alerting import BUILTIN_RULES, AlertingConfig, UserRule
 from ..model.checks import REACHABILITY_CHECKS, CheckState, role_word
 from ..model.health import DeviceStatus, HealthSnapshot, SiteState, SiteStatus
 from ..model.observation import ErrorKind, FieldValue
-from ..model.topology import Outage, UpstreamRef, outages
+from ..model.outages import Outage, outages
+from ..model.topology import UpstreamRef
 from ..power.timetodark import TimeToDark
-from .config import BUILTIN_RULES, AlertingConfig, UserRule
 from .engine import Candidate, Evaluation, fingerprint
 from .routing import Period
 
@@ -245,6 +246,10 @@ class Evaluator:
         self._rebooted = old._rebooted
         self.power = old.power
         self._dark_soon = old._dark_soon
+
+    def rebase(self, step: float) -> None:
+        """The wall clock stepped by ``step`` seconds: recent reboots keep the hold they had left."""
+        self._rebooted = {key: (at + step, cand) for key, (at, cand) in self._rebooted.items()}
 
     def evaluate(
         self,

@@ -22,31 +22,10 @@ from pydantic import (
     model_validator,
 )
 
-from ..alerts.config import AlertingConfig
+from ..i18n import Language
 from ..notify.config import NotifyConfig
-
-_ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
-def parse_duration(value: Any) -> float:
-    """``30``, ``"30s"``, ``"5m"``, ``"250ms"``, ``"1h"`` -> seconds."""
-    if isinstance(value, bool):
-        raise ValueError("a duration must be a number of seconds or a string like '30s', '5m'")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION.match(value)):
-        seconds = float(m.group(1)) * _UNITS[m.group(2)]
-    else:
-        raise ValueError(f"invalid duration {value!r}: use seconds or a string like '30s', '5m', '250ms'")
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
-    return seconds
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-Identifier = Annotated[str, Field(pattern=_ID)]
+from ..primitives import Duration, Identifier
+from .alerting import AlertingConfig
 
 
 class Strict(BaseModel):
@@ -392,6 +371,11 @@ class Province(Strict):
     timezone: str = Field(
         default="Asia/Ho_Chi_Minh", description="IANA time zone for reports and the status page."
     )
+    language: Language = Field(
+        default="en",
+        description="Language of the emails, reports, alert reasons and the status page: `vi` or `en`. "
+        "The status page also honours `?lang=` and the browser's Accept-Language.",
+    )
 
 
 class ServerSettings(Strict):
@@ -429,6 +413,29 @@ class ServerSettings(Strict):
                 raise ValueError(f"'{origin}' is not an origin: give scheme://host[:port], no path")
             if parts.query or parts.fragment or "@" in parts.netloc:
                 raise ValueError(f"'{origin}' is not an origin: give scheme://host[:port] only")
+        return value
+
+
+class WebSettings(Strict):
+    """How people reach the daemon's web pages (used to build links in emails and reports)."""
+
+    external_url: str | None = Field(
+        default=None,
+        description="Base URL operators open the status page at, e.g. `https://noc.example.vn/uptimewatch`; "
+        "email links and Alertmanager's generatorURL point to `<external_url>/status/site/<id>`. "
+        "No links when absent.",
+    )
+
+    @field_validator("external_url")
+    @classmethod
+    def _external_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().rstrip("/")
+        if not re.match(r"^https?://[^/\s?#@]+(/[^\s?#]*)?$", value):
+            raise ValueError(
+                "external_url must be an http:// or https:// URL without credentials, query or fragment"
+            )
         return value
 
 
@@ -557,6 +564,7 @@ class TelemetrySettings(Strict):
 class Config(Strict):
     province: Province = Field(description="The province this daemon watches.")
     server: ServerSettings = Field(default=ServerSettings(), description="The HTTP server.")
+    web: WebSettings = Field(default=WebSettings(), description="Links to the web pages.")
     scheduler: SchedulerSettings = Field(
         default=SchedulerSettings(), description="Limits on concurrent polls."
     )

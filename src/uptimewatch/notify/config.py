@@ -11,16 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, create_model, field_validator, model_validator
 
-from .base import Duration, StrictSettings
+from ..primitives import ID_PATTERN, Duration
+from .base import StrictSettings
 from .registry import CHANNEL_TYPES
-
-_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 
 
 class ReceiverBase(StrictSettings):
     """Who gets notices, and through which channels (one or several of the keys below)."""
 
-    name: str = Field(pattern=_NAME, description="Receiver name; alert routes refer to it.")
+    name: str = Field(pattern=ID_PATTERN, description="Receiver name; alert routes refer to it.")
 
     def channels(self) -> list[tuple[str, StrictSettings]]:
         """``(kind, settings)`` of every channel the receiver has, in registry order."""
@@ -89,20 +88,13 @@ class NotifyConfig(StrictSettings):
         default_factory=list, description="The receivers alert routes can name."
     )
     outbox: OutboxSettings = Field(default=OutboxSettings(), description="Retry and expiry of deliveries.")
-    external_url: str | None = Field(
-        default=None,
-        description=(
-            "URL at which people reach this daemon (e.g. `https://noc.example.vn/uptimewatch`); "
-            "links in emails and Alertmanager's generatorURL point there. No links when absent."
-        ),
-    )
 
-    @field_validator("external_url")
+    @model_validator(mode="before")
     @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        from .base import check_http_url
-
-        return None if value is None else check_http_url(value)
+    def _moved(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "external_url" in data:
+            raise ValueError("notify.external_url has moved: set web.external_url instead")
+        return data
 
     @field_validator("receivers")
     @classmethod

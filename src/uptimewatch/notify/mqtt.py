@@ -26,9 +26,10 @@ import aiomqtt
 from pydantic import Field
 
 from .. import executors
+from ..primitives import Duration
 from ..supervisor import Supervisor
 from . import render
-from .base import ChannelContext, ChannelType, Delivery, DeliveryError, Duration, StrictSettings
+from .base import ChannelContext, ChannelType, Delivery, DeliveryError, StrictSettings
 
 log = logging.getLogger(__name__)
 
