@@ -51,7 +51,9 @@ class SqliteStore:
         except StateLocked as exc:
             raise StoreError(str(exc)) from None
         except OSError as exc:
-            raise StoreError(f"cannot lock the state store {self.path}: {exc}") from exc
+            where = self._lock.path if self._lock is not None else self.path
+            why = exc.strerror or type(exc).__name__
+            raise StoreError(f"cannot open the state store {self.path}: cannot lock {where}: {why}") from exc
         try:
             conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")

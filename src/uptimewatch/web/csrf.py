@@ -6,9 +6,10 @@ without a CORS preflight: a form POST (``application/x-www-form-urlencoded``,
 answer is unreadable to that page, but the side effect (a silence on every site, a reload)
 happens. Two rules close that door, whether or not ``alerting.auth`` is set:
 
-* a request other than GET/HEAD/OPTIONS that carries a body, or names a content type, must be
-  ``application/json``: a browser sends that cross-site only after a preflight, which this daemon
-  never grants (it answers no CORS headers);
+* a request other than GET/HEAD/OPTIONS that carries a body must be ``application/json``, and
+  a bodiless one must not name a type a form can send (``text/plain``, form-encoded, multipart):
+  a browser sends JSON cross-site only after a preflight, which this daemon never grants (it
+  answers no CORS headers);
 * a browser's request from a foreign origin is refused (403): ``Sec-Fetch-Site: cross-site`` or
   ``same-site``, or an ``Origin`` that is neither the daemon's own (as the ``Host`` header names
   it) nor listed in ``server.trusted_origins``. Clients that are not browsers (curl, Prometheus,
@@ -56,6 +57,14 @@ def foreign_origin(request: web.Request, trusted: Collection[str]) -> str | None
     return f"Origin {origin!r} is not this daemon's ({own or 'no Host header'})"
 
 
+#: what a page may send cross-site without a CORS preflight (the Fetch standard's safelist)
+SIMPLE_TYPES = frozenset({"text/plain", "application/x-www-form-urlencoded", "multipart/form-data"})
+
+
+def _simple_type(request: web.Request) -> bool:
+    return "Content-Type" in request.headers and request.content_type in SIMPLE_TYPES
+
+
 def _has_body(request: web.Request) -> bool:
     return bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
 
@@ -81,7 +90,8 @@ def middleware(get_trusted: Callable[[], Collection[str]]) -> Callable[..., Awai
                 {"error": f"cross-origin requests are refused ({why}); see server.trusted_origins"},
                 status=403,
             )
-        if (_has_body(request) or "Content-Type" in request.headers) and request.content_type != JSON:
+        has_body = _has_body(request)
+        if (has_body and request.content_type != JSON) or (not has_body and _simple_type(request)):
             return web.json_response(
                 {"error": f"the body must be {JSON} (got {request.content_type or 'none'})"},
                 status=415,
