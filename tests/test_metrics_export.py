@@ -29,10 +29,10 @@ from uptimewatch.config.resolve import resolve_all
 from uptimewatch.export import HealthCollector, RuntimeInfo, build_registry
 from uptimewatch.export.tasks import TaskCollector
 from uptimewatch.ledger import LedgerStats
-from uptimewatch.supervisor import TaskStats
 from uptimewatch.model.health import HealthModel, SiteState
 from uptimewatch.model.observation import ErrorKind, ProbeError
 from uptimewatch.model.stats import LAG_BUCKETS, SchedulerStats
+from uptimewatch.supervisor import TaskStats
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
 
