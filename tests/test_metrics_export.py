@@ -27,9 +27,12 @@ from tests.test_health import (
 )
 from uptimewatch.config.resolve import resolve_all
 from uptimewatch.export import HealthCollector, RuntimeInfo, build_registry
+from uptimewatch.export.tasks import TaskCollector
+from uptimewatch.ledger import LedgerStats
 from uptimewatch.model.health import HealthModel, SiteState
 from uptimewatch.model.observation import ErrorKind, ProbeError
 from uptimewatch.model.stats import LAG_BUCKETS, SchedulerStats
+from uptimewatch.supervisor import TaskStats
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
 
@@ -80,6 +83,9 @@ def busy_model() -> HealthModel:
 
 def scrape(model: HealthModel, stats: SchedulerStats = STATS, runtime: RuntimeInfo = RUNTIME) -> str:
     registry = build_registry(model.snapshot, lambda: stats, lambda: runtime)
+    # the daemon registers its background work beside the health collector
+    tasks = [TaskStats("ledger", True, True, 0, None), TaskStats("outbox:duty/email", True, False, 2, "x")]
+    registry.register(TaskCollector(lambda: tasks, lambda: LedgerStats(0, {"overflow": 0, "poison": 0})))
     return generate_latest(registry).decode()
 
 

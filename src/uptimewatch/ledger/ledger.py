@@ -8,6 +8,12 @@ thread, so a storm of thousands of transitions costs a handful of transactions, 
 Intervals are ``[start_at, end_at)`` with ``end_at`` NULL while open. A heartbeat row says until
 when the daemon was watching: after a crash the intervals left open are closed at the last
 heartbeat, so the time the daemon was not running reads as "no data", never as "up".
+
+A failed write keeps its changes for the next attempt, up to ``max_pending`` (beyond that the
+oldest are dropped and counted: a disk that stays full must not eat the daemon's memory). When
+the store itself works (a heartbeat alone commits) the batch is split in halves until the rows
+that fail on their own are found: those are dropped, logged and counted as ``poison``, and
+everything else is written, so one bad row never holds back the transitions behind it.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from ..i18n import Phrase, Text, phrase_dumps, phrase_loads
 from ..model.checks import ON_BATTERY_CODE
 from ..model.health import SiteState, StateChange
 from ..store import SqliteStore
+from ..supervisor import Supervisor
 from .maintenance import occurrences, site_windows
 
 log = logging.getLogger(__name__)
@@ -113,6 +120,15 @@ class SiteHistory:
     battery: Mapping[str, tuple[Interval, ...]]  # per power device, oldest first
 
 
+DEFAULT_MAX_PENDING: Final = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerStats:
+    pending: int  # changes waiting to be written
+    dropped: dict[str, int]  # by reason: "overflow", "poison"
+
+
 def _word(state: object) -> str:
     """``SiteState.DOWN`` -> "down", ``CheckState.CRITICAL`` -> "critical"."""
     if isinstance(state, SiteState):
@@ -133,7 +149,12 @@ class Ledger:
         flush_delay: float = 0.5,
         heartbeat_interval: float = 10.0,
         record_devices: bool = True,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        supervisor: Supervisor | None = None,
     ) -> None:
+        self._supervisor = supervisor if supervisor is not None else Supervisor()
+        self._max_pending = max_pending
+        self._dropped = {"overflow": 0, "poison": 0}
         self._store = store
         self._clock = clock
         self._flush_delay = flush_delay
@@ -157,7 +178,9 @@ class Ledger:
             log.info("ledger: closed %d intervals left open by an unclean stop", closed)
         self.reconfigure(config)
         await self.flush()
-        self._task = asyncio.create_task(self._run(), name="ledger-flush")
+        self._task = self._supervisor.spawn(
+            "ledger", self._run, vital=True, context=f"state store {self._store.path}"
+        )
 
     async def stop(self) -> None:
         """Flush, then close every open interval now: the time until the next start is no data."""
@@ -195,6 +218,7 @@ class Ledger:
                 )
                 ops.append(("battery", (c.site_id, c.device_id, on_battery, phrase_dumps(reason), c.at)))
         if len(ops) != before:
+            self._bound()
             self._bump()
             self._wake.set()
 
@@ -254,22 +278,71 @@ class Ledger:
             # let a burst of transitions gather into one transaction
             await asyncio.sleep(self._flush_delay)
             self._wake.clear()
-            now = self._clock()
-            if now - self._maintenance_synced_at > 3600.0 and self._config is not None:
-                self._queue_maintenance(now)
             try:
+                now = self._clock()
+                if now - self._maintenance_synced_at > 3600.0 and self._config is not None:
+                    self._queue_maintenance(now)
                 await self.flush()
-            except (sqlite3.Error, OSError):
+            except Exception:
+                # the store is failing (disk full, I/O error): the changes wait for the next pass
                 log.exception("ledger: writing %d changes failed; retrying", len(self._pending))
+
+    def stats(self) -> LedgerStats:
+        return LedgerStats(len(self._pending), dict(self._dropped))
+
+    def _bound(self) -> None:
+        excess = len(self._pending) - self._max_pending
+        if excess > 0:
+            del self._pending[:excess]
+            self._dropped["overflow"] += excess
+            log.error(
+                "ledger: %d changes waiting, more than %d: dropped the %d oldest (the store keeps failing)",
+                excess + self._max_pending,
+                self._max_pending,
+                excess,
+            )
 
     async def flush(self) -> None:
         ops, self._pending = self._pending, []
         ops.append(("heartbeat", (self._clock(),)))
         try:
             await self._store.transaction(lambda conn: _apply(conn, ops))
-        except BaseException:
-            self._pending[:0] = ops[:-1]  # keep them for the next attempt, in order
+        except asyncio.CancelledError:
+            self._requeue(ops[:-1])
             raise
+        except Exception as exc:
+            heartbeat = ops[-1:]
+            try:
+                await self._store.transaction(lambda conn: _apply(conn, heartbeat))
+            except BaseException:
+                self._requeue(ops[:-1])  # the store fails, not a row: keep them all, in order
+                raise exc from None
+            poison = await self._salvage(ops[:-1])
+            self._dropped["poison"] += len(poison)
+            for op, args in poison:
+                log.error("ledger: dropped a %s change that cannot be written: %r (%s)", op, args[:2], exc)
+
+    def _requeue(self, ops: list[Op]) -> None:
+        self._pending[:0] = ops  # before what arrived meanwhile: order is the intervals' meaning
+        self._bound()
+
+    async def _salvage(self, ops: list[Op]) -> list[Op]:
+        """Write ``ops`` (whose batch failed) in halves, recursively; returns those that fail
+        alone, in order. k bad rows among n cost about 2k log2(n) transactions."""
+        poison: list[Op] = []
+        middle = len(ops) // 2
+        for part in (ops[:middle], ops[middle:]):
+            if not part or await self._write(part):
+                continue
+            poison += part if len(part) == 1 else await self._salvage(part)
+        return poison
+
+    async def _write(self, ops: list[Op]) -> bool:
+        try:
+            await self._store.transaction(lambda conn: _apply(conn, ops))
+        except Exception:
+            return False
+        return True
 
     def _queue_maintenance(self, now: float) -> None:
         config = self._config

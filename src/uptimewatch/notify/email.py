@@ -8,7 +8,6 @@ under it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import ssl
 from datetime import datetime
@@ -21,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import aiosmtplib
 from pydantic import AfterValidator, Field, SecretStr, model_validator
 
+from .. import executors
 from ..i18n import Language
 from ..primitives import Duration
 from . import render
@@ -131,10 +131,18 @@ class EmailChannel:
         self._context = context
         self._tls_context: ssl.SSLContext | None = None
 
+    async def prepare(self) -> None:
+        """Load the CA file now, when one is given: a broken one fails the start or reload."""
+        if self.settings.ca_file is not None:
+            try:
+                await self._tls()
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"ca_file {self.settings.ca_file}: {exc}") from exc
+
     async def _tls(self) -> ssl.SSLContext:
         if self._tls_context is None:
             # reading the CA file (or the system store) is disk I/O: off the event loop
-            self._tls_context = await asyncio.to_thread(
+            self._tls_context = await executors.CONFIG.run(
                 ssl.create_default_context, cafile=self.settings.ca_file
             )
         return self._tls_context

@@ -20,6 +20,7 @@ from typing import Any, Final, Protocol
 
 from aiohttp import web
 
+from ... import executors
 from ...ledger import Ledger, SiteHistory
 from ...model.health import HealthSnapshot, Rollup, SiteStatus
 from ...model.history import RecentSamples
@@ -156,7 +157,7 @@ async def _asset_bytes(request: web.Request, name: str) -> bytes:
     if body is None:
         path = STATIC_DIR / name
         try:
-            body = await asyncio.to_thread(path.read_bytes)
+            body = await executors.RENDER.run(path.read_bytes)
         except FileNotFoundError:
             raise web.HTTPNotFound() from None
         cache[name] = body
