@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from ..alerts.config import AlertingConfig
+from ..cluster.config import ClusterConfig
 from ..notify.config import NotifyConfig
 
 _ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
@@ -554,6 +555,11 @@ class Config(Strict):
     )
     traps: TrapSettings = Field(default=TrapSettings(), description="SNMP traps and informs in.")
     telemetry: TelemetrySettings = Field(default=TelemetrySettings(), description="MQTT telemetry in.")
+    cluster: ClusterConfig | None = Field(
+        default=None,
+        description="Several probe nodes as one monitor over NATS JetStream (docs/cluster.md); "
+        "without it, one process watches everything.",
+    )
     carriers: list[Carrier] = Field(description="The carriers whose sites are watched.")
     districts: list[District] = Field(description="The districts of the province, with their communes.")
     sites: list[Site] = Field(description="The sites, each with its devices.")
