@@ -141,3 +141,14 @@ def test_refuses_unknown_arguments(tmp_path: Path) -> None:
     assert "unknown argument: --frobnicate" in result.stderr
     assert "Usage:" in result.stderr
     assert not (tmp_path / "opt").exists()
+
+
+def test_wheel_carries_the_catalogs(wheel: Path) -> None:
+    """The gettext catalogs are package data: a plain wheel renders Vietnamese."""
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as whl:
+        names = set(whl.namelist())
+    for language in ("vi", "en"):
+        for domain in ("uptimewatch", "status"):
+            assert f"uptimewatch/locale/{language}/LC_MESSAGES/{domain}.po" in names

@@ -45,7 +45,7 @@ async def test_alertmanager_receives_firing_then_resolved(alertmanager: Alertman
             "site": "bts-paco",
         }
         assert shown["annotations"]["summary"] == "Trạm Pà Cò down: no reply to ping"
-        assert shown["generatorURL"] == "https://noc.example.vn/uptimewatch/api/v1/sites/bts-paco"
+        assert shown["generatorURL"] == "https://noc.example.vn/uptimewatch/status/site/bts-paco"
 
         resolved = type(firing)(**{**firing.to_dict(), "state": "resolved", "ends_at": clock.now - 1})
         await outbox.enqueue([notice("am-2", "resolved", resolved, created_at=clock.now)])

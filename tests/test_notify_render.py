@@ -64,7 +64,7 @@ def test_email_is_multipart_utf8_with_a_stable_message_id_threaded_to_the_first_
     assert html is not None
     body = text.get_content()
     assert "Trạm Pà Cò down: no reply to ping" in body
-    assert "https://noc.example.vn/uw/api/v1/sites/bts-paco" in body
+    assert "https://noc.example.vn/uw/status/site/bts-paco" in body
     assert "Resolved (1):" in body
     assert "Trạm Pà Cò" in html.get_content()
     # a retry builds the very same message: peers can drop the duplicate
@@ -109,7 +109,7 @@ def test_alertmanager_alerts_carry_labels_and_end_when_resolved() -> None:
     resolved = render.alertmanager_alerts(notice("b", "resolved", odd), external_url="http://uw:9847")
     assert resolved[0]["endsAt"] == render.rfc3339(odd.ends_at or 0)
     assert resolved[0]["labels"]["link_id"] == "mw 1"
-    assert resolved[0]["generatorURL"] == "http://uw:9847/api/v1/sites/bts-paco"
+    assert resolved[0]["generatorURL"] == "http://uw:9847/status/site/bts-paco"
 
 
 def test_topics() -> None:

@@ -23,6 +23,7 @@ from pydantic import (
 
 from ..alerts.config import AlertingConfig
 from ..cluster.config import ClusterConfig
+from ..i18n import Language
 from ..notify.config import NotifyConfig
 
 _ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
@@ -392,6 +393,11 @@ class Province(Strict):
     timezone: str = Field(
         default="Asia/Ho_Chi_Minh", description="IANA time zone for reports and the status page."
     )
+    language: Language = Field(
+        default="en",
+        description="Language of the emails, reports, alert reasons and the status page: `vi` or `en`. "
+        "The status page also honours `?lang=` and the browser's Accept-Language.",
+    )
 
 
 class ServerSettings(Strict):
@@ -406,6 +412,29 @@ class ServerSettings(Strict):
         _host, sep, port = value.rpartition(":")
         if not sep or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError("listen must be HOST:PORT, e.g. 127.0.0.1:9847")
+        return value
+
+
+class WebSettings(Strict):
+    """How people reach the daemon's web pages (used to build links in emails and reports)."""
+
+    external_url: str | None = Field(
+        default=None,
+        description="Base URL operators open the status page at, e.g. `https://noc.example.vn/uptimewatch`; "
+        "email links and Alertmanager's generatorURL point to `<external_url>/status/site/<id>`. "
+        "No links when absent.",
+    )
+
+    @field_validator("external_url")
+    @classmethod
+    def _external_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().rstrip("/")
+        if not re.match(r"^https?://[^/\s?#@]+(/[^\s?#]*)?$", value):
+            raise ValueError(
+                "external_url must be an http:// or https:// URL without credentials, query or fragment"
+            )
         return value
 
 
@@ -534,6 +563,7 @@ class TelemetrySettings(Strict):
 class Config(Strict):
     province: Province = Field(description="The province this daemon watches.")
     server: ServerSettings = Field(default=ServerSettings(), description="The HTTP server.")
+    web: WebSettings = Field(default=WebSettings(), description="Links to the web pages.")
     scheduler: SchedulerSettings = Field(
         default=SchedulerSettings(), description="Limits on concurrent polls."
     )

@@ -69,9 +69,9 @@ def add_alerting(
         "receivers": receivers,
         "outbox": {"retry_initial": "2s", "retry_max": "30s"},
     }
-    if external_url:
-        notify["external_url"] = external_url
     config["notify"] = notify
+    if external_url:
+        config["web"] = {"external_url": external_url}
     config["alerting"] = {
         "evaluation_interval": "2s",
         "group_by": ["district", "carrier"],

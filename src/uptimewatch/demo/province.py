@@ -37,6 +37,8 @@ class Names:
 
     province_id: str
     province_name: str
+    #: the language of the demo's emails, reports and status page (``vi``)
+    language: str
     #: (name, (lat, lon) centre, communes)
     districts: tuple[tuple[str, tuple[float, float], tuple[str, ...]], ...]
     #: (id, name, share of the sites, community)
@@ -51,6 +53,7 @@ def load_names() -> Names:
     return Names(
         province_id=str(raw["province"]["id"]),
         province_name=str(raw["province"]["name"]),
+        language=str(raw["province"].get("language", "vi")),
         districts=tuple(
             (str(d["name"]), (float(d["centre"][0]), float(d["centre"][1])), tuple(map(str, d["communes"])))
             for d in raw["districts"]
@@ -308,7 +311,7 @@ def generate_province(
             index += 1
 
     config: dict[str, Any] = {
-        "province": {"id": names.province_id, "name": names.province_name},
+        "province": {"id": names.province_id, "name": names.province_name, "language": names.language},
         "server": {"listen": listen},
         # a small province is polled often, so the accelerated scenario's faults show within seconds
         "defaults": _defaults(snmp_port, interval or ("5s" if sites <= 500 else "60s")),

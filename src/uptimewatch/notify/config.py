@@ -89,20 +89,13 @@ class NotifyConfig(StrictSettings):
         default_factory=list, description="The receivers alert routes can name."
     )
     outbox: OutboxSettings = Field(default=OutboxSettings(), description="Retry and expiry of deliveries.")
-    external_url: str | None = Field(
-        default=None,
-        description=(
-            "URL at which people reach this daemon (e.g. `https://noc.example.vn/uptimewatch`); "
-            "links in emails and Alertmanager's generatorURL point there. No links when absent."
-        ),
-    )
 
-    @field_validator("external_url")
+    @model_validator(mode="before")
     @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        from .base import check_http_url
-
-        return None if value is None else check_http_url(value)
+    def _moved(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "external_url" in data:
+            raise ValueError("notify.external_url has moved: set web.external_url instead")
+        return data
 
     @field_validator("receivers")
     @classmethod

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .base import PAYLOAD_VERSION, Names
@@ -89,9 +90,10 @@ def rfc3339(ts: float) -> str:
 
 
 def site_url(external_url: str | None, site: str | None) -> str | None:
+    """The site's page for people (``web.external_url`` + ``/status/site/<id>``), not the JSON API."""
     if not external_url:
         return None
-    return f"{external_url}/api/v1/sites/{site}" if site else external_url
+    return f"{external_url}/status/site/{quote(site, safe='')}" if site else external_url
 
 
 def _alert_lines(a: AlertInfo, names: Names, timezone: str) -> list[str]:

@@ -56,7 +56,7 @@ class NotifyService:
         self.site_states: SiteStatePublisher | None = None
 
     def _context(self, config: Any) -> ChannelContext:
-        return ChannelContext(names=names_of(config), external_url=config.notify.external_url, mqtt=self.link)
+        return ChannelContext(names=names_of(config), external_url=config.web.external_url, mqtt=self.link)
 
     async def start(self) -> None:
         config = self._config
