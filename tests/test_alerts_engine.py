@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from uptimewatch.alerts.config import AlertingConfig
 from uptimewatch.alerts.engine import (
     Ack,
     AckError,
@@ -29,6 +28,7 @@ from uptimewatch.alerts.engine import (
 )
 from uptimewatch.alerts.routing import Policy
 from uptimewatch.alerts.silences import Silence
+from uptimewatch.config.alerting import AlertingConfig
 from uptimewatch.notify.types import Notification
 
 TZ = zoneinfo.ZoneInfo("Asia/Ho_Chi_Minh")

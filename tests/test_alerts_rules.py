@@ -9,10 +9,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from tests.test_health import LINK_OK, T0, UPS_OK, make_model, ping, snmp
-from uptimewatch.alerts.config import AlertingConfig
 from uptimewatch.alerts.engine import Evaluation
 from uptimewatch.alerts.routing import Policy
 from uptimewatch.alerts.rules import REBOOT_HOLD, Evaluator, render
+from uptimewatch.config.alerting import AlertingConfig
 from uptimewatch.model.health import HealthModel
 from uptimewatch.model.observation import ErrorKind, FieldValue, ProbeError
 

@@ -17,11 +17,11 @@ from tests.test_topology import ALL, EVERYTHING_BEHIND, HUB_DOWN
 from tests.test_topology import make as make_topology
 from tests.test_topology import poll as poll_topology
 from tests.test_topology_e2e import FAST as E2E_TIMING
-from uptimewatch.alerts.config import AlertingConfig
 from uptimewatch.alerts.engine import EngineState, Evaluation, step
 from uptimewatch.alerts.routing import Policy
 from uptimewatch.alerts.rules import DarkOutlook, Evaluator, battery_outlook, dark_summary
 from uptimewatch.app import run_daemon
+from uptimewatch.config.alerting import AlertingConfig
 from uptimewatch.config.resolve import resolve_all
 from uptimewatch.model.health import HealthModel, SiteState
 from uptimewatch.model.observation import FieldValue

@@ -8,7 +8,8 @@ from typing import Any
 from tests.test_health import LINK_OK, MINUTE, T0, dev, make_config, ping, site, snmp
 from uptimewatch.config.resolve import resolve_all
 from uptimewatch.model.health import HealthModel, SiteState, StateChange
-from uptimewatch.model.topology import Topology, UpstreamRef, outages, rechecking
+from uptimewatch.model.outages import outages, rechecking
+from uptimewatch.model.topology import Topology, UpstreamRef
 
 
 def province(hard_after: int = 1) -> list[dict[str, Any]]:

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 import signal
 import sqlite3
 import sys
@@ -57,17 +56,6 @@ def _profiles_dir(loaded: LoadedConfig) -> Path:
         return default_profiles_dir()
     path = Path(configured)
     return path if path.is_absolute() else loaded.source.parent / path
-
-
-def _store_path(loaded: LoadedConfig) -> Path:
-    """``storage.path`` (relative to the config file), else systemd's StateDirectory, else var/."""
-    configured = loaded.config.storage.path
-    if configured:
-        path = Path(configured)
-        return path if path.is_absolute() else loaded.source.parent / path
-    state_dir = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
-    base = Path(state_dir) if state_dir else loaded.source.parent / "var"
-    return base / "uptimewatch.sqlite"
 
 
 def _load(path: Path) -> tuple[LoadedConfig, ProfileCatalog]:
@@ -117,7 +105,7 @@ class Daemon:
         if not privilege.usable:
             log.error("ICMP disabled: %s; devices are judged by SNMP alone", privilege.message)
 
-        self.store = SqliteStore(_store_path(loaded))
+        self.store = SqliteStore(loaded.store_path())
         await self.store.open()
         self.ledger = Ledger(self.store)
         await self.ledger.start(loaded.config)

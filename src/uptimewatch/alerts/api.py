@@ -111,7 +111,7 @@ async def create_silence(request: web.Request) -> web.Response:
     service = request.app[SERVICE_KEY]
     data = await _body(request)
     try:
-        from ..config.models import parse_duration
+        from ..primitives import parse_duration
 
         matchers = check_matchers(data.get("matchers"))
         created_by = _text(data, "created_by", limit=100)

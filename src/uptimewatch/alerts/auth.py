@@ -18,7 +18,7 @@ from pathlib import Path
 import bcrypt
 from aiohttp import web
 
-from .config import AlertingAuth, read_token_file
+from ..config.alerting import AlertingAuth, read_token_file
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import zoneinfo
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .config import WEEKDAYS, RosterShift, clock_minutes
+from ..config.alerting import WEEKDAYS, RosterShift, clock_minutes
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .config import ROSTER_PREFIX, AlertingConfig, CriticalPeriod
+from ..config.alerting import ROSTER_PREFIX, AlertingConfig, CriticalPeriod
 from .roster import Roster, Window, local_time
 from .silences import matches
 

@@ -27,12 +27,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from ..config.alerting import BUILTIN_RULES, AlertingConfig, UserRule
 from ..model.checks import REACHABILITY_CHECKS, CheckState, role_word
 from ..model.health import DeviceStatus, HealthSnapshot, SiteState, SiteStatus
 from ..model.observation import ErrorKind, FieldValue
-from ..model.topology import Outage, UpstreamRef, outages
+from ..model.outages import Outage, outages
+from ..model.topology import UpstreamRef
 from ..power.timetodark import TimeToDark
-from .config import BUILTIN_RULES, AlertingConfig, UserRule
 from .engine import Candidate, Evaluation, fingerprint
 from .routing import Period
 

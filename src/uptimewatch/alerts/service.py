@@ -15,14 +15,14 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
+from ..config.alerting import AlertingConfig
 from ..config.loader import LoadedConfig
 from ..config.models import Config
-from ..export.metrics import AlertStats
 from ..model.health import HealthSnapshot, StateChange
+from ..model.stats import AlertStats
 from ..notify.types import Notification
 from ..store import SqliteStore
 from .auth import Authenticator
-from .config import AlertingConfig
 from .engine import (
     Ack,
     AckError,

@@ -20,8 +20,8 @@ import nats
 import nats.errors
 import nats.js.errors
 
+from ..config.cluster import ClusterConfig
 from ..config.loader import ConfigError, load_config
-from .config import ClusterConfig
 from .membership import decode_heartbeat
 from .node import LEADER_KEY, LEASES_BUCKET, NODES_BUCKET, _Lease
 

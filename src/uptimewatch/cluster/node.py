@@ -37,9 +37,9 @@ from nats.js import JetStreamContext, api
 from nats.js.kv import KeyValue
 
 from .. import __version__
+from ..config.cluster import ClusterConfig
 from ..model.observation import Observation
 from . import codec, sharding
-from .config import ClusterConfig
 from .membership import Heartbeat, MemberTable, MemberView, decode_heartbeat, encode_heartbeat
 from .quorum import Disagreement, VantageMerge
 

@@ -28,8 +28,8 @@ from typing import Any, Union
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from ..alerts.config import check_references as check_alerting
-from .models import _ID as ID_PATTERN  # one pattern for ids, shared within the package
+from ..primitives import ID_PATTERN
+from .alerting import check_references as check_alerting
 from .models import Config, Device, Site, SnmpVersion
 from .resolve import ResolvedDevice, resolve_device
 
@@ -98,6 +98,16 @@ class LoadedConfig:
     devices: tuple[ResolvedDevice, ...]
     source: Path
     digest: str  # sha256 of the file's bytes: tells a reload that changed nothing from one that did
+
+    def store_path(self) -> Path:
+        """``storage.path`` (relative to the config file), else systemd's StateDirectory, else var/."""
+        configured = self.config.storage.path
+        if configured:
+            path = Path(configured)
+            return path if path.is_absolute() else self.source.parent / path
+        state_dir = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+        base = Path(state_dir) if state_dir else self.source.parent / "var"
+        return base / "uptimewatch.sqlite"
 
 
 # --- YAML with positions ---------------------------------------------------------------------

@@ -21,33 +21,11 @@ from pydantic import (
     model_validator,
 )
 
-from ..alerts.config import AlertingConfig
-from ..cluster.config import ClusterConfig
 from ..i18n import Language
 from ..notify.config import NotifyConfig
-
-_ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
-def parse_duration(value: Any) -> float:
-    """``30``, ``"30s"``, ``"5m"``, ``"250ms"``, ``"1h"`` -> seconds."""
-    if isinstance(value, bool):
-        raise ValueError("a duration must be a number of seconds or a string like '30s', '5m'")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION.match(value)):
-        seconds = float(m.group(1)) * _UNITS[m.group(2)]
-    else:
-        raise ValueError(f"invalid duration {value!r}: use seconds or a string like '30s', '5m', '250ms'")
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
-    return seconds
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-Identifier = Annotated[str, Field(pattern=_ID)]
+from ..primitives import Duration, Identifier
+from .alerting import AlertingConfig
+from .cluster import ClusterConfig
 
 
 class Strict(BaseModel):

@@ -19,7 +19,8 @@ from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from .models import Config, parse_duration
+from ..primitives import parse_duration
+from .models import Config
 from .resolve import BUILTIN
 
 __all__ = ["generate", "main"]

@@ -16,7 +16,7 @@ import socket
 from dataclasses import dataclass
 from typing import cast
 
-from . import ber
+from ..probing import ber
 from .device_models import ObjectSpec, convert
 from .devices import VARIABLES, SimDevice, Simulator
 

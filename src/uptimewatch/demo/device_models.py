@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from . import ber
+from ..probing import ber
 
 TYPES: dict[str, int] = {
     "integer": ber.INTEGER,

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..config.models import Duration
+from ..primitives import Duration
 from .device_models import data_dir
 from .devices import Simulator
 from .province import DemoProvince

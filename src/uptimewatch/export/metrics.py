@@ -27,7 +27,7 @@ from prometheus_client.metrics_core import (
 )
 
 from ..model.health import HealthSnapshot, SiteState
-from ..model.stats import LAG_BUCKETS, SchedulerStats
+from ..model.stats import LAG_BUCKETS, AlertStats, SchedulerStats
 from ..notify.base import ChannelStats
 from ..notify.metrics import outbox_families
 from .site_series import SiteSeriesCache, site_families
@@ -43,16 +43,6 @@ class RuntimeInfo:
     config_last_reload_success_timestamp: float
     icmp_usable: bool
     version: str
-
-
-@dataclass(frozen=True, slots=True)
-class AlertStats:
-    """What the alert engine reports: alerts per (state, severity), notices handed over per kind,
-    and when it last evaluated (the heartbeat: a stale value means alerting has stopped)."""
-
-    counts: Mapping[tuple[str, str], int]
-    notifications: Mapping[str, int]
-    heartbeat_timestamp: float | None
 
 
 def alert_families(stats: AlertStats) -> Iterator[Metric]:

@@ -1,4 +1,5 @@
-"""Counters the scheduler keeps about itself, as plain data the exporter renders at scrape time."""
+"""Counters the scheduler and the alert engine keep about themselves, as plain data the exporter
+renders at scrape time."""
 
 from __future__ import annotations
 
@@ -29,3 +30,13 @@ class SchedulerStats:
     @property
     def lag_count(self) -> int:
         return sum(self.lag_counts)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertStats:
+    """What the alert engine reports: alerts per (state, severity), notices handed over per kind,
+    and when it last evaluated (the heartbeat: a stale value means alerting has stopped)."""
+
+    counts: Mapping[tuple[str, str], int]
+    notifications: Mapping[str, int]
+    heartbeat_timestamp: float | None

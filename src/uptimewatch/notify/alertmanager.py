@@ -13,8 +13,9 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
+from ..primitives import Duration
 from . import render
-from .base import ChannelContext, ChannelType, Delivery, Duration, StrictSettings, check_http_url
+from .base import ChannelContext, ChannelType, Delivery, StrictSettings, check_http_url
 from .webhook import HttpChannel
 
 

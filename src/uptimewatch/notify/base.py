@@ -11,24 +11,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Protocol
+from typing import Any, Protocol
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr
+from pydantic import BaseModel, ConfigDict, SecretStr
 
 from .types import Notification
 
 #: Payload format of webhook and MQTT messages; bumped on an incompatible change.
 PAYLOAD_VERSION = 1
 
-
-def _duration(value: Any) -> float:
-    # imported late: config.models imports the notify section, so a top-level import would be circular
-    from ..config.models import parse_duration
-
-    return parse_duration(value)
-
-
-Duration = Annotated[float, BeforeValidator(_duration)]
 _ADDRESS = re.compile(r"^[^@\s<>(),;:\"\[\]]+@[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9])?$")
 
 

@@ -11,16 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, create_model, field_validator, model_validator
 
-from .base import Duration, StrictSettings
+from ..primitives import ID_PATTERN, Duration
+from .base import StrictSettings
 from .registry import CHANNEL_TYPES
-
-_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 
 
 class ReceiverBase(StrictSettings):
     """Who gets notices, and through which channels (one or several of the keys below)."""
 
-    name: str = Field(pattern=_NAME, description="Receiver name; alert routes refer to it.")
+    name: str = Field(pattern=ID_PATTERN, description="Receiver name; alert routes refer to it.")
 
     def channels(self) -> list[tuple[str, StrictSettings]]:
         """``(kind, settings)`` of every channel the receiver has, in registry order."""

@@ -21,13 +21,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import aiosmtplib
 from pydantic import AfterValidator, Field, SecretStr, model_validator
 
+from ..primitives import Duration
 from . import render
 from .base import (
     ChannelContext,
     ChannelType,
     Delivery,
     DeliveryError,
-    Duration,
     Names,
     StrictSettings,
     check_address,

@@ -25,8 +25,9 @@ from typing import Any
 import aiomqtt
 from pydantic import Field
 
+from ..primitives import Duration
 from . import render
-from .base import ChannelContext, ChannelType, Delivery, DeliveryError, Duration, StrictSettings
+from .base import ChannelContext, ChannelType, Delivery, DeliveryError, StrictSettings
 
 log = logging.getLogger(__name__)
 

@@ -13,13 +13,13 @@ from typing import Annotated
 import aiohttp
 from pydantic import AfterValidator, Field, SecretStr, model_validator
 
+from ..primitives import Duration
 from . import render
 from .base import (
     ChannelContext,
     ChannelType,
     Delivery,
     DeliveryError,
-    Duration,
     StrictSettings,
     check_http_url,
     one_source,

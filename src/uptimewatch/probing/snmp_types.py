@@ -1,55 +1,18 @@
-"""Plain SNMP data shared by the transport (which speaks the protocol) and the profiles (which
-give values their meaning). Nothing here imports pysnmp, so a faster transport can replace it."""
+"""What an SNMP transport answers, and the interface every transport offers. Nothing here imports
+pysnmp, so a faster transport can replace it. The values themselves (:class:`Varbind`) live in
+:mod:`uptimewatch.model.varbind`, where the profiles that give them meaning can reach them too."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Protocol
 
 from ..config.resolve import SnmpTarget
 from ..model.observation import ProbeError
+from ..model.varbind import EMPTY_TYPES, SnmpType, Varbind
 
-
-class SnmpType(StrEnum):
-    INTEGER = "INTEGER"
-    OCTET_STRING = "OCTET STRING"
-    OID = "OBJECT IDENTIFIER"
-    IPADDRESS = "IpAddress"
-    COUNTER32 = "Counter32"
-    GAUGE32 = "Gauge32"
-    TIMETICKS = "TimeTicks"
-    COUNTER64 = "Counter64"
-    OPAQUE = "Opaque"
-    NULL = "NULL"
-    NO_SUCH_OBJECT = "noSuchObject"
-    NO_SUCH_INSTANCE = "noSuchInstance"
-    END_OF_MIB_VIEW = "endOfMibView"
-
-
-#: the types that carry no value: the agent holds nothing at that OID
-EMPTY_TYPES = frozenset(
-    {SnmpType.NULL, SnmpType.NO_SUCH_OBJECT, SnmpType.NO_SUCH_INSTANCE, SnmpType.END_OF_MIB_VIEW}
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Varbind:
-    """One OID and its value.
-
-    ``oid`` is dotted numeric without a leading dot. ``value`` is ``int`` for the integer types,
-    ``bytes`` for OCTET STRING and Opaque, ``str`` for OBJECT IDENTIFIER (dotted) and IpAddress,
-    ``None`` for the empty types.
-    """
-
-    oid: str
-    type: SnmpType
-    value: int | bytes | str | None
-
-    @property
-    def empty(self) -> bool:
-        return self.type in EMPTY_TYPES
+__all__ = ["EMPTY_TYPES", "SnmpResponse", "SnmpTransport", "SnmpType", "Varbind"]
 
 
 @dataclass(frozen=True, slots=True)

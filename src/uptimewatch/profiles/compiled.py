@@ -14,7 +14,7 @@ from typing import Any
 
 from ..config.models import Thresholds
 from ..model.observation import FieldValue
-from ..probing.snmp_types import Varbind
+from ..model.varbind import Varbind
 
 SYS_OBJECT_ID = "1.3.6.1.2.1.1.2.0"
 

@@ -55,12 +55,7 @@ def cli_report(args: argparse.Namespace) -> int:
         return 1
     config = loaded.config
     tz = ZoneInfo(config.province.timezone)
-    if args.db:
-        db = Path(args.db)
-    else:
-        from ..app import _store_path
-
-        db = _store_path(loaded)
+    db = Path(args.db) if args.db else loaded.store_path()
     try:
         ledger = read_ledger(db, province=config.province.id, now=time.time())
     except (FileNotFoundError, ValueError) as exc:

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from ..export.exposition import scrape
 from ..model.health import HealthSnapshot, SiteStatus
-from ..model.topology import outages, rechecking
+from ..model.outages import outages, rechecking
 from ..power import PowerTracker, dispatch_list
 from .jsonable import to_jsonable
 from .status import setup_status

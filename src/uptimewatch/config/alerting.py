@@ -1,9 +1,8 @@
 """The ``alerting:`` section: rules, grouping, routes, duty roster, escalation, critical periods,
 maintenance windows, heartbeat and API authentication.
 
-Self-contained on purpose (pydantic only): ``uptimewatch.config.models`` imports this module to
-hang :class:`AlertingConfig` on ``Config``, so importing the configuration models back here would
-be a cycle. Durations use the same parser, called lazily.
+``uptimewatch.config.models`` hangs :class:`AlertingConfig` on ``Config``; durations and ids use
+the shared :mod:`uptimewatch.primitives`.
 
 Cross-references that need the whole file (receivers defined under ``notify:``, roster names,
 labels, time zone, secret files) are checked by :func:`check_references`, which the loader calls.
@@ -28,6 +27,8 @@ from pydantic import (
     SecretStr,
     model_validator,
 )
+
+from ..primitives import ID_PATTERN, Duration
 
 Severity = Literal["critical", "warning", "info"]
 Op = Literal["<", "<=", ">", ">=", "==", "!="]
@@ -68,17 +69,7 @@ KNOWN_LABELS: Final = (
 
 ROSTER_PREFIX: Final = "roster:"
 _NAME = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
-_ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$|^24:00$")
-
-
-def _duration(value: Any) -> float:
-    from ..config.models import parse_duration  # lazily: that module imports this one
-
-    return parse_duration(value)
-
-
-Duration = Annotated[float, BeforeValidator(_duration)]
 
 
 def _clock(value: Any) -> str:
@@ -246,7 +237,9 @@ class Route(_Strict):
 class RosterShift(_Strict):
     """One shift: ``receiver`` is on duty for roster ``name`` on these days between these hours."""
 
-    name: str = Field(pattern=_ID, description="Roster name; routes say `roster:NAME`. Shifts share it.")
+    name: str = Field(
+        pattern=ID_PATTERN, description="Roster name; routes say `roster:NAME`. Shifts share it."
+    )
     receiver: str = Field(description="Receiver on duty.")
     days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS), description="Days the shift starts.")
     from_: Clock = Field(default="00:00", alias="from", description="`from:` in YAML; HH:MM local time.")
@@ -258,7 +251,7 @@ class RosterShift(_Strict):
 class MaintenanceWindow(_Strict):
     """A recurring window in which matching alerts are recorded but nobody is notified."""
 
-    name: str = Field(pattern=_ID, description="Unique name.")
+    name: str = Field(pattern=ID_PATTERN, description="Unique name.")
     matchers: Matchers = Field(min_length=1, description="`{label: regex}` of the alerts it mutes.")
     days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS), description="Days it starts.")
     from_: Clock = Field(alias="from", description="`from:` in YAML; HH:MM local time.")
@@ -276,7 +269,7 @@ class PeriodThresholds(_Strict):
 class CriticalPeriod(_Strict):
     """A dated window (polling day) with tighter thresholds, reminders and more receivers."""
 
-    name: str = Field(pattern=_ID, description="Unique name, e.g. `polling-day`.")
+    name: str = Field(pattern=ID_PATTERN, description="Unique name, e.g. `polling-day`.")
     start: dt.datetime = Field(description="Start; without an offset, in `province.timezone`.")
     end: dt.datetime = Field(description="End; without an offset, in `province.timezone`.")
     thresholds: PeriodThresholds = Field(

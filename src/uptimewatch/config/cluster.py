@@ -1,26 +1,16 @@
 """The ``cluster:`` section: several probe nodes as one monitor over NATS JetStream.
 
-Without this section the daemon is one process, exactly as before, and needs no NATS. Self-contained
-(pydantic only) because :mod:`uptimewatch.config.models` imports it; durations use the same parser,
-called lazily.
+Without this section the daemon is one process, exactly as before, and needs no NATS. The code that
+runs a node lives in :mod:`uptimewatch.cluster`; this is only the schema, beside the other sections.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
+from ..primitives import Duration
 
 _ID = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$"  # no dots: node ids are KV keys and subject tokens
-
-
-def _duration(value: Any) -> float:
-    from ..config.models import parse_duration  # lazily: that module imports this one
-
-    return parse_duration(value)
-
-
-Duration = Annotated[float, BeforeValidator(_duration)]
 
 
 class _Strict(BaseModel):
