@@ -201,6 +201,40 @@ class AckError(ValueError):
 # -- the step --------------------------------------------------------------------------------------
 
 
+def rebase(state: EngineState, step: float) -> EngineState:
+    """The state after the wall clock stepped by ``step`` seconds (see :mod:`uptimewatch.clock`).
+
+    Every moment the engine measures a duration from moves with the clock, so ``for``,
+    ``resolve_after``, reminders, escalations, group timers and the heartbeat keep the time they
+    had left, and the stamps stay true in the new wall time. Silences and maintenance windows are
+    not moved: they say "until 18:00", which means the wall clock's 18:00.
+    """
+    if not step:
+        return state
+
+    def move(value: float | None) -> float | None:
+        return None if value is None else value + step
+
+    alerts = {
+        fp: replace(
+            a,
+            active_since=a.active_since + step,
+            fired_at=move(a.fired_at),
+            resolved_at=move(a.resolved_at),
+            false_since=move(a.false_since),
+            announced_at=move(a.announced_at),
+            last_notice_at=move(a.last_notice_at),
+            ack_at=move(a.ack_at),
+        )
+        for fp, a in state.alerts.items()
+    }
+    groups = {
+        key: replace(g, news_since=move(g.news_since), last_flush=move(g.last_flush))
+        for key, g in state.groups.items()
+    }
+    return replace(state, alerts=alerts, groups=groups, heartbeat_at=move(state.heartbeat_at))
+
+
 def step(state: EngineState, event: Event, now: float) -> tuple[EngineState, list[Notification]]:
     """Apply one event at time ``now``; returns the new state and the notices to hand over."""
     alerts = dict(state.alerts)

@@ -247,6 +247,10 @@ class Evaluator:
         self.power = old.power
         self._dark_soon = old._dark_soon
 
+    def rebase(self, step: float) -> None:
+        """The wall clock stepped by ``step`` seconds: recent reboots keep the hold they had left."""
+        self._rebooted = {key: (at + step, cand) for key, (at, cand) in self._rebooted.items()}
+
     def evaluate(
         self,
         snap: HealthSnapshot,

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
+from ..clock import WallSteps
 from ..config.alerting import AlertingConfig
 from ..config.loader import LoadedConfig
 from ..config.models import Config
@@ -34,6 +35,7 @@ from .engine import (
     SilenceExpired,
     Tick,
     muted_by,
+    rebase,
     step,
 )
 from .routing import Policy
@@ -85,12 +87,17 @@ class AlertService:
         *,
         sink: NotificationSink | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] | None = None,
         tick_interval: float = 1.0,
     ) -> None:
         self.sink: NotificationSink = sink if sink is not None else LoggingSink()
         self._db = AlertStore(store)
         self._snapshot = snapshot
         self._clock = clock
+        # durations run on the monotonic clock: a stepped wall clock moves the engine's stamps
+        self._steps = WallSteps(clock, monotonic)
+        self._monotonic = self._steps.monotonic
+        self._step = 0.0  # a wall-clock step not yet applied to the engine state
         self._tick = tick_interval
         self._cfg: AlertingConfig = loaded.config.alerting
         self._base_dir = loaded.source.resolve().parent
@@ -101,7 +108,7 @@ class AlertService:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._unhanded = False
-        self._last_evaluation = 0.0
+        self._last_evaluation = float("-inf")  # monotonic
         self.heartbeat_at: float | None = None
         self.notices: dict[str, int] = {}
         self.authenticator: Authenticator | None = None
@@ -167,20 +174,30 @@ class AlertService:
         if changes:
             self._wake.set()
 
+    def _now(self) -> float:
+        """Wall time now; a step of the wall clock since the last reading is noted for the engine
+        state (moved at the next step, under the lock) and applied to the evaluator at once."""
+        now, stepped = self._steps.read()
+        if stepped:
+            log.warning("the wall clock stepped by %+.1f s; alert timers keep their time left", stepped)
+            self._evaluator.rebase(stepped)
+            self._step += stepped
+        return now
+
     async def _run(self) -> None:
-        next_evaluation = 0.0
+        next_evaluation = float("-inf")  # on the monotonic clock
         while not self._stopping:
             try:
-                now = self._clock()
+                mono = self._monotonic()
                 if self._unhanded:
                     await self._hand_leftovers()
-                due = now >= next_evaluation or (
-                    self._wake.is_set() and now - self._last_evaluation >= MIN_EVALUATION_GAP
+                due = mono >= next_evaluation or (
+                    self._wake.is_set() and mono - self._last_evaluation >= MIN_EVALUATION_GAP
                 )
                 if self._cfg.enabled and due:
                     self._wake.clear()
                     await self.evaluate()
-                    next_evaluation = now + self._cfg.evaluation_interval
+                    next_evaluation = mono + self._cfg.evaluation_interval
                 else:
                     if not self._cfg.enabled:
                         self._wake.clear()
@@ -190,7 +207,7 @@ class AlertService:
                 log.exception("alert engine step failed")
             if self._wake.is_set():
                 # news came too soon after the last evaluation: wait out the gap, not spin on it
-                gap = self._last_evaluation + MIN_EVALUATION_GAP - self._clock()
+                gap = self._last_evaluation + MIN_EVALUATION_GAP - self._monotonic()
                 await asyncio.sleep(min(max(gap, 0.01), self._tick))
                 continue
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the cancel stop() sends
@@ -201,9 +218,9 @@ class AlertService:
 
     async def evaluate(self) -> list[Notification]:
         """Evaluate the rules over the current snapshot and step the engine with the result."""
-        now = self._clock()
+        now = self._now()
         evaluation = self._evaluator.evaluate(self._snapshot(), now, self._state.policy.period(now))
-        self._last_evaluation = now
+        self._last_evaluation = self._monotonic()
         notes = await self.apply(evaluation)
         self.heartbeat_at = now
         return notes
@@ -211,9 +228,13 @@ class AlertService:
     async def apply(self, event: Event) -> list[Notification]:
         """One engine step: decide, persist, then hand the notices over."""
         async with self._lock:
-            now = self._clock()
+            now = self._now()
             old = self._state
-            new, notes = step(old, event, now)
+            base = old
+            if self._step:
+                base, self._step = rebase(old, self._step), 0.0
+            # saved against ``old``: the moved stamps are written too
+            new, notes = step(base, event, now)
             await self._db.save(old, new, notes, now)
             self._state = new
             if notes:

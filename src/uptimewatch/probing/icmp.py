@@ -13,8 +13,11 @@ used for the bursts themselves, for reasons read from its source (3.0.4):
 Here one socket per address family and event loop serves every burst in flight. Requests carry
 numbers from one 32-bit counter (identifier and sequence), and replies are matched on the
 (source address, identifier, sequence) triple. Receive times come from the kernel
-(``SO_TIMESTAMPNS``), so a busy event loop does not inflate round-trip times. The socket stays
-open only while bursts are in flight, so nothing leaks when an event loop ends.
+(``SO_TIMESTAMPNS``), so a busy event loop does not inflate round-trip times. The kernel stamps
+on the wall clock, which NTP or an operator may step; so a round trip is measured on the monotonic
+clock, and the kernel stamp only says how long the reply waited in the queue before we read it
+(the wall clock's own difference over that short wait). The socket stays open only while bursts
+are in flight, so nothing leaks when an event loop ends.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import socket
 import struct
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -196,10 +200,17 @@ class _Burst:
         if self.remaining == 0 and self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
-    def reply(self, index: int, received_at: float) -> None:
+    def reply(self, index: int, received_at: float, read_at: float) -> None:
+        """``received_at``: when the kernel queued the reply, ``read_at``: when we read it, both on
+        the monotonic clock, as ``sent_at``."""
         if self.rtts[index] is not None:
             return
-        rtt = received_at - self.sent_at[index]
+        sent = self.sent_at[index]
+        if not sent <= received_at <= read_at:
+            # the wall clock stepped between the kernel's stamp and our read: the queue wait it
+            # gives is meaningless, the read time is an upper bound
+            received_at = read_at
+        rtt = received_at - sent
         if rtt > self.timeout:
             return  # too late: lost, like ping -W
         self.rtts[index] = max(rtt, 1e-9)
@@ -228,10 +239,21 @@ def _grow_receive_buffer(sock: socket.socket) -> None:
 class _Channel:
     """One ICMP socket of one address family, shared by every burst of an event loop."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, family: int, raw: bool) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        family: int,
+        raw: bool,
+        *,
+        wall: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.loop = loop
         self.family = family
         self.raw = raw
+        self.wall = wall
+        self.monotonic = monotonic
+        self.read_at = 0.0  # monotonic time of the packet being dispatched
         self.pending: dict[_Key, tuple[_Burst, int]] = {}
         self.users = 0
         self._icmp: ICMPv4Socket | ICMPv6Socket | None = None
@@ -309,17 +331,16 @@ class _Channel:
                 # e.g. an ICMP error queued on a datagram socket; the next read goes on
                 log.debug("ICMP receive: %s", exc)
                 continue
-            received_at = 0.0
+            self.read_at = received_at = self.monotonic()
             for level, kind, value in ancdata:
                 if level != socket.SOL_SOCKET:
                     continue
                 if kind == _SO_TIMESTAMPNS and len(value) >= 16:
                     sec, nsec = _TIMESTAMP.unpack_from(value)
-                    received_at = sec + nsec * 1e-9
+                    # how long it waited for us, on the wall clock the kernel stamps with
+                    received_at -= self.wall() - (sec + nsec * 1e-9)
                 elif kind == _SO_RXQ_OVFL and len(value) >= 4:
                     self._overflowed(_U32.unpack_from(value)[0])
-            if not received_at:
-                received_at = time.time()
             try:
                 self._dispatch(data, _strip_scope(peer[0]), received_at)
             except (IndexError, struct.error):
@@ -348,7 +369,7 @@ class _Channel:
             ident, seq = _ID_SEQ.unpack_from(data, start + 4)
             entry = self.pending.pop((source, ident, seq), None)
             if entry is not None:
-                entry[0].reply(entry[1], received_at)
+                entry[0].reply(entry[1], received_at, self.read_at)
             return
         if not self.raw or kind not in (_V4_ERRORS if v4 else _V6_ERRORS):
             return
@@ -403,8 +424,16 @@ class Pinger:
     Bound to the running event loop on first use. Use :func:`pinger` to get the shared one.
     """
 
-    def __init__(self, privileged: bool) -> None:
+    def __init__(
+        self,
+        privileged: bool,
+        *,
+        wall: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.privileged = privileged
+        self._wall = wall
+        self._monotonic = monotonic
         self._channels: dict[int, _Channel] = {}
         # identifier and sequence are the two halves of one counter, so a request's numbers
         # repeat only after 2**32 requests (2**16 for datagram sockets, whose identifier the
@@ -414,7 +443,13 @@ class Pinger:
     def _channel(self, family: int) -> _Channel:
         channel = self._channels.get(family)
         if channel is None:
-            channel = _Channel(asyncio.get_running_loop(), family, self.privileged)
+            channel = _Channel(
+                asyncio.get_running_loop(),
+                family,
+                self.privileged,
+                wall=self._wall,
+                monotonic=self._monotonic,
+            )
             self._channels[family] = channel
         return channel
 
@@ -459,7 +494,7 @@ class Pinger:
                 sock = channel.sock
                 assert sock is not None  # held open by our acquire()
                 state.remaining += 1
-                state.sent_at[index] = time.time()
+                state.sent_at[index] = self._monotonic()
                 try:
                     try:
                         sock.sendto(packet, target)
