@@ -125,12 +125,12 @@ async def test_a_device_that_stops_answering_fires_site_down_and_ack_works(tmp_p
             (notice,) = sink.notices
             assert (notice.receiver, notice.title) == (
                 "noc",
-                notice.alerts[0].summary.join(["[FIRING] ", ""]),
+                str(notice.alerts[0].summary).join(["[FIRING] ", ""]),
             )
             (info,) = notice.alerts
             assert (info.name, info.labels["site"], info.severity) == ("SiteDown", "bts-paco", "critical")
-            assert "Trạm Pà Cò down" in info.summary
-            assert "SNMP timeout" in info.summary
+            assert "Trạm Pà Cò down" in str(info.summary)
+            assert "SNMP timeout" in str(info.summary)
 
             (alert,) = await _alerts(base)
             assert (alert["id"], alert["state"], alert["notified"]) == (info.fingerprint, "firing", ["noc"])

@@ -101,9 +101,9 @@ def test_site_down_device_down_power_and_snmp_rules() -> None:
         "alertname": "SiteDown",
         "severity": "critical",
     }
-    assert by_name["SiteDown"].summary.startswith("Site s1 down: base station: no reply to ping")
-    assert by_name["BatteryLow"].summary == "Site s4: battery ~25 min left"
-    assert by_name["HighPacketLoss"].summary == "Site s3: router rtr3: packet loss 40%"
+    assert str(by_name["SiteDown"].summary).startswith("Site s1 down: base station: no reply to ping")
+    assert str(by_name["BatteryLow"].summary) == "Site s4: battery ~25 min left"
+    assert str(by_name["HighPacketLoss"].summary) == "Site s3: router rtr3: packet loss 40%"
     # every fingerprint is stable across evaluations
     again = evaluator().evaluate(model.snapshot(), at)
     assert set(again.candidates) == set(ev.candidates) - {by_name["LinkRxLevelLow"].fingerprint}
@@ -193,7 +193,7 @@ def test_user_rule_with_scope_labels_and_summary_template() -> None:
         "power",
         300.0,
     )
-    assert c.summary == "Site s1: battery 46.5 V (floor 47 V)"
+    assert str(c.summary) == "Site s1: battery 46.5 V (floor 47 V)"
 
 
 def test_summary_templates_never_fail() -> None:

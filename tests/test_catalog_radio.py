@@ -1,6 +1,6 @@
 """The radio, router and sensor profiles read every corpus recording right, through snmpsim.
 
-Expected values are written by hand from the recordings and ../shared/corpus/INDEX.md (raw value
+Expected values are written by hand from the recordings and tests/corpus/INDEX.md (raw value
 and unit in the comment), never copied from the decoder's output. Each recording is polled with
 profile ``auto`` through the real transport, so matching (sysObjectID prefixes, vendor subtrees
 behind a generic net-snmp sysObjectID) is part of what is tested.

@@ -118,11 +118,12 @@ def _expectations(path: Path) -> list[str]:
 
 @pytest.fixture
 def example_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """The two secrets config.example.yaml reads from outside itself."""
+    """The secrets config.example.yaml reads from outside itself, in a directory of the test's."""
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     (secrets / "hub-maichau-auth.key").write_text("hub-auth-Kf3-example\n\n", encoding="utf-8")
-    env = {"UPTIMEWATCH_SECRETS_DIR": str(secrets), "UPTIMEWATCH_HUB_PRIV_KEY": "hub-priv-Mm8-example"}
+    (secrets / "hub-maichau-priv.key").write_text("hub-priv-Mm8-example\n", encoding="utf-8")
+    env = {"UPTIMEWATCH_SECRETS_DIR": str(secrets), "UPTIMEWATCH_SNMP_COMMUNITY": "community-Qz4-example"}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return env
@@ -219,7 +220,11 @@ def test_example_config_loads(example_env: dict[str, str]) -> None:
     assert router.snmp.auth_key is not None
     assert router.snmp.priv_key is not None
     assert router.snmp.auth_key.get_secret_value() == "hub-auth-Kf3-example"  # trailing newlines trimmed
-    assert router.snmp.priv_key.get_secret_value() == example_env["UPTIMEWATCH_HUB_PRIV_KEY"]
+    assert router.snmp.priv_key.get_secret_value() == "hub-priv-Mm8-example"
+    ups = by_key["bts-paco-01", "ups"]
+    assert ups.snmp is not None
+    assert ups.snmp.community is not None
+    assert ups.snmp.community.get_secret_value() == example_env["UPTIMEWATCH_SNMP_COMMUNITY"]
     assert router.interval == 30.0
     assert router.hard_after == 2
     assert router.icmp is not None
@@ -241,12 +246,43 @@ def test_example_config_loads(example_env: dict[str, str]) -> None:
 
 def test_example_config_needs_its_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("UPTIMEWATCH_SECRETS_DIR", str(tmp_path / "empty"))
-    monkeypatch.delenv("UPTIMEWATCH_HUB_PRIV_KEY", raising=False)
     issues = _issues(EXAMPLE)
     assert [(i.field, i.message.split(" '")[0]) for i in issues] == [
         ("sites[hub-maichau].devices[router].snmp.auth_key_file", "cannot read auth_key_file"),
-        ("sites[hub-maichau].devices[router].snmp.priv_key", "environment variable"),
+        ("sites[hub-maichau].devices[router].snmp.priv_key_file", "cannot read priv_key_file"),
     ]
+
+
+def test_example_config_teaches_secret_files_and_environment() -> None:
+    """The example shows both ways in: a ``*_file`` secret and a ``${ENV}`` reference."""
+    text = EXAMPLE.read_text(encoding="utf-8")
+    assert re.search(r"^\s+\w+_key_file: \$\{UPTIMEWATCH_SECRETS_DIR:-secrets\}/", text, re.MULTILINE)
+    assert re.search(r"^\s+community: \$\{UPTIMEWATCH_\w+:-public\}", text, re.MULTILINE)
+    assert "${NAME}" in text  # the strict form, for a secret the daemon must not start without
+
+
+def test_check_config_passes_on_a_fresh_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No variable set, run from elsewhere: the example checks with the placeholders beside it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UPTIMEWATCH_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "uptimewatch.cli", "check-config", str(EXAMPLE)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "OK: 4 sites, 9 devices, 2 districts, 2 carriers"
+    assert result.stderr == ""
+    # the placeholders are what it read: no secret of a real deployment ships in the repository
+    for key in [k for k in os.environ if k.startswith("UPTIMEWATCH_")]:
+        monkeypatch.delenv(key)
+    router = {d.key: d for d in load_config(EXAMPLE).devices}["hub-maichau", "router"]
+    assert router.snmp is not None
+    assert router.snmp.auth_key is not None
+    assert router.snmp.auth_key.get_secret_value().startswith("placeholder-")
 
 
 # --- environment, secret files, YAML details ---------------------------------------------------

@@ -3,7 +3,9 @@ ICMP on loopback; checked through /metrics and the JSON API, as an operator woul
 
 from __future__ import annotations
 
+import asyncio
 import json
+import shutil
 import signal
 from pathlib import Path
 from typing import Any
@@ -65,6 +67,22 @@ def _sites(sim: SnmpsimEndpoint, dead_port: int) -> list[dict[str, Any]]:
             ],
         },
     ]
+
+
+async def _promtool_check_metrics(text: str) -> tuple[int | None, str]:
+    """``promtool check metrics`` on an exposition: its exit code and everything it printed."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool (Debian package prometheus, in the Makefile's DEBIAN_PACKAGES) is missing"
+    proc = await asyncio.create_subprocess_exec(
+        promtool,
+        "check",
+        "metrics",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(text.encode()), timeout=60)
+    return proc.returncode, out.decode().strip()
 
 
 def _metrics(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -138,7 +156,7 @@ async def test_daemon_polls_and_exports(tmp_path: Path, snmpsim: SnmpsimEndpoint
         assert _value(m, "uptimewatch_site_state", site="hub-maichau", state="up") == 1
         assert _value(m, "uptimewatch_site_state", site="hub-maichau", state="down") == 0
         assert _value(m, "uptimewatch_site_state", site="bts-paco", state="degraded") == 1
-        assert _value(m, "uptimewatch_power_battery_minutes_remaining", site="hub-maichau") == 6000
+        assert _value(m, "uptimewatch_power_battery_runtime_seconds", site="hub-maichau") == 6000 * 60
         assert _value(m, "uptimewatch_power_battery_voltage_volts", site="hub-maichau") == 51.3
         assert _value(m, "uptimewatch_power_on_battery", site="hub-maichau") == 0
         assert _value(m, "uptimewatch_snmp_up", site="bts-paco", device="power") == 0
@@ -147,6 +165,8 @@ async def test_daemon_polls_and_exports(tmp_path: Path, snmpsim: SnmpsimEndpoint
         assert _value(m, "uptimewatch_config_last_reload_successful") == 1
         assert _value(m, "uptimewatch_build_info") == 1
         assert "s3cr3t-community" not in text
+        # the exposition a Prometheus scrapes, as it is: promtool's linter has nothing to say
+        assert await _promtool_check_metrics(text) == (0, "")
 
         status, body = await async_http("GET", base + "/api/v1/sites/bts-paco")
         assert "s3cr3t-community" not in body

@@ -32,7 +32,7 @@ DAEMON_METRICS = frozenset(
         "uptimewatch_snmp_poll_duration_seconds",
         "uptimewatch_power_on_battery",
         "uptimewatch_power_mains_ok",
-        "uptimewatch_power_battery_minutes_remaining",
+        "uptimewatch_power_battery_runtime_seconds",
         "uptimewatch_power_battery_charge_ratio",
         "uptimewatch_power_battery_voltage_volts",
         "uptimewatch_link_oper_up",

@@ -7,14 +7,17 @@ import email.policy
 import hashlib
 import hmac
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from tests.fixtures.daemon import province_config, write_yaml
 from tests.test_notify_outbox import NAMES, alert, notice
 from uptimewatch.config.loader import load_config
+from uptimewatch.i18n import N_, Text
 from uptimewatch.notify import render
 from uptimewatch.notify.base import Delivery
 from uptimewatch.notify.email import EmailSettings, build_message
+from uptimewatch.notify.types import AlertInfo, Notification
 
 SETTINGS = EmailSettings(
     host="127.0.0.1",
@@ -33,11 +36,11 @@ def _three_down() -> list:  # type: ignore[type-arg]
 
 def test_subject_counts_firing_alerts_and_names_the_place_in_vietnamese() -> None:
     n = notice("g1", "firing", *_three_down())
-    assert render.subject(n, NAMES) == "[FIRING:3] SiteDown — Huyện Mai Châu (VNPT)"
+    assert render.subject(n, NAMES) == "[FIRING:3] Site down — Huyện Mai Châu (VNPT)"
     one = notice("g2", "firing", alert("fp-1"))
-    assert render.subject(one, NAMES) == "[FIRING:1] SiteDown — Trạm Pà Cò (VNPT)"
+    assert render.subject(one, NAMES) == "[FIRING:1] Site down — Trạm Pà Cò (VNPT)"
     resolved = notice("g3", "resolved", alert("fp-1", "resolved"))
-    assert render.subject(resolved, NAMES) == "[RESOLVED] SiteDown — Trạm Pà Cò (VNPT)"
+    assert render.subject(resolved, NAMES) == "[RESOLVED] Site down — Trạm Pà Cò (VNPT)"
     mixed = notice("g4", "firing", alert("fp-1"), alert("fp-9", name="OnBattery"))
     assert render.subject(mixed, NAMES) == "[FIRING:2] 2 alerts — Huyện Mai Châu (VNPT)"
 
@@ -49,7 +52,7 @@ def test_email_is_multipart_utf8_with_a_stable_message_id_threaded_to_the_first_
     assert raw.isascii()  # RFC 2047 / base64: safe for any relay
     assert b"=?utf-8?" in raw
     msg = email.message_from_bytes(raw, policy=email.policy.default)
-    assert msg["Subject"] == "[RESOLVED] SiteDown — Trạm Pà Cò (VNPT)"
+    assert msg["Subject"] == "[RESOLVED] Site down — Trạm Pà Cò (VNPT)"
     assert msg["From"].addresses[0].display_name == "uptimewatch Hòa Bình"
     assert [a.addr_spec for a in msg["To"].addresses] == [
         "truc-ca@hoabinh.example.vn",
@@ -70,6 +73,46 @@ def test_email_is_multipart_utf8_with_a_stable_message_id_threaded_to_the_first_
     # a retry builds the very same message: peers can drop the duplicate
     again = build_message(Delivery(9, "duty/email", n, 3, "firing-01ab"), SETTINGS, NAMES, None)
     assert again["Message-ID"] == msg["Message-ID"]
+
+
+def _text_alert(fp: str, state: str = "firing") -> AlertInfo:
+    """An alert as the rules make it: its summary a Text (msgid + parameters), not English."""
+    reason = Text(
+        N_("{device}: {reason}"), {"device": Text(N_("base station")), "reason": Text(N_("no reply to ping"))}
+    )
+    summary = Text(N_("{site} down: {reason}"), {"site": "Trạm Pà Cò", "reason": reason})
+    return replace(alert(fp, state), summary=summary)
+
+
+def test_vietnamese_email_subject_text_and_html() -> None:
+    names = replace(NAMES, language="vi")
+    n = notice("g-vi", "firing", _text_alert("fp-1"), alert("fp-2", site="bts-vanmai"))
+    assert render.subject(n, names) == "[CẢNH BÁO:2] Trạm mất liên lạc — Huyện Mai Châu (VNPT)"
+    msg = build_message(Delivery(1, "duty/email", n, 1, None), SETTINGS, names, "https://noc.example.vn/uw")
+    assert msg["Content-Language"] == "vi"
+    body = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Đang cảnh báo (2):" in body
+    assert "- [nghiêm trọng] Trạm mất liên lạc: Trạm Pà Cò mất liên lạc: trạm gốc: không trả lời ping" in body
+    # T0 is 2025-10-09 08:53:20 UTC: 15:53 in Hà Nội, written the Vietnamese way
+    assert "từ 15:53 09/10/2025" in body
+    assert "Chi tiết:\n  https://noc.example.vn/uw/status/site/bts-paco" in body
+    html = msg.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert '<html lang="vi">' in html
+    assert "<th>Mức độ</th>" in html
+    assert '<a href="https://noc.example.vn/uw/status/site/bts-paco">Trạm Pà Cò</a>' in html
+    # the same notice in English, for a receiver that asks for it
+    en = build_message(
+        Delivery(1, "duty/email", n, 1, None), SETTINGS.model_copy(update={"language": "en"}), names, None
+    )
+    assert en["Subject"] == "[FIRING:2] Site down — Huyện Mai Châu (VNPT)"
+    assert "Trạm Pà Cò down: base station: no reply to ping" in en.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+
+def test_a_text_summary_survives_the_outbox_round_trip() -> None:
+    n = notice("g-rt", "firing", _text_alert("fp-1"))
+    again = Notification.from_dict(json.loads(json.dumps(n.to_dict())))
+    assert again == n
+    assert again.to_dict()["alerts"][0]["summary"] == "Trạm Pà Cò down: base station: no reply to ping"
 
 
 def test_the_first_firing_notice_replies_to_nothing_and_html_is_escaped() -> None:

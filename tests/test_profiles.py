@@ -7,13 +7,13 @@ answer: GET of the profile's scalars, a walk of each of its columns. Tests throu
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
+from tests.fixtures.snmpsim import corpus_recording
 from uptimewatch.model.observation import FieldValue
 from uptimewatch.probing.snmp_types import SnmpType, Varbind
 from uptimewatch.profiles import (
@@ -26,8 +26,6 @@ from uptimewatch.profiles import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = Path(os.environ.get("UPTIMEWATCH_CORPUS", REPO.parent / "shared" / "corpus"))
-RECORDINGS = CORPUS / "snmprec"
 
 _TYPES = {
     "2": SnmpType.INTEGER,
@@ -47,9 +45,9 @@ _TYPES = {
 
 def read_snmprec(stem: str) -> dict[str, Varbind]:
     """``OID|tag|value`` lines; for a duplicated OID the last line wins, as in snmpsim."""
-    path = RECORDINGS / f"{stem}.snmprec"
+    path = corpus_recording(stem)
     if not path.exists():
-        pytest.skip(f"corpus recording {path} not found (set UPTIMEWATCH_CORPUS)")
+        pytest.fail(f"corpus recording {path} not found (see tests/corpus/README.md)", pytrace=False)
     out: dict[str, Varbind] = {}
     for line in path.read_bytes().splitlines():
         if not line.strip():

@@ -1,4 +1,4 @@
-"""PysnmpTransport against snmpsim serving the real device recordings of the shared corpus."""
+"""PysnmpTransport against snmpsim serving the real device recordings of tests/corpus."""
 
 from __future__ import annotations
 

@@ -153,15 +153,18 @@ async def test_status_page_live(tmp_path: Path, snmpsim: SnmpsimEndpoint) -> Non
                     f"{row} .pill", "e => getComputedStyle(e).backgroundColor"
                 )
                 assert colour == "rgb(229, 57, 53)"  # --down
-                assert "SNMP timeout" in await page.inner_text(row)
+                # the reason, in the page's language
+                assert "SNMP quá thời gian chờ" in await page.inner_text(row)
                 await page.screenshot(path=str(ARTIFACTS / "status-page.png"), full_page=True)
                 await page.set_viewport_size({"width": 390, "height": 844})
                 await page.screenshot(path=str(ARTIFACTS / "status-page-phone.png"), full_page=True)
                 await page.set_viewport_size({"width": 1600, "height": 900})
 
-                # -- the dispatch list renders (nothing on battery in these recordings)
+                # -- the dispatch list renders (nothing on battery in these recordings), in the
+                # language the browser asks for
                 await page.goto(base + "/status/dispatch")
-                await page.wait_for_selector("text=No site is on battery")
+                await page.wait_for_selector("[data-empty='dispatch']")
+                assert "Không có trạm nào đang chạy ắc quy" in await page.inner_text("main")
 
                 # -- acknowledging: refused without credentials, done with the token
                 async def site_down_alert() -> dict[str, Any] | None:

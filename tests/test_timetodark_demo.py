@@ -137,9 +137,9 @@ async def test_battery_drain_is_predicted_within_ten_percent_and_placeholders_ar
 
         assert (estimates[hub].vendor_minutes, estimates[hub].vendor_trusted) == (999.0, False)
         assert estimates[hub].method in ("trends", "charge_trend", "voltage_trend")
-        assert "999 min is a known placeholder" in estimates[hub].reason
+        assert "999 min is a known placeholder" in str(estimates[hub].reason)
         assert estimates[leaf2].vendor_trusted is False
-        assert "0 min while the plant still answers" in estimates[leaf2].reason
+        assert "0 min while the plant still answers" in str(estimates[leaf2].reason)
         # a real figure that agrees with the measured drain is the one trusted
         assert (estimates[agg].method, estimates[agg].confidence) == ("vendor", "high")
 

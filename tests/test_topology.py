@@ -88,7 +88,7 @@ def test_hub_down_makes_every_site_behind_it_unreachable_naming_the_hub() -> Non
         s = snap.sites[sid]
         assert s.state is SiteState.UNREACHABLE, sid
         # the root cause, not the nearest upstream: leaf1 is behind agg, which is behind the hub
-        assert s.reason == "cut off behind Trạm HUB Mai Châu (hub down)", sid
+        assert str(s.reason) == "cut off behind Trạm HUB Mai Châu (hub down)", sid
         assert s.cut_off_by == ("hub",)
     # no site behind the hub ever counted as down
     site_changes = [(c.site_id, c.new) for c in changes if c.kind == "site"]
@@ -111,22 +111,31 @@ def test_hub_down_makes_every_site_behind_it_unreachable_naming_the_hub() -> Non
     assert outage.districts == ("Mai Châu", "Đà Bắc")
 
 
-def test_children_that_fail_first_turn_from_down_to_unreachable_when_the_hub_is_judged() -> None:
+def test_children_that_fail_first_wait_for_the_hub_and_turn_unreachable_never_down() -> None:
     model = make()
     poll(model, T0)
     # the children's polls come in before the hub's within the cycle
+    changes = []
     for sid, did in [("agg", "rtr"), ("leaf1", "bts")]:
-        model.ingest(ping(sid, did, T0 + MINUTE, loss=1.0))
-    assert states(model)["agg"] is SiteState.DOWN  # the hub still answers, as far as we know
-    assert states(model)["leaf1"] is SiteState.UNREACHABLE  # behind agg, which is down
-    assert model.snapshot().sites["leaf1"].reason == "cut off behind Trạm gom Vạn Mai (hub down)"
+        changes += model.ingest(ping(sid, did, T0 + MINUTE, loss=1.0))
+    assert not [c for c in changes if c.kind == "site"]
+    snap = model.snapshot()
+    # agg is not down yet: the hub in front of it is re-checked first; leaf1 waits for agg
+    for sid in ("agg", "leaf1"):
+        assert (snap.sites[sid].state, snap.sites[sid].confirming) == (SiteState.UP, True)
+    assert "re-checking upstream Trạm HUB Mai Châu" in str(snap.sites["agg"].reason)
+    assert ("hub", "rtr") in model.take_polls()
     changes = model.ingest(ping("hub", "rtr", T0 + MINUTE + 1, loss=1.0))
-    moved = {c.site_id: (c.old, c.new) for c in changes if c.kind == "site"}
-    assert moved["hub"] == (SiteState.UP, SiteState.DOWN)
-    assert moved["agg"] == (SiteState.DOWN, SiteState.UNREACHABLE)
-    # leaf1 stays unreachable; only its reason moves up to the new root cause
-    assert "leaf1" not in moved
-    assert model.snapshot().sites["leaf1"].reason == "cut off behind Trạm HUB Mai Châu (hub down)"
+    # the hub's router is silent: the hub waits for its radio's word before it is down
+    assert model.snapshot().sites["hub"].confirming
+    assert ("hub", "mw1") in model.take_polls()
+    changes += model.ingest(ping("hub", "mw1", T0 + MINUTE + 1, loss=1.0))
+    moved = {c.site_id: (c.old, c.new, c.at) for c in changes if c.kind == "site"}
+    assert moved["hub"] == (SiteState.UP, SiteState.DOWN, T0 + MINUTE + 1)
+    # dated from their own failed polls, not from the hub's verdict
+    assert moved["agg"] == (SiteState.UP, SiteState.UNREACHABLE, T0 + MINUTE)
+    assert moved["leaf1"] == (SiteState.UP, SiteState.UNREACHABLE, T0 + MINUTE)
+    assert str(model.snapshot().sites["leaf1"].reason) == "cut off behind Trạm HUB Mai Châu (hub down)"
 
 
 def test_one_of_two_uplinks_lost_is_degraded_and_a_site_that_answers_is_never_unreachable() -> None:
@@ -136,7 +145,7 @@ def test_one_of_two_uplinks_lost_is_degraded_and_a_site_that_answers_is_never_un
     snap = model.snapshot()
     twin = snap.sites["twin"]
     assert twin.state is SiteState.DEGRADED
-    assert twin.reason == "lost uplink via Trạm gom Vạn Mai (hub down)"
+    assert str(twin.reason) == "lost uplink via Trạm gom Vạn Mai (hub down)"
     assert twin.lost_uplinks == ("agg",)
     # leaf1's own device answers although its only upstream is down: it is up
     assert snap.sites["leaf1"].state is SiteState.UP
@@ -157,7 +166,7 @@ def test_a_failed_link_device_cuts_off_the_sites_behind_it_only() -> None:
     assert snap.sites["hub"].state is SiteState.DEGRADED  # a radio link down at the hub
     far = snap.sites["far"]
     assert far.state is SiteState.UNREACHABLE
-    assert far.reason == "cut off behind mw1 at Trạm HUB Mai Châu (link down)"
+    assert str(far.reason) == "cut off behind mw1 at Trạm HUB Mai Châu (link down)"
     assert far.cut_off_by == ("hub:mw1",)
     [outage] = outages(snap)
     assert (outage.root, outage.kind, outage.name, outage.sites) == (
@@ -187,7 +196,7 @@ def test_recovery_rechecks_each_child_before_believing_it() -> None:
     snap = model.snapshot()
     assert snap.sites["agg"].state is SiteState.UNREACHABLE
     assert snap.sites["agg"].rechecking
-    assert snap.sites["agg"].reason == "Trạm HUB Mai Châu (hub down) is back; re-checking this site"
+    assert str(snap.sites["agg"].reason) == "Trạm HUB Mai Châu (hub down) is back; re-checking this site"
     assert sorted(rechecking(snap)) == ["agg", "leaf1", "leaf2", "twin"]  # the leaves wait for agg
     assert [o.root for o in outages(snap)] == ["hub:mw1"]  # the hub is no root cause any more
 
@@ -205,12 +214,17 @@ def test_recovery_rechecks_each_child_before_believing_it() -> None:
     assert snap.sites["leaf1"].state is SiteState.UNREACHABLE
     assert snap.sites["leaf1"].rechecking
 
-    # leaf1 really lost its base station meanwhile: the fresh poll confirms it, and it is down
+    # leaf1 really lost its base station meanwhile: the fresh poll says so, and once agg in front
+    # of it has been polled again (it answers), leaf1 is down, from its own failed poll on
+    model.take_polls()
     changes = model.ingest(ping("leaf1", "bts", back + 4, loss=1.0))
-    assert {c.site_id: (c.old, c.new) for c in changes if c.kind == "site"} == {
-        "leaf1": (SiteState.UNREACHABLE, SiteState.DOWN)
+    assert not [c for c in changes if c.kind == "site"]
+    assert model.take_polls() == [("agg", "rtr"), ("hub", "rtr")]
+    changes = model.ingest(ping("agg", "rtr", back + 5))
+    assert {c.site_id: (c.old, c.new, c.at) for c in changes if c.kind == "site"} == {
+        "leaf1": (SiteState.UNREACHABLE, SiteState.DOWN, back + 4)
     }
-    assert model.snapshot().sites["leaf1"].reason.startswith("base station: no reply to ping")
+    assert str(model.snapshot().sites["leaf1"].reason).startswith("base station: no reply to ping")
 
 
 def test_reload_keeps_topology_states_and_applies_new_upstreams() -> None:

@@ -15,7 +15,7 @@ import signal
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,22 +23,27 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from . import __version__
+from . import __version__, executors
 from .alerts import api as alerts_api
 from .alerts.service import AlertService
 from .config.loader import ConfigError, LoadedConfig, load_config
+from .config.models import Config
 from .config.resolve import ResolvedDevice
 from .export.metrics import HealthCollector, IntakeStats, RuntimeInfo
+from .export.tasks import TaskCollector
 from .ledger import Ledger
 from .model.health import HealthModel, HealthSnapshot, StateChange
+from .model.history import RecentSamples
 from .model.observation import Observation
 from .notify.service import NotifyService
 from .power import PowerTracker
-from .probing import icmp, snmp, telemetry, traps
+from .probing import icmp, snmp, telemetry
 from .probing.snmp_transport import create_transport
 from .profiles import ProfileCatalog, default_profiles_dir, load_profiles
+from .reload import Intake, Loaded, Prepared, ReloadError, prepare, prepare_intake
 from .scheduler import ProbeFn, Scheduler
 from .store import SqliteStore, StoreError
+from .supervisor import Supervisor
 from .systemd_notify import SystemdNotifier
 from .web.app import ReloadResult, build_app
 
@@ -58,13 +63,20 @@ def _profiles_dir(loaded: LoadedConfig) -> Path:
     return path if path.is_absolute() else loaded.source.parent / path
 
 
-def _load(path: Path) -> tuple[LoadedConfig, ProfileCatalog]:
-    """Blocking: config and profiles are read together, so a reload validates both or neither."""
-    loaded = load_config(path)
-    catalog = load_profiles(_profiles_dir(loaded))
-    loaded = load_config(path, known_profiles=catalog.names())
-    telemetry.check_telemetry(loaded.config, loaded.source, _profiles_dir(loaded))
-    return loaded, catalog
+def _load(path: Path) -> Loaded:
+    """Blocking: config and profiles are read together, so a reload validates both or neither.
+    The file is parsed and resolved once; the profiles are loaded from the directory it names."""
+    catalogs: list[ProfileCatalog] = []
+
+    def profile_names(config: Config) -> Collection[str]:
+        directory = _profiles_dir(LoadedConfig(config, (), path, ""))
+        catalogs.append(load_profiles(directory))
+        return catalogs[-1].names()
+
+    loaded = load_config(path, known_profiles=profile_names)
+    profiles_dir = _profiles_dir(loaded)
+    telemetry_profiles = telemetry.check_telemetry(loaded.config, loaded.source, profiles_dir)
+    return Loaded(loaded, catalogs[-1], telemetry_profiles, profiles_dir)
 
 
 @dataclass
@@ -72,6 +84,7 @@ class _ReloadState:
     successful: bool = True
     success_timestamp: float = 0.0
     last_error: str = ""
+    inconsistent: bool = False  # the swap itself failed: parts may run different configurations
 
 
 class Daemon:
@@ -81,6 +94,7 @@ class Daemon:
         self.config_path = Path(config_path)
         self._listen_override = listen
         self._reload_lock = asyncio.Lock()
+        self.supervisor = Supervisor()
         self._reload_state = _ReloadState()
         self._notifier = SystemdNotifier()
         self._runner: web.AppRunner | None = None
@@ -94,29 +108,38 @@ class Daemon:
     # -- start and stop ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        loaded, catalog = await asyncio.to_thread(_load, self.config_path)
+        first = await executors.CONFIG.run(_load, self.config_path)
+        loaded, catalog = first.config, first.catalog
         self._loaded = loaded
         self._catalog = catalog
         self.listen = self._listen_override or loaded.config.server.listen
         self._reload_state.success_timestamp = time.time()
 
-        privilege = await asyncio.to_thread(icmp.icmp_privilege)
+        privilege = await executors.CONFIG.run(icmp.icmp_privilege)
         self._icmp_usable = privilege.usable
         if not privilege.usable:
             log.error("ICMP disabled: %s; devices are judged by SNMP alone", privilege.message)
 
-        self.store = SqliteStore(loaded.store_path())
+        self.store = SqliteStore(loaded.store_path(), exclusive=True)
         await self.store.open()
-        self.ledger = Ledger(self.store)
+        self.ledger = Ledger(self.store, supervisor=self.supervisor)
         await self.ledger.start(loaded.config)
         self._transport = create_transport()
         self._match_cache = snmp.ProfileMatchCache()
         self.health = HealthModel(loaded.config, loaded.devices, self._profile_thresholds)
         self.power = PowerTracker(loaded.devices)
-        self.notify = NotifyService(self.store, loaded.config, get_site=lambda sid: self.snapshot().site(sid))
+        self.samples = RecentSamples(loaded.devices)  # the site page's charts
+        self.notify = NotifyService(
+            self.store,
+            loaded.config,
+            get_site=lambda sid: self.snapshot().site(sid),
+            supervisor=self.supervisor,
+        )
         await self.notify.start()
         self.outbox = self.notify.outbox  # the alert engine hands its notices over here
-        self.alerts = AlertService(self.store, loaded, self.snapshot, sink=self.outbox)
+        self.alerts = AlertService(
+            self.store, loaded, self.snapshot, sink=self.outbox, supervisor=self.supervisor
+        )
         # TimeToDarkSoon reads the estimates as plain data at each evaluation; reloads carry it over
         self.alerts.set_power_view(self.power)
         await self.alerts.start()
@@ -140,6 +163,7 @@ class Daemon:
             get_time_to_dark=lambda: self.power.time_to_dark(time.time()),
             get_intake_stats=self._intake_stats,
         )
+        self.registry.register(TaskCollector(self.supervisor.stats, self.ledger.stats))
 
         app = build_app(self)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -149,7 +173,8 @@ class Daemon:
 
         await self.scheduler.start()
         self.scheduler.reconcile(self._polled(loaded.devices))
-        await self._reconcile_intake(loaded, first=True)
+        plan = await prepare_intake(first, self._intake())
+        self.trap_receiver, self.telemetry_in = await plan.commit()
         gc.freeze()  # config and model objects live for the whole run: keep them out of GC passes
         self._started = True
         self._notifier.ready()
@@ -199,43 +224,75 @@ class Daemon:
     # -- the one reload path -----------------------------------------------------------------
 
     async def reload(self) -> ReloadResult:
-        """Validate the file fully, then swap in one step; on any error keep the running config."""
-        async with self._reload_lock:
-            self._notifier.reloading()
-            try:
-                loaded, catalog = await asyncio.to_thread(_load, self.config_path)
-            except ConfigError as exc:
-                return self._reload_failed("\n".join(str(i) for i in exc.issues))
-            except Exception as exc:  # unreadable profiles, I/O errors: same outcome, keep running
-                log.exception("reload failed")
-                return self._reload_failed(f"{type(exc).__name__}: {exc}")
-            finally:
-                self._notifier.ready()
-            self._loaded = loaded
-            self._catalog = catalog
-            self._match_cache.clear()
-            self.ledger.record(self.health.reconfigure(loaded.config, loaded.devices))
-            self.ledger.reconfigure(loaded.config)
-            self.power.reconfigure(loaded.devices)
-            if self.cluster is not None:
-                self.cluster.reconfigure(loaded)
-            self.scheduler.reconcile(self._polled(loaded.devices))
-            await self._reconcile_intake(loaded)
-            self._recheck()
-            await self.notify.reload(loaded.config)
-            await self.alerts.reconfigure(loaded)
-            self._reload_state = _ReloadState(True, time.time(), "")
-            gc.freeze()
-            new_listen = self._listen_override or loaded.config.server.listen
-            if new_listen != self.listen:
-                log.warning("server.listen changed to %s: takes effect after a restart", new_listen)
-            message = f"reloaded {self.config_path}: {len(loaded.devices)} devices"
-            log.info(message)
-            return ReloadResult(True, message)
+        """Validate the file fully and acquire what it needs, then swap in one step; on any error
+        keep the running config whole. Never raises: the answer says what happened."""
+        timeout = self._loaded.config.server.reload_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                await self._reload_lock.acquire()
+        except TimeoutError:
+            return self._reload_failed(f"another reload is still running after {timeout:g} s")
+        try:
+            return await self._reload_locked(timeout)
+        except Exception as exc:  # a bug in the swap: the parts may disagree now, say so loudly
+            log.exception("configuration reload failed while swapping in; restart the daemon")
+            self._reload_state = _ReloadState(False, self._reload_state.success_timestamp, str(exc), True)
+            return ReloadResult(False, f"reload failed half-way ({type(exc).__name__}: {exc}); restart")
+        finally:
+            self._reload_lock.release()
+
+    async def _reload_locked(self, timeout: float) -> ReloadResult:
+        self._notifier.reloading()
+        try:
+            async with asyncio.timeout(timeout):
+                new = await executors.CONFIG.run(_load, self.config_path)
+                prepared = await prepare(new, self._intake(), self.notify, self.alerts)
+        except ConfigError as exc:
+            return self._reload_failed("\n".join(str(i) for i in exc.issues))
+        except ReloadError as exc:
+            return self._reload_failed(str(exc))
+        except TimeoutError:
+            return self._reload_failed(
+                f"reading and preparing {self.config_path} took more than {timeout:g} s"
+                " (server.reload_timeout); is it on a hung file system?"
+            )
+        except Exception as exc:  # unreadable profiles, I/O errors: same outcome, keep running
+            log.exception("reload failed")
+            return self._reload_failed(f"{type(exc).__name__}: {exc}")
+        finally:
+            self._notifier.ready()
+        return await self._commit(prepared)
+
+    async def _commit(self, prepared: Prepared) -> ReloadResult:
+        """Swap every part over to the prepared configuration; nothing here can be refused."""
+        loaded = prepared.loaded.config
+        self._loaded = loaded
+        self._catalog = prepared.loaded.catalog
+        self._match_cache.clear()
+        self.ledger.record(self.health.reconfigure(loaded.config, loaded.devices))
+        self.ledger.reconfigure(loaded.config)
+        self.power.reconfigure(loaded.devices)
+        self.samples.reconfigure(loaded.devices)
+        if self.cluster is not None:
+            self.cluster.reconfigure(loaded)
+        self.scheduler.reconcile(self._polled(loaded.devices))
+        self.trap_receiver, self.telemetry_in = await prepared.intake.commit()
+        self._recheck()
+        await self.notify.commit_reload(loaded.config, prepared.channels)
+        await self.alerts.reconfigure(loaded, prepared.authenticator)
+        self._reload_state = _ReloadState(True, time.time(), "")
+        gc.freeze()
+        new_listen = self._listen_override or loaded.config.server.listen
+        if new_listen != self.listen:
+            log.warning("server.listen changed to %s: takes effect after a restart", new_listen)
+        message = f"reloaded {self.config_path}: {len(loaded.devices)} devices"
+        log.info(message)
+        return ReloadResult(True, message)
 
     def _reload_failed(self, why: str) -> ReloadResult:
         self._reload_state.successful = False
         self._reload_state.last_error = why
+        self._notifier.status(f"last reload failed; monitoring {len(self._loaded.devices)} devices")
         log.error("configuration reload failed, keeping the running configuration:\n%s", why)
         return ReloadResult(False, why)
 
@@ -284,18 +341,14 @@ class Daemon:
             if device.site_id not in before:
                 self.scheduler.trigger(device.site_id, device.device_id)
 
-    async def _reconcile_intake(self, loaded: LoadedConfig, *, first: bool = False) -> None:
+    def _intake(self) -> Intake:
         """Traps re-poll through the scheduler; telemetry observations go where polls' go."""
-        profiles = await asyncio.to_thread(_profiles_dir, loaded)  # the default one is found by listing
-        self.trap_receiver: traps.TrapReceiver | None = await traps.reconcile_receiver(
-            None if first else self.trap_receiver,
-            loaded.config,
-            loaded.devices,
-            profiles,
+        return Intake(
+            getattr(self, "trap_receiver", None),
+            getattr(self, "telemetry_in", None),
             self.scheduler.trigger,
-        )
-        self.telemetry_in: telemetry.TelemetrySubscriber | None = await telemetry.reconcile_subscriber(
-            None if first else self.telemetry_in, loaded.config, loaded.source, profiles, self._ingest
+            self._ingest,
+            self.supervisor,
         )
 
     def _intake_stats(self) -> IntakeStats:
@@ -306,9 +359,16 @@ class Daemon:
     def snapshot(self) -> HealthSnapshot:
         return self.health.snapshot()
 
+    def trusted_origins(self) -> list[str]:
+        return self._loaded.config.server.trusted_origins
+
     def readiness(self) -> tuple[bool, str]:
         if not self._started:
             return False, "starting"
+        if self._reload_state.inconsistent:
+            return False, "a reload failed half-way; restart the daemon"
+        if down := self.supervisor.vital_down():
+            return False, "background task down: " + ", ".join(f"{t.name} ({t.last_error})" for t in down)
         if not self._reload_state.successful:
             return True, "running; last configuration reload failed"
         return True, "ready"
@@ -322,12 +382,21 @@ class Daemon:
         )
 
     @property
+    def config(self) -> Config:
+        """The running configuration (the web side reads names and coordinates from it)."""
+        return self._loaded.config
+
+    @property
     def devices(self) -> tuple[ResolvedDevice, ...]:
         return self._loaded.devices
 
     def _ingest(self, obs: Observation) -> None:
         changes = self.health.ingest(obs)
         self.power.ingest(obs)
+        self.samples.ingest(obs)
+        # verdicts that wait for another site's next result (an upstream, the sites behind a hub)
+        for site_id, device_id in self.health.take_polls():
+            self.scheduler.trigger(site_id, device_id)
         if changes:
             self._recheck()
         for change in changes:

@@ -20,7 +20,8 @@ written in the reader's locale::
 Specs: ``num`` (a number; ``num1`` with one decimal, ``num0`` rounded), ``pct`` (a ratio 0..1 as
 percent; ``pct2`` with two decimals), ``dur`` (seconds as "2 h 15 min"), ``dt`` and ``time`` (a unix
 timestamp in the translator's time zone), ``date``, ``raw`` (as it is: ids, ports). Without a spec a
-number is written as ``num`` (``1.234`` in Vietnamese).
+number is written as ``num`` (``1.234`` in Vietnamese). A list parameter is joined with "; ",
+or with ``list`` ", ", ``sp`` " ", ``and`` the locale's "a, b và c".
 
 Update the catalogs after changing strings with ``make catalogs`` (``pybabel extract`` and
 ``pybabel update`` for each domain); ``tests/test_i18n_catalogs.py`` fails while a string is missing
@@ -33,6 +34,7 @@ import datetime as _dt
 import functools
 import gettext
 import io
+import json
 import logging
 import math
 import re
@@ -107,31 +109,104 @@ def negotiate(accept_language: str | None, default: Language = DEFAULT_LANGUAGE)
     return default
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=True)
 class Text:
     """A message to translate later: the English msgid (marked with :func:`N_`) and its parameters.
 
     This is what the ledger, the outbox and the health snapshot keep; :meth:`Translator.text`
-    renders it in one language. ``code`` is a stable machine name for API consumers.
+    renders it in one language. A parameter may itself be a :class:`Text` (a site's reason quotes
+    its device's), or a list of them (joined with "; "). ``str()`` gives the English text, for logs
+    and the JSON API. ``code`` is an optional stable machine name.
     """
 
     msgid: str
     params: Mapping[str, Any] = field(default_factory=dict)
     code: str = ""
 
+    def __hash__(self) -> int:
+        return hash((self.msgid, self.code))
+
+    def __str__(self) -> str:
+        return translator("en").text(self)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"msgid": self.msgid, "params": dict(self.params)}
+        out: dict[str, Any] = {
+            "msgid": self.msgid,
+            "params": {k: _param_json(v) for k, v in self.params.items()},
+        }
         if self.code:
             out["code"] = self.code
         return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Text:
-        return cls(str(data["msgid"]), dict(data.get("params") or {}), str(data.get("code") or ""))
+        params = {k: _param_from_json(v) for k, v in (data.get("params") or {}).items()}
+        return cls(str(data["msgid"]), params, str(data.get("code") or ""))
 
     def english(self) -> str:
         """The text in the source language (for logs, which are not translated)."""
-        return translator("en").text(self)
+        return str(self)
+
+
+#: What a reason or a summary is: a translatable :class:`Text`, or a plain string (a device's own
+#: words, a user's template) shown as it is in every language.
+Phrase = Text | str
+
+
+def joined(parts: list[Phrase]) -> Phrase:
+    """Several phrases as one, joined with "; " in every language (one phrase stays itself)."""
+    if len(parts) == 1:
+        return parts[0]
+    # "{items}" is not marked for extraction: it is the same in every language
+    return Text("{items}", {"items": list(parts)})
+
+
+def _param_json(value: Any) -> Any:
+    if isinstance(value, Text):
+        return value.to_json()
+    if isinstance(value, list | tuple):
+        return [_param_json(v) for v in value]
+    return value
+
+
+def _param_from_json(value: Any) -> Any:
+    if isinstance(value, Mapping) and "msgid" in value:
+        return Text.from_json(value)
+    if isinstance(value, list):
+        return [_param_from_json(v) for v in value]
+    return value
+
+
+def phrase_to_json(value: Phrase) -> Any:
+    """A :data:`Phrase` as JSON: a string stays a string, a :class:`Text` becomes a mapping."""
+    return value.to_json() if isinstance(value, Text) else value
+
+
+def phrase_dumps(value: Phrase) -> str:
+    """A :data:`Phrase` for one text column (the ledger's reasons): JSON for a Text, else the string."""
+    if isinstance(value, Text):
+        return json.dumps(value.to_json(), ensure_ascii=False, separators=(",", ":"))
+    return value
+
+
+def phrase_loads(value: str | None) -> Phrase:
+    """The inverse of :func:`phrase_dumps`; rows written before reasons were Texts read as strings."""
+    if value and value.startswith('{"msgid"'):
+        try:
+            return Text.from_json(json.loads(value))
+        except (ValueError, KeyError, TypeError):
+            return value
+    return value or ""
+
+
+def phrase_from_json(value: Any) -> Phrase:
+    """The inverse of :func:`phrase_to_json` (an absent value reads as an empty string)."""
+    if isinstance(value, Mapping) and "msgid" in value:
+        return Text.from_json(value)
+    return "" if value is None else str(value)
 
 
 class _LocaleFormatter(string.Formatter):
@@ -141,6 +216,13 @@ class _LocaleFormatter(string.Formatter):
     def format_field(self, value: Any, format_spec: str) -> str:
         t = self._t
         spec = format_spec.strip()
+        if isinstance(value, Text):
+            return format(t.text(value), spec)
+        if isinstance(value, list | tuple):
+            items = [t.text(v) if isinstance(v, Text) else str(v) for v in value]
+            if spec == "and":
+                return t.join(items)
+            return {"list": ", ", "sp": " "}.get(spec, "; ").join(items)
         if spec.startswith("num"):
             return t.number(value, digits=int(spec[3:]) if spec[3:] else None)
         if spec.startswith("pct"):
@@ -201,6 +283,10 @@ class Translator:
         translated = self.translations.pgettext(context, message)
         return self._fill(translated, message, params) if params else translated
 
+    def join(self, items: list[str]) -> str:
+        """``a, b và c`` / ``a, b, and c``."""
+        return str(format_list(items, style="standard", locale=self.language)) if items else ""
+
     def text(self, text: Text | str) -> str:
         """Render a stored :class:`Text` (a plain string passes through, translated if it is a msgid)."""
         if isinstance(text, str):
@@ -226,6 +312,11 @@ class Translator:
         """``1234.5`` -> ``1.234,5`` (vi) / ``1,234.5`` (en); ``digits`` fixes the decimals."""
         if value is None or (isinstance(value, float) and not math.isfinite(value)):
             return _DASH
+        if self.language == "en":  # the source language, on hot paths (logs, the API): plain Python
+            if digits is None:
+                out = f"{value:,.3f}".rstrip("0").rstrip(".") if isinstance(value, float) else f"{value:,}"
+                return "0" if out == "-0" else out
+            return f"{value:,.{digits}f}"
         if digits is None:
             return format_decimal(value, locale=self.language)
         pattern = "#,##0" + ("." + "0" * digits if digits > 0 else "")
@@ -284,7 +375,12 @@ class Translator:
         return format_list(parts, style="unit-narrow", locale=self.language)
 
     def _unit(self, count: int, unit: str, length: str) -> str:
-        return str(format_unit(count, f"duration-{unit}", length=length, locale=self.language))  # type: ignore[arg-type]
+        return _unit(count, unit, length, self.language)
+
+
+@functools.lru_cache(maxsize=4096)
+def _unit(count: int, unit: str, length: str, language: str) -> str:
+    return str(format_unit(count, f"duration-{unit}", length=length, locale=language))  # type: ignore[arg-type]
 
 
 @functools.cache

@@ -33,6 +33,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from ..i18n import N_, Phrase, Text, phrase_from_json
 from ..model.observation import FieldValue
 from ..notify.types import AlertInfo, NoticeKind, Notification
 from .routing import Policy
@@ -56,9 +57,9 @@ class Candidate:
     name: str
     severity: str
     labels: Mapping[str, str]
-    summary: str
+    summary: Phrase
     for_s: float = 0.0
-    description: str = ""
+    description: Phrase = ""
     value: FieldValue = None
 
 
@@ -68,10 +69,10 @@ class Alert:
     name: str
     severity: str
     labels: Mapping[str, str]
-    summary: str
+    summary: Phrase  # msgid + parameters, kept so every notice renders in its reader's language
     state: AlertState
     active_since: float  # when the condition became true (start of pending)
-    description: str = ""
+    description: Phrase = ""
     value: FieldValue = None
     fired_at: float | None = None
     resolved_at: float | None = None
@@ -118,6 +119,8 @@ class Alert:
         data["labels"] = dict(d["labels"])
         data["notified"] = tuple(d.get("notified") or ())
         data["escalated"] = tuple(d.get("escalated") or ())
+        data["summary"] = phrase_from_json(d.get("summary"))
+        data["description"] = phrase_from_json(d.get("description"))
         return cls(**data)
 
 
@@ -483,7 +486,9 @@ def _heartbeat(now: float, policy: Policy) -> list[Notification]:
         severity="info",
         state="firing",
         labels=labels,
-        summary="uptimewatch is alive: this alert always fires; its silence means the monitoring is down",
+        summary=Text(
+            N_("uptimewatch is alive: this alert always fires; its silence means the monitoring is down")
+        ),
         starts_at=now,
     )
     out = []
@@ -549,7 +554,7 @@ def title(kind: str, alerts: list[Alert], glabels: Mapping[str, str], policy: Po
     where = ", ".join(policy.display(k, v) for k, v in glabels.items() if v)
     tag = _TAGS.get(kind, kind.upper())
     if len(alerts) == 1:
-        text = alerts[0].summary
+        text = str(alerts[0].summary)
     else:
         names = sorted({a.name for a in alerts})
         if len(names) == 1:

@@ -10,7 +10,9 @@ O(changed sites), not O(province).
 
 Topology: a site cut off behind a failed hub or link (``unreachable``) raises nothing of its own,
 neither while the outage lasts nor while it is re-checked after the recovery; the root cause raises
-one ``UpstreamDown`` listing what it cut off. A site found down before its upstream was looked at
+one ``UpstreamDown`` listing what it cut off, and a hub that is such a root raises no ``SiteDown``
+besides. Sites whose verdict the health model still waits for (``confirming``,
+``root_in_doubt``) are not judged yet. A site found down before its upstream was looked at
 again (polls of a cycle finish in any order) is not judged until it has been: otherwise each child
 of a failing hub would page as down for the few seconds before the hub's own result arrives.
 ``TimeToDarkSoon`` reads the time-to-dark estimates, handed in as plain data (:class:`DarkOutlook`)
@@ -28,7 +30,8 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from ..config.alerting import BUILTIN_RULES, AlertingConfig, UserRule
-from ..model.checks import REACHABILITY_CHECKS, CheckState, role_word
+from ..i18n import N_, Phrase, Text
+from ..model.checks import REACHABILITY_CHECKS, CheckState, role_text
 from ..model.health import DeviceStatus, HealthSnapshot, SiteState, SiteStatus
 from ..model.observation import ErrorKind, FieldValue
 from ..model.outages import Outage, outages
@@ -108,21 +111,30 @@ def battery_outlook(power: PowerView) -> list[DarkOutlook]:
 
 
 _METHOD_WORDS: Final[dict[str, str]] = {
-    "vendor": "vendor figure",
-    "charge_trend": "charge trend",
-    "voltage_trend": "voltage trend",
-    "trends": "charge and voltage trends",
-    "elapsed": "charge used since mains failed",
+    "vendor": N_("vendor figure"),
+    "charge_trend": N_("charge trend"),
+    "voltage_trend": N_("voltage trend"),
+    "trends": N_("charge and voltage trends"),
+    "elapsed": N_("charge used since mains failed"),
 }
 
 
-def dark_summary(site_name: str, est: TimeToDark, left_s: float) -> str:
+def dark_summary(site_name: str, est: TimeToDark, left_s: float) -> Text:
     """``Trạm Pà Cò: ~24 min to dark (voltage trend, vendor figure 999 distrusted)``."""
-    why = [_METHOD_WORDS.get(est.method, est.method)]
+    word = _METHOD_WORDS.get(est.method)
+    why: list[Phrase] = [Text(word) if word else est.method]
     vendor = est.vendor_minutes
     if vendor is not None and est.method != "vendor":
-        why.append(f"vendor figure {vendor:g} {'overruled' if est.vendor_trusted else 'distrusted'}")
-    return f"{site_name}: ~{left_s / 60.0:.0f} min to dark ({', '.join(why)})"
+        msgid = (
+            N_("vendor figure {vendor} overruled")
+            if est.vendor_trusted
+            else N_("vendor figure {vendor} distrusted")
+        )
+        why.append(Text(msgid, {"vendor": f"{vendor:g}"}))
+    return Text(
+        N_("{site}: ~{minutes} min to dark ({why:list})"),
+        {"site": site_name, "minutes": round(left_s / 60.0), "why": why},
+    )
 
 
 def upstream_in_doubt(site: SiteStatus, snap: HealthSnapshot) -> bool:
@@ -150,10 +162,10 @@ def upstream_in_doubt(site: SiteStatus, snap: HealthSnapshot) -> bool:
     return False
 
 
-def _listing(names: Sequence[str], limit: int) -> str:
+def _listing(names: Sequence[str], limit: int) -> Phrase:
     if len(names) <= limit:
         return ", ".join(names)
-    return f"{', '.join(names[:limit])} and {len(names) - limit} more"
+    return Text(N_("{names} and {n} more"), {"names": ", ".join(names[:limit]), "n": len(names) - limit})
 
 
 def _collate(text: str) -> str:
@@ -162,7 +174,7 @@ def _collate(text: str) -> str:
     return "".join(ch for ch in plain if not unicodedata.combining(ch)).casefold()
 
 
-def upstream_texts(outage: Outage, site_names: Mapping[str, str]) -> tuple[str, str]:
+def upstream_texts(outage: Outage, site_names: Mapping[str, str]) -> tuple[Text, Text]:
     """(summary, description) of one root cause:
     ``Trạm HUB Mai Châu down: 7 sites cut off in Xã Vạn Mai, Xã Pà Cò``.
 
@@ -172,19 +184,28 @@ def upstream_texts(outage: Outage, site_names: Mapping[str, str]) -> tuple[str, 
     n = len(outage.sites)
     communes = sorted(outage.communes, key=lambda c: (-c.sites, _collate(c.name)))
     places = [c.name for c in communes] or sorted(outage.districts, key=_collate)
-    summary = f"{outage.name} down: {n} site{'' if n == 1 else 's'} cut off"
+    params: dict[str, Any] = {"root": outage.name, "n": n}
     if places:
-        summary += f" in {_listing(places, SUMMARY_PLACES)}"
+        params["places"] = _listing(places, SUMMARY_PLACES)
+        msgid = (
+            N_("{root} down: {n} site cut off in {places}")
+            if n == 1
+            else N_("{root} down: {n} sites cut off in {places}")
+        )
+    else:
+        msgid = N_("{root} down: {n} site cut off") if n == 1 else N_("{root} down: {n} sites cut off")
+    summary = Text(msgid, params)
     names = sorted((site_names.get(sid, sid) for sid in outage.sites), key=_collate)
-    parts = [f"Cut off: {_listing(names, DESCRIPTION_SITES)}."]
+    parts: list[Phrase] = [Text(N_("Cut off: {sites}."), {"sites": _listing(names, DESCRIPTION_SITES)})]
     if communes:
         listed = ", ".join(f"{c.name} ({c.sites})" for c in communes)
-        parts.append(f"Communes: {listed}.")
+        parts.append(Text(N_("Communes: {communes}."), {"communes": listed}))
     if outage.districts:
-        parts.append(f"Districts: {', '.join(sorted(outage.districts, key=_collate))}.")
+        districts = ", ".join(sorted(outage.districts, key=_collate))
+        parts.append(Text(N_("Districts: {districts}."), {"districts": districts}))
     if outage.reason:
-        parts.append(f"Cause: {outage.reason}.")
-    return summary, " ".join(parts)
+        parts.append(Text(N_("Cause: {reason}."), {"reason": outage.reason}))
+    return summary, Text("{parts:sp}", {"parts": parts})
 
 
 class _Safe(dict[str, Any]):
@@ -204,6 +225,18 @@ def _num(value: FieldValue) -> float | None:
     if value is None or isinstance(value, bool | str):
         return None
     return float(value)
+
+
+_CONFIDENCE: Final[dict[str, str]] = {
+    "high": N_("high"),
+    "medium": N_("medium"),
+    "low": N_("low"),
+    "none": N_("none"),
+}
+
+
+def _of_site(site_name: str, reason: Phrase) -> Text:
+    return Text(N_("{site}: {reason}"), {"site": site_name, "reason": reason})
 
 
 def _fmt(value: FieldValue) -> str:
@@ -276,7 +309,14 @@ class Evaluator:
             if hit is not None and hit[0] is site:
                 found, judged = hit[1], hit[2]
             else:
-                judged = site.state is not SiteState.UNKNOWN and all(d.probes for d in site.devices)
+                # a verdict the health model still waits for (the upstream of a site found down,
+                # the sites behind a site gone down) is no verdict yet: the alerts keep their state
+                judged = (
+                    site.state is not SiteState.UNKNOWN
+                    and not site.confirming
+                    and not site.root_in_doubt
+                    and all(d.probes for d in site.devices)
+                )
                 if judged and site.state is SiteState.DOWN and upstream_in_doubt(site, snap):
                     unjudged.add(site_id)  # not cached: asked again once the upstream has answered
                     continue
@@ -297,6 +337,9 @@ class Evaluator:
         if self.builtins["UpstreamDown"].enabled:
             for c in self._upstream_down(snap, cut_off):
                 candidates[c.fingerprint] = c
+                if c.labels.get("kind") == "site":
+                    # one root-cause alert: it says the hub is down and lists what it cut off
+                    candidates.pop(fingerprint("SiteDown", {"site": c.labels["site"]}), None)
         if self.builtins["TimeToDarkSoon"].enabled:
             if batteries is None:
                 batteries = battery_outlook(self.power) if self.power is not None else ()
@@ -373,9 +416,14 @@ class Evaluator:
             if plant is not None and plant.reachable is False:
                 continue  # its figures are stale; DeviceDown or SiteDown speaks now
             soon.add(est.site_id)
-            description = (
-                f"{est.reason} (confidence {est.confidence}; power plant {est.device_id}; "
-                f"alert horizon {item.horizon_s / 60.0:.0f} min)"
+            description = Text(
+                N_("{reason} (confidence {confidence}; power plant {device}; alert horizon {minutes} min)"),
+                {
+                    "reason": est.reason,
+                    "confidence": Text(_CONFIDENCE.get(est.confidence, est.confidence)),
+                    "device": est.device_id,
+                    "minutes": round(item.horizon_s / 60.0),
+                },
             )
             found.append(
                 self._cand(
@@ -412,12 +460,12 @@ class Evaluator:
         name: str,
         site: SiteStatus,
         dev: DeviceStatus | None,
-        summary: str,
+        summary: Phrase,
         value: FieldValue = None,
         *,
         rule: Builtin | None = None,
         extra: Mapping[str, str] | None = None,
-        description: str = "",
+        description: Phrase = "",
     ) -> Candidate:
         b = rule or self.builtins[name]
         labels = self._labels(site, dev)
@@ -440,7 +488,8 @@ class Evaluator:
                     self._user_rule(rule, site, out)
             return out
         if site.state is SiteState.DOWN and on["SiteDown"].enabled:
-            out.append(self._cand("SiteDown", site, None, f"{site.name} down: {site.reason}"))
+            summary = Text(N_("{site} down: {reason}"), {"site": site.name, "reason": site.reason})
+            out.append(self._cand("SiteDown", site, None, summary))
         for dev in site.devices:
             self._device(site, dev, now, period, out)
         for rule in self.rules:
@@ -451,7 +500,10 @@ class Evaluator:
         self, site: SiteStatus, dev: DeviceStatus, now: float, period: Period | None, out: list[Candidate]
     ) -> None:
         on = self.builtins
-        who = f"{site.name}: {role_word(dev.role.value)} {dev.name}"
+        who = Text(
+            N_("{site}: {role} {device}"),
+            {"site": site.name, "role": role_text(dev.role.value), "device": dev.name},
+        )
         fields = dev.fields
         uptime = _num(fields.get("device.uptime_seconds"))
         key = (site.site_id, dev.device_id)
@@ -459,22 +511,25 @@ class Evaluator:
             before = self._uptime.get(key)
             self._uptime[key] = uptime
             if before is not None and uptime < before and on["DeviceRebooted"].enabled:
-                cand = self._cand(
-                    "DeviceRebooted", site, dev, f"{who} rebooted (up {uptime / 60:.0f} min)", uptime
+                summary = Text(
+                    N_("{who} rebooted (up {minutes} min)"), {"who": who, "minutes": round(uptime / 60)}
                 )
+                cand = self._cand("DeviceRebooted", site, dev, summary, uptime)
                 self._rebooted[key] = (now, cand)
         if dev.reachable is False:
             if site.state is not SiteState.DOWN and on["DeviceDown"].enabled:
-                out.append(self._cand("DeviceDown", site, dev, f"{who} does not answer: {dev.reason}"))
+                summary = Text(N_("{who} does not answer: {reason}"), {"who": who, "reason": dev.reason})
+                out.append(self._cand("DeviceDown", site, dev, summary))
             return  # its last known values are stale: judge nothing else
 
         snmp = dev.probes.get("snmp")
         if snmp is not None and snmp.error_kind is ErrorKind.AUTH and on["SnmpAuthFailure"].enabled:
-            out.append(self._cand("SnmpAuthFailure", site, dev, f"{who} rejects our SNMP credentials"))
+            summary = Text(N_("{who} rejects our SNMP credentials"), {"who": who})
+            out.append(self._cand("SnmpAuthFailure", site, dev, summary))
 
         chk = dev.check("power.on_battery")
         if chk is not None and chk.hard_state in _BAD and on["OnBattery"].enabled:
-            out.append(self._cand("OnBattery", site, dev, f"{site.name}: {chk.reason}"))
+            out.append(self._cand("OnBattery", site, dev, _of_site(site.name, chk.reason)))
 
         self._threshold_rule(
             "BatteryLow",
@@ -486,7 +541,9 @@ class Evaluator:
             override=period.battery_minutes if period else None,
             below=True,
             bad=(CheckState.CRITICAL,),
-            text=lambda v: f"{site.name}: battery ~{v:.0f} min left",
+            text=lambda v: Text(
+                N_("{site}: battery ~{minutes} min left"), {"site": site.name, "minutes": round(v)}
+            ),
             applies=lambda: fields.get("power.on_battery") is not False,
         )
         loss = _num(fields.get("icmp.loss_ratio"))
@@ -502,7 +559,7 @@ class Evaluator:
                 override=period.loss_ratio if period else None,
                 below=False,
                 bad=_BAD,
-                text=lambda v: f"{who}: packet loss {v * 100:.0f}%",
+                text=lambda v: Text(N_("{who}: packet loss {loss:pct}"), {"who": who, "loss": round(v, 2)}),
             )
         self._threshold_rule(
             "LinkRxLevelLow",
@@ -514,7 +571,7 @@ class Evaluator:
             override=period.rx_level_dbm if period else None,
             below=True,
             bad=_BAD,
-            text=lambda v: f"{who}: receive level {v:.0f} dBm",
+            text=lambda v: Text(N_("{who}: receive level {dbm} dBm"), {"who": who, "dbm": round(v)}),
         )
         self._threshold_rule(
             "LinkSnrLow",
@@ -526,7 +583,7 @@ class Evaluator:
             override=period.snr_db if period else None,
             below=True,
             bad=_BAD,
-            text=lambda v: f"{who}: SNR {v:.0f} dB",
+            text=lambda v: Text(N_("{who}: SNR {db} dB"), {"who": who, "db": round(v)}),
         )
 
     def _threshold_rule(
@@ -541,7 +598,7 @@ class Evaluator:
         override: float | None,
         below: bool,
         bad: tuple[CheckState, ...],
-        text: Callable[[float], str],
+        text: Callable[[float], Phrase],
         applies: Callable[[], bool] = lambda: True,
     ) -> None:
         rule = self.builtins[name]
@@ -558,7 +615,7 @@ class Evaluator:
         chk = dev.check(check)
         if chk is not None and chk.hard_state in bad:
             value = _num(chk.value)
-            summary = text(value) if value is not None else f"{site.name}: {chk.reason}"
+            summary = text(value) if value is not None else _of_site(site.name, chk.reason)
             out.append(self._cand(name, site, dev, summary, chk.value))
 
     def _user_rule(self, rule: UserRule, site: SiteStatus, out: list[Candidate]) -> None:

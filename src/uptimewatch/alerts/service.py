@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
+from .. import executors
 from ..clock import WallSteps
 from ..config.alerting import AlertingConfig
 from ..config.loader import LoadedConfig
@@ -23,6 +24,7 @@ from ..model.health import HealthSnapshot, StateChange
 from ..model.stats import AlertStats
 from ..notify.types import Notification
 from ..store import SqliteStore
+from ..supervisor import Supervisor
 from .auth import Authenticator
 from .engine import (
     Ack,
@@ -89,6 +91,7 @@ class AlertService:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] | None = None,
         tick_interval: float = 1.0,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.sink: NotificationSink = sink if sink is not None else LoggingSink()
         self._db = AlertStore(store)
@@ -112,20 +115,22 @@ class AlertService:
         self.heartbeat_at: float | None = None
         self.notices: dict[str, int] = {}
         self.authenticator: Authenticator | None = None
+        self._supervisor = supervisor if supervisor is not None else Supervisor()
 
     # -- start and stop ----------------------------------------------------------------------------
 
     async def start(self, *, background: bool = True) -> None:
         """Restore the state, re-hand notices left over by a crash, start the loop (``background``;
         tests drive :meth:`evaluate` and :meth:`apply` themselves with an injected clock)."""
-        self.authenticator = await asyncio.to_thread(
+        self.authenticator = await executors.CONFIG.run(
             Authenticator.from_config, self._cfg.auth, self._base_dir
         )
         await self._db.open()
         self._state = await self._db.load(self._state.policy)
         await self._hand_leftovers()
         if background:
-            self._task = asyncio.create_task(self._run(), name="alert-engine")
+            # the loop evaluates every rule, TimeToDarkSoon included: without it nobody hears of anything
+            self._task = self._supervisor.spawn("alert-engine", self._run, vital=True)
         log.info(
             "alert engine started: %d alerts restored (%d firing), %d silences",
             len(self._state.alerts),
@@ -144,14 +149,22 @@ class AlertService:
                 log.error("alert engine did not stop within 5 s; abandoning it")
             self._task = None
 
-    async def reconfigure(self, loaded: LoadedConfig) -> None:
-        """Swap in a reloaded configuration; alert state, acks and silences carry over."""
-        cfg = loaded.config.alerting
+    async def prepare_auth(self, loaded: LoadedConfig) -> Authenticator | None:
+        """The credentials of ``loaded`` (reads ``bearer_token_file``); ``ValueError`` when they
+        cannot be read, which fails the reload."""
         try:
-            authenticator = await asyncio.to_thread(Authenticator.from_config, cfg.auth, self._base_dir)
+            return await executors.CONFIG.run(
+                Authenticator.from_config, loaded.config.alerting.auth, self._base_dir
+            )
         except ValueError as exc:
-            log.error("alerting.auth: %s; keeping the previous credentials", exc)
-            authenticator = self.authenticator
+            raise ValueError(f"alerting.auth: {exc}") from exc
+
+    async def reconfigure(self, loaded: LoadedConfig, authenticator: Authenticator | None = None) -> None:
+        """Swap in a reloaded configuration; alert state, acks and silences carry over.
+        ``authenticator``: from :meth:`prepare_auth` (read here when not given)."""
+        cfg = loaded.config.alerting
+        if authenticator is None and cfg.auth is not None:
+            authenticator = await self.prepare_auth(loaded)
         self.authenticator = authenticator
         self._cfg = cfg
         evaluator = Evaluator(cfg, loaded.config.province.id)
@@ -327,8 +340,8 @@ class AlertService:
             "state": a.state,
             "severity": a.severity,
             "labels": dict(a.labels),
-            "summary": a.summary,
-            "description": a.description,
+            "summary": str(a.summary),
+            "description": str(a.description),
             "value": a.value,
             "active_since": a.active_since,
             "fired_at": a.fired_at,

@@ -83,7 +83,7 @@ def history_of(
         before = old.alerts.get(fp)
         if before is None or before.state != a.state:
             rows.append(
-                HistoryRow(now, fp, a.name, a.state, {"summary": a.summary, "labels": dict(a.labels)})
+                HistoryRow(now, fp, a.name, a.state, {"summary": str(a.summary), "labels": dict(a.labels)})
             )
         if a.ack_by is not None and (before is None or before.ack_at != a.ack_at):
             rows.append(

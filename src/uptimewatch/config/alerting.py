@@ -307,6 +307,16 @@ class AlertingAuth(_Strict):
         default=None, description="File holding one more token, relative to the config file."
     )
     basic: list[BasicUser] = Field(default_factory=list, description="Users for HTTP basic auth.")
+    max_failures: int = Field(
+        default=10,
+        ge=1,
+        le=100_000,
+        description="Failed authentications one client address may make within `failure_window`;"
+        " beyond that its requests get 429 with Retry-After, without being checked.",
+    )
+    failure_window: Duration = Field(
+        default=60.0, gt=0, description="Duration over which `max_failures` is counted."
+    )
 
     @model_validator(mode="after")
     def _some(self) -> AlertingAuth:

@@ -20,7 +20,7 @@ import re
 import sys
 import types
 import typing
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -648,16 +648,21 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def load_config(path: str | Path, *, known_profiles: Collection[str] | None = None) -> LoadedConfig:
+KnownProfiles = Collection[str] | Callable[[Config], Collection[str]] | None
+
+
+def load_config(path: str | Path, *, known_profiles: KnownProfiles = None) -> LoadedConfig:
     """Read, expand, validate and resolve a configuration file, or raise :class:`ConfigError`.
 
     ``known_profiles``: profile names a device may name besides ``auto``; ``None`` skips that check.
+    A callable gets the validated configuration (whose ``profiles_dir`` says where to look) and
+    returns the names, so the file is parsed once even when the profiles depend on it.
     """
     with _collector_paused():
         return _load(Path(path), known_profiles)
 
 
-def _load(source: Path, known_profiles: Collection[str] | None) -> LoadedConfig:
+def _load(source: Path, known_profiles: KnownProfiles) -> LoadedConfig:
     ctx = _Context(file=str(source), base_dir=source.resolve().parent)
     try:
         content = source.read_bytes()
@@ -707,7 +712,8 @@ def _load(source: Path, known_profiles: Collection[str] | None) -> LoadedConfig:
     devices: list[ResolvedDevice] = []
     if config is not None and not ctx.issues:
         # resolving needs a consistent file: districts must exist for their defaults to apply
-        devices = _check_devices(config, known_profiles, ctx)
+        names = known_profiles(config) if callable(known_profiles) else known_profiles
+        devices = _check_devices(config, names, ctx)
     if ctx.issues or config is None:
         raise _fail(ctx)
     return LoadedConfig(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -383,6 +384,18 @@ class ServerSettings(Strict):
         default="127.0.0.1:9847",
         description="HOST:PORT for /metrics, the JSON API and POST /-/reload; IPv6 in brackets ([::1]:9847).",
     )
+    trusted_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins (`https://noc.example.vn`) besides the daemon's own whose web pages may"
+        " call the mutating API (acks, silences, reload); every other browser origin gets 403.",
+    )
+    reload_timeout: Duration = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="Duration a reload may take to read and prepare the new configuration (and wait"
+        " for a reload in progress) before it is given up and the running configuration kept.",
+    )
 
     @field_validator("listen")
     @classmethod
@@ -390,6 +403,17 @@ class ServerSettings(Strict):
         _host, sep, port = value.rpartition(":")
         if not sep or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError("listen must be HOST:PORT, e.g. 127.0.0.1:9847")
+        return value
+
+    @field_validator("trusted_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+                raise ValueError(f"'{origin}' is not an origin: give scheme://host[:port], no path")
+            if parts.query or parts.fragment or "@" in parts.netloc:
+                raise ValueError(f"'{origin}' is not an origin: give scheme://host[:port] only")
         return value
 
 

@@ -13,7 +13,6 @@ formats them), so generic consumers and our own tests see no difference.
 
 from __future__ import annotations
 
-import asyncio
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 
@@ -21,6 +20,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
+
+from .. import executors
 
 #: zlib level for gzip answers: level 1 already shrinks this repetitive text ~10x, at a third of
 #: the CPU of the default level 6.
@@ -166,7 +167,7 @@ async def scrape(registry: CollectorRegistry, accept_encoding: str = "") -> tupl
     """
     metrics = list(registry.collect())
     gzip = gzip_accepted(accept_encoding)
-    body = await asyncio.to_thread(render_body, metrics, gzip)
+    body = await executors.RENDER.run(render_body, metrics, gzip)
     headers = {"Content-Type": CONTENT_TYPE_LATEST}
     if gzip:
         headers["Content-Encoding"] = "gzip"

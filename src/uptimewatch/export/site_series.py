@@ -43,10 +43,10 @@ FIELD_GAUGES: tuple[tuple[str, str, float, str], ...] = (
         "1 while the power unit reports mains (grid) input present, 0 when mains has failed.",
     ),
     (
-        "uptimewatch_power_battery_minutes_remaining",
+        "uptimewatch_power_battery_runtime_seconds",
         "power.battery_minutes_remaining",
-        1.0,
-        "Battery runtime the power unit estimates at the present load, in minutes.",
+        60.0,
+        "Battery runtime the power unit estimates at the present load, in seconds.",
     ),
     (
         "uptimewatch_power_battery_charge_ratio",

@@ -8,6 +8,12 @@ thread, so a storm of thousands of transitions costs a handful of transactions, 
 Intervals are ``[start_at, end_at)`` with ``end_at`` NULL while open. A heartbeat row says until
 when the daemon was watching: after a crash the intervals left open are closed at the last
 heartbeat, so the time the daemon was not running reads as "no data", never as "up".
+
+A failed write keeps its changes for the next attempt, up to ``max_pending`` (beyond that the
+oldest are dropped and counted: a disk that stays full must not eat the daemon's memory). When
+the store itself works (a heartbeat alone commits) the batch is split in halves until the rows
+that fail on their own are found: those are dropped, logged and counted as ``poison``, and
+everything else is written, so one bad row never holds back the transitions behind it.
 """
 
 from __future__ import annotations
@@ -18,12 +24,16 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
+from ..i18n import Phrase, Text, phrase_dumps, phrase_loads
+from ..model.checks import ON_BATTERY_CODE
 from ..model.health import SiteState, StateChange
 from ..store import SqliteStore
+from ..supervisor import Supervisor
 from .maintenance import occurrences, site_windows
 
 log = logging.getLogger(__name__)
@@ -86,6 +96,37 @@ MAINTENANCE_AHEAD_S: Final = 7 * 86400.0
 MAINTENANCE_BEHIND_S: Final = 86400.0
 
 Op = tuple[str, tuple[Any, ...]]
+#: The most on-battery spells one site's history returns (the newest).
+HISTORY_SPELLS: Final = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """One recorded interval; ``end`` is None while it is still open."""
+
+    state: str  # "down", "critical"...; "on_battery" for a battery spell
+    reason: Phrase  # as recorded: rendered in the reader's language
+    start: float
+    end: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class SiteHistory:
+    """What the ledger holds about one site from ``start`` on (what the site page shows)."""
+
+    start: float
+    states: tuple[Interval, ...]
+    devices: Mapping[str, tuple[Interval, ...]]
+    battery: Mapping[str, tuple[Interval, ...]]  # per power device, oldest first
+
+
+DEFAULT_MAX_PENDING: Final = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerStats:
+    pending: int  # changes waiting to be written
+    dropped: dict[str, int]  # by reason: "overflow", "poison"
 
 
 def _word(state: object) -> str:
@@ -108,7 +149,12 @@ class Ledger:
         flush_delay: float = 0.5,
         heartbeat_interval: float = 10.0,
         record_devices: bool = True,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        supervisor: Supervisor | None = None,
     ) -> None:
+        self._supervisor = supervisor if supervisor is not None else Supervisor()
+        self._max_pending = max_pending
+        self._dropped = {"overflow": 0, "poison": 0}
         self._store = store
         self._clock = clock
         self._flush_delay = flush_delay
@@ -132,7 +178,9 @@ class Ledger:
             log.info("ledger: closed %d intervals left open by an unclean stop", closed)
         self.reconfigure(config)
         await self.flush()
-        self._task = asyncio.create_task(self._run(), name="ledger-flush")
+        self._task = self._supervisor.spawn(
+            "ledger", self._run, vital=True, context=f"state store {self._store.path}"
+        )
 
     async def stop(self) -> None:
         """Flush, then close every open interval now: the time until the next start is no data."""
@@ -152,16 +200,25 @@ class Ledger:
         ops = self._pending
         before = len(ops)
         for c in changes:
+            # reasons are kept as msgid + parameters (JSON), so a report can say them in any language
             if c.kind == "site":
-                ops.append(("site", (c.site_id, _word(c.new), c.reason, c.at)))
+                ops.append(("site", (c.site_id, _word(c.new), phrase_dumps(c.reason), c.at)))
             elif c.kind == "device":
                 if self._record_devices:
-                    ops.append(("device", (c.site_id, c.device_id, _word(c.new), c.reason, c.at)))
+                    ops.append(
+                        ("device", (c.site_id, c.device_id, _word(c.new), phrase_dumps(c.reason), c.at))
+                    )
             elif c.check == BATTERY_CHECK:
-                # the check's words say battery or mains whatever severity the thresholds give it
-                on_battery = c.reason.startswith("on battery")
-                ops.append(("battery", (c.site_id, c.device_id, on_battery, c.reason, c.at)))
+                # the check's reason says battery or mains whatever severity the thresholds give it
+                reason = c.reason
+                on_battery = (
+                    reason.code == ON_BATTERY_CODE
+                    if isinstance(reason, Text)
+                    else reason.startswith("on battery")
+                )
+                ops.append(("battery", (c.site_id, c.device_id, on_battery, phrase_dumps(reason), c.at)))
         if len(ops) != before:
+            self._bound()
             self._bump()
             self._wake.set()
 
@@ -202,6 +259,15 @@ class Ledger:
                 await self._changed.wait()
         return self.version
 
+    # -- reading ------------------------------------------------------------------------------
+
+    async def site_history(self, site_id: str, start: float) -> SiteHistory:
+        """The site's and its devices' intervals that overlap ``[start, now]``, and its last
+        on-battery spells. Changes recorded in the last half second may not be written yet."""
+        rows = await self._store.transaction(lambda conn: _read_site(conn, site_id, start))
+        states, devices, battery = rows
+        return SiteHistory(start, states, devices, battery)
+
     # -- writing -------------------------------------------------------------------------------
 
     async def _run(self) -> None:
@@ -212,22 +278,71 @@ class Ledger:
             # let a burst of transitions gather into one transaction
             await asyncio.sleep(self._flush_delay)
             self._wake.clear()
-            now = self._clock()
-            if now - self._maintenance_synced_at > 3600.0 and self._config is not None:
-                self._queue_maintenance(now)
             try:
+                now = self._clock()
+                if now - self._maintenance_synced_at > 3600.0 and self._config is not None:
+                    self._queue_maintenance(now)
                 await self.flush()
-            except (sqlite3.Error, OSError):
+            except Exception:
+                # the store is failing (disk full, I/O error): the changes wait for the next pass
                 log.exception("ledger: writing %d changes failed; retrying", len(self._pending))
+
+    def stats(self) -> LedgerStats:
+        return LedgerStats(len(self._pending), dict(self._dropped))
+
+    def _bound(self) -> None:
+        excess = len(self._pending) - self._max_pending
+        if excess > 0:
+            del self._pending[:excess]
+            self._dropped["overflow"] += excess
+            log.error(
+                "ledger: %d changes waiting, more than %d: dropped the %d oldest (the store keeps failing)",
+                excess + self._max_pending,
+                self._max_pending,
+                excess,
+            )
 
     async def flush(self) -> None:
         ops, self._pending = self._pending, []
         ops.append(("heartbeat", (self._clock(),)))
         try:
             await self._store.transaction(lambda conn: _apply(conn, ops))
-        except BaseException:
-            self._pending[:0] = ops[:-1]  # keep them for the next attempt, in order
+        except asyncio.CancelledError:
+            self._requeue(ops[:-1])
             raise
+        except Exception as exc:
+            heartbeat = ops[-1:]
+            try:
+                await self._store.transaction(lambda conn: _apply(conn, heartbeat))
+            except BaseException:
+                self._requeue(ops[:-1])  # the store fails, not a row: keep them all, in order
+                raise exc from None
+            poison = await self._salvage(ops[:-1])
+            self._dropped["poison"] += len(poison)
+            for op, args in poison:
+                log.error("ledger: dropped a %s change that cannot be written: %r (%s)", op, args[:2], exc)
+
+    def _requeue(self, ops: list[Op]) -> None:
+        self._pending[:0] = ops  # before what arrived meanwhile: order is the intervals' meaning
+        self._bound()
+
+    async def _salvage(self, ops: list[Op]) -> list[Op]:
+        """Write ``ops`` (whose batch failed) in halves, recursively; returns those that fail
+        alone, in order. k bad rows among n cost about 2k log2(n) transactions."""
+        poison: list[Op] = []
+        middle = len(ops) // 2
+        for part in (ops[:middle], ops[middle:]):
+            if not part or await self._write(part):
+                continue
+            poison += part if len(part) == 1 else await self._salvage(part)
+        return poison
+
+    async def _write(self, ops: list[Op]) -> bool:
+        try:
+            await self._store.transaction(lambda conn: _apply(conn, ops))
+        except Exception:
+            return False
+        return True
 
     def _queue_maintenance(self, now: float) -> None:
         config = self._config
@@ -258,6 +373,39 @@ class Ledger:
                 )
             closed += cur.rowcount
         return closed
+
+
+def _read_site(
+    conn: sqlite3.Connection, site_id: str, start: float
+) -> tuple[tuple[Interval, ...], dict[str, tuple[Interval, ...]], dict[str, tuple[Interval, ...]]]:
+    states = tuple(
+        Interval(state, phrase_loads(reason), s, e)
+        for state, reason, s, e in conn.execute(
+            "SELECT state, reason, start_at, end_at FROM ledger_site_interval"
+            " WHERE site_id = ? AND (end_at IS NULL OR end_at > ?) ORDER BY start_at, id",
+            (site_id, start),
+        )
+    )
+    devices: dict[str, list[Interval]] = {}
+    for device_id, *rest in conn.execute(
+        "SELECT device_id, state, reason, start_at, end_at FROM ledger_device_interval"
+        " WHERE site_id = ? AND (end_at IS NULL OR end_at > ?) ORDER BY start_at, id",
+        (site_id, start),
+    ):
+        state, reason, s, e = rest
+        devices.setdefault(device_id, []).append(Interval(state, phrase_loads(reason), s, e))
+    battery: dict[str, list[Interval]] = {}
+    for device_id, reason, s, e in conn.execute(
+        "SELECT device_id, reason, start_at, end_at FROM ledger_battery_interval"
+        " WHERE site_id = ? ORDER BY start_at DESC, id DESC LIMIT ?",
+        (site_id, HISTORY_SPELLS),
+    ):
+        battery.setdefault(device_id, []).insert(0, Interval("on_battery", phrase_loads(reason), s, e))
+    return (
+        states,
+        {k: tuple(v) for k, v in devices.items()},
+        {k: tuple(v) for k, v in battery.items()},
+    )
 
 
 def _apply(conn: sqlite3.Connection, ops: list[Op]) -> None:

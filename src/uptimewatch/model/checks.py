@@ -16,6 +16,7 @@ from enum import IntEnum
 from typing import Final
 
 from ..config.models import Role, Thresholds
+from ..i18n import N_, Phrase, Text
 from .observation import ErrorKind, FieldValue, Observation
 
 
@@ -37,14 +38,16 @@ SEVERITY: Final[dict[CheckState, int]] = {
 
 #: How a device is named in a sentence about its site.
 ROLE_WORDS: Final[dict[str, str]] = {
-    Role.BTS.value: "base station",
-    Role.POWER.value: "power unit",
-    Role.LINK.value: "link radio",
-    Role.ROUTER.value: "router",
+    Role.BTS.value: N_("base station"),
+    Role.POWER.value: N_("power unit"),
+    Role.LINK.value: N_("link radio"),
+    Role.ROUTER.value: N_("router"),
 }
 
-#: (state, reason, value) of one check on one result.
-Result = tuple[CheckState, str, FieldValue]
+#: (state, reason, value) of one check on one result. Reasons are :class:`Text` (a msgid and its
+#: parameters, rounded to what the reader sees, so equal words compare equal), rendered in the
+#: reader's language at the edge.
+Result = tuple[CheckState, Phrase, FieldValue]
 
 ICMP_REACHABLE = "icmp.reachable"
 ICMP_LOSS = "icmp.loss"
@@ -59,6 +62,11 @@ _SEVERITY_WORD: Final[dict[str | None, CheckState]] = {
     None: CheckState.WARNING,
 }
 
+NO_DATA: Final = Text(N_("no data"))
+ON_MAINS: Final = Text(N_("on mains"))
+#: The code of every "on battery" reason, whatever its words (the ledger keys spells on it).
+ON_BATTERY_CODE: Final = "power.on_battery"
+
 #: Probe errors that mean "nothing answered"; AUTH and the others mean the agent is alive.
 SILENT_ERRORS: Final = frozenset({ErrorKind.TIMEOUT, ErrorKind.UNREACHABLE})
 #: Probe errors on our side: they say nothing about the device.
@@ -69,14 +77,16 @@ def role_word(role: str) -> str:
     return ROLE_WORDS.get(role, role)
 
 
+def role_text(role: str) -> Phrase:
+    """The role as a word to translate (``base station`` / ``trạm gốc``); unknown roles as they are."""
+    word = ROLE_WORDS.get(role)
+    return Text(word) if word is not None else role
+
+
 def _num(value: FieldValue) -> float | None:
     if value is None or isinstance(value, bool | str):
         return None
     return float(value)
-
-
-def _pct(ratio: float) -> str:
-    return f"{ratio * 100:.0f}%"
 
 
 def _below(value: float, warning: float | None, critical: float | None) -> CheckState:
@@ -107,29 +117,36 @@ def icmp_checks(obs: Observation, t: Thresholds) -> list[tuple[str, Result]]:
     err = obs.error
     if err is not None:
         if err.kind in LOCAL_ERRORS:
-            return [(ICMP_REACHABLE, (CheckState.UNKNOWN, f"cannot ping: {err.message}", None))]
-        return [(ICMP_REACHABLE, (CheckState.CRITICAL, f"ping failed: {err.message}", False))]
+            why = Text(N_("cannot ping: {error}"), {"error": err.message})
+            return [(ICMP_REACHABLE, (CheckState.UNKNOWN, why, None))]
+        why = Text(N_("ping failed: {error}"), {"error": err.message})
+        return [(ICMP_REACHABLE, (CheckState.CRITICAL, why, False))]
     f = obs.fields
     loss = _num(f.get("icmp.loss_ratio"))
     if loss is None:
-        return [(ICMP_REACHABLE, (CheckState.UNKNOWN, "no data", None))]
+        return [(ICMP_REACHABLE, (CheckState.UNKNOWN, NO_DATA, None))]
     sent = _num(f.get("icmp.sent"))
     out: list[tuple[str, Result]] = []
     if loss >= 1.0:
-        counts = f" ({sent:.0f}/{sent:.0f} lost)" if sent else ""
-        out.append((ICMP_REACHABLE, (CheckState.CRITICAL, f"no reply to ping{counts}", False)))
+        if sent:
+            why = Text(
+                N_("no reply to ping ({lost}/{sent} lost)"), {"lost": round(sent), "sent": round(sent)}
+            )
+        else:
+            why = Text(N_("no reply to ping"))
+        out.append((ICMP_REACHABLE, (CheckState.CRITICAL, why, False)))
     else:
-        out.append((ICMP_REACHABLE, (CheckState.OK, "answers ping", True)))
+        out.append((ICMP_REACHABLE, (CheckState.OK, Text(N_("answers ping")), True)))
     state = _at_or_above(loss, t.loss_ratio_warning, t.loss_ratio_critical)
-    out.append((ICMP_LOSS, (state, f"packet loss {_pct(loss)}", loss)))
+    out.append((ICMP_LOSS, (state, Text(N_("packet loss {loss:pct}"), {"loss": round(loss, 2)}), loss)))
     if t.rtt_ms_warning is not None or t.rtt_ms_critical is not None:
         rtt = _num(f.get("icmp.rtt_avg_seconds"))
         if rtt is None:
-            out.append((ICMP_RTT, (CheckState.UNKNOWN, "no data", None)))
+            out.append((ICMP_RTT, (CheckState.UNKNOWN, NO_DATA, None)))
         else:
             ms = rtt * 1000.0
             state = _at_or_above(ms, t.rtt_ms_warning, t.rtt_ms_critical)
-            out.append((ICMP_RTT, (state, f"round trip {ms:.0f} ms", rtt)))
+            out.append((ICMP_RTT, (state, Text(N_("round trip {ms} ms"), {"ms": round(ms)}), rtt)))
     return out
 
 
@@ -137,20 +154,29 @@ def snmp_check(obs: Observation, role: str) -> Result:
     """``snmp.reachable``; its value is whether the agent answered at all."""
     err = obs.error
     if err is None:
-        return (CheckState.OK, "SNMP answers", True)
-    where = role_word(role)
+        return (CheckState.OK, Text(N_("SNMP answers")), True)
+    p = {"device": role_text(role), "error": err.message}
     kind = err.kind
     if kind is ErrorKind.TIMEOUT:
-        return (CheckState.CRITICAL, f"SNMP timeout on {where}", False)
+        return (CheckState.CRITICAL, Text(N_("SNMP timeout on {device}"), {"device": p["device"]}), False)
     if kind is ErrorKind.UNREACHABLE:
-        return (CheckState.CRITICAL, f"{where} unreachable: {err.message}", False)
+        return (CheckState.CRITICAL, Text(N_("{device} unreachable: {error}"), p), False)
     if kind is ErrorKind.AUTH:
-        return (CheckState.CRITICAL, f"SNMP authentication failed: {err.message}", True)
+        return (
+            CheckState.CRITICAL,
+            Text(N_("SNMP authentication failed: {error}"), {"error": err.message}),
+            True,
+        )
     if kind is ErrorKind.NO_SUCH_OBJECT:
-        return (CheckState.WARNING, f"SNMP agent has none of the polled objects: {err.message}", True)
+        why = Text(N_("SNMP agent has none of the polled objects: {error}"), {"error": err.message})
+        return (CheckState.WARNING, why, True)
     if kind is ErrorKind.BAD_VALUE:
-        return (CheckState.WARNING, f"SNMP answer could not be decoded: {err.message}", True)
-    return (CheckState.UNKNOWN, f"cannot poll SNMP: {err.message}", None)
+        return (
+            CheckState.WARNING,
+            Text(N_("SNMP answer could not be decoded: {error}"), {"error": err.message}),
+            True,
+        )
+    return (CheckState.UNKNOWN, Text(N_("cannot poll SNMP: {error}"), {"error": err.message}), None)
 
 
 # -- field checks: each reads one primary field and is skipped while that field is unknown ------
@@ -158,15 +184,15 @@ def snmp_check(obs: Observation, role: str) -> Result:
 
 def _on_battery(f: Mapping[str, FieldValue], t: Thresholds) -> Result:
     if not f.get("power.on_battery"):
-        return (CheckState.OK, "on mains", False)
+        return (CheckState.OK, ON_MAINS, False)
     minutes = _num(f.get("power.battery_minutes_remaining"))
     seconds = _num(f.get("power.on_battery_seconds"))
     if minutes is not None:
-        reason = f"on battery, ~{minutes:.0f} min left"
+        reason = Text(N_("on battery, ~{minutes} min left"), {"minutes": round(minutes)}, ON_BATTERY_CODE)
     elif seconds is not None:
-        reason = f"on battery since {seconds / 60:.0f} min"
+        reason = Text(N_("on battery since {minutes} min"), {"minutes": round(seconds / 60)}, ON_BATTERY_CODE)
     else:
-        reason = "on battery"
+        reason = Text(N_("on battery"), code=ON_BATTERY_CODE)
     return (_SEVERITY_WORD[t.on_battery], reason, True)
 
 
@@ -178,51 +204,56 @@ def _battery_minutes(f: Mapping[str, FieldValue], t: Thresholds) -> Result:
         # On mains this is the autonomy the next outage would get: worth a warning when short,
         # but nothing is dark yet.
         state = min(state, CheckState.WARNING)
-        return (state, f"battery autonomy ~{minutes:.0f} min", minutes)
-    return (state, f"battery ~{minutes:.0f} min left", minutes)
+        return (state, Text(N_("battery autonomy ~{minutes} min"), {"minutes": round(minutes)}), minutes)
+    return (state, Text(N_("battery ~{minutes} min left"), {"minutes": round(minutes)}), minutes)
 
 
 def _battery_charge(f: Mapping[str, FieldValue], t: Thresholds) -> Result:
     charge = _num(f.get("power.battery_charge_percent"))
     assert charge is not None
     state = _below(charge, t.battery_charge_percent_warning, t.battery_charge_percent_critical)
-    return (state, f"battery charge {charge:.0f}%", charge)
+    return (state, Text(N_("battery charge {charge}%"), {"charge": round(charge)}), charge)
 
 
 def _alarms(f: Mapping[str, FieldValue], t: Thresholds) -> Result:
     count = _num(f.get("power.alarms_active"))
     assert count is not None
     if count <= 0:
-        return (CheckState.OK, "no alarms", count)
+        return (CheckState.OK, Text(N_("no alarms")), count)
     names: list[str] = []
     for key, value in f.items():
         if key.startswith("power.alarm[") and isinstance(value, str):
             word = value.replace("_", " ")
             if word not in names:
                 names.append(word)
-    noun = "alarm" if count == 1 else "alarms"
-    listed = f": {', '.join(names)}" if names else ""
-    return (CheckState.WARNING, f"{count:.0f} {noun}{listed}", count)
+    n = round(count)
+    # (English picks the plural by n; Vietnamese has one form for both msgids)
+    if names:  # the device's own alarm words, quoted as they are
+        msgid = N_("{n} alarm: {names}") if n == 1 else N_("{n} alarms: {names}")
+        why = Text(msgid, {"n": n, "names": ", ".join(names)})
+    else:
+        why = Text(N_("{n} alarm") if n == 1 else N_("{n} alarms"), {"n": n})
+    return (CheckState.WARNING, why, count)
 
 
 def _link_oper(f: Mapping[str, FieldValue], t: Thresholds) -> Result:
     if f.get("link.oper_up"):
-        return (CheckState.OK, "radio link up", True)
-    return (CheckState.CRITICAL, "radio link down", False)
+        return (CheckState.OK, Text(N_("radio link up")), True)
+    return (CheckState.CRITICAL, Text(N_("radio link down")), False)
 
 
 def _rx_level(f: Mapping[str, FieldValue], t: Thresholds) -> Result:
     level = _num(f.get("link.rx_level_dbm"))
     assert level is not None
     state = _below(level, t.rx_level_dbm_warning, t.rx_level_dbm_critical)
-    return (state, f"rx level {level:.0f} dBm", level)
+    return (state, Text(N_("rx level {dbm} dBm"), {"dbm": round(level)}), level)
 
 
 def _snr(f: Mapping[str, FieldValue], t: Thresholds) -> Result:
     snr = _num(f.get("link.snr_db"))
     assert snr is not None
     state = _below(snr, t.snr_db_warning, t.snr_db_critical)
-    return (state, f"SNR {snr:.0f} dB", snr)
+    return (state, Text(N_("SNR {db} dB"), {"db": round(snr)}), snr)
 
 
 def _always(t: Thresholds) -> bool:

@@ -22,6 +22,15 @@ Rules, in the words an operator would use:
   lost one of two uplinks is degraded. After the upstream recovers, the site stays unreachable
   until a poll started after the recovery is judged (:meth:`HealthModel.take_rechecks` lists the
   sites to poll at once).
+* **One incident per root cause, whatever the poll order.** A site found down while an upstream
+  still counts as up is not down yet: it keeps its state until that upstream has been polled again
+  (:meth:`HealthModel.take_polls` lists its chain, to poll at once), as Icinga re-checks parents.
+  The upstream answers: the site is down. It does not: the site is unreachable behind it. Either
+  way the new state dates from the site's failed poll. Likewise a site that goes down with sites
+  behind it says so (``root_in_doubt``) until those have been polled again, so the alerts
+  know whether it is one site down or the root of an outage; and a site behind a down hub that
+  answers again has the hub polled at once (``root_in_doubt`` until it was), so the hub's
+  recovery is not first shown as "down, nothing cut off".
 * **Thresholds**: built-in defaults, then the device's probe profile, then everything the
   configuration sets explicitly (global, district, site and device ``thresholds``). A profile
   therefore changes only what the configuration leaves alone.
@@ -43,15 +52,17 @@ from typing import Final, Literal
 
 from ..config.models import Config, District, Role, Site, Thresholds
 from ..config.resolve import ResolvedDevice
+from ..i18n import N_, Phrase, Text, joined
 from .checks import (
     FIELD_CHECKS,
     ICMP_REACHABLE,
+    NO_DATA,
     SEVERITY,
     SNMP_REACHABLE,
     CheckState,
     Result,
     icmp_checks,
-    role_word,
+    role_text,
     snmp_check,
 )
 from .observation import ErrorKind, FieldValue, Observation
@@ -97,9 +108,15 @@ ROLLUP_LEVELS: Final[tuple[RollupLevel, ...]] = ("province", "district", "commun
 
 #: How many device reasons a site reason quotes before "+N more".
 SITE_REASON_PARTS: Final = 3
+NOT_POLLED: Final = Text(N_("not polled yet"))
+ALL_CHECKS_OK: Final = Text(N_("all checks OK"))
 
 _EMPTY: Final[Mapping[str, FieldValue]] = MappingProxyType({})
 _BAD: Final = SEVERITY[CheckState.WARNING]
+
+
+def _device_reason(label: Phrase, reason: Phrase) -> Phrase:
+    return Text(N_("{device}: {reason}"), {"device": label, "reason": reason})
 
 
 # -- the public, frozen picture -----------------------------------------------------------------
@@ -116,7 +133,7 @@ class CheckStatus:
     name: str
     state: CheckState
     hard: bool
-    reason: str
+    reason: Phrase
     since: float
     attempts: int
     value: FieldValue
@@ -149,7 +166,7 @@ class DeviceStatus:
     address: str
     reachable: bool | None  # None: not polled yet, or no probe could tell
     state: CheckState  # worst hard check
-    reason: str
+    reason: Phrase
     checks: tuple[CheckStatus, ...]
     fields: Mapping[str, FieldValue]  # last known values, merged across probes
     probes: Mapping[str, ProbeRecord]
@@ -168,7 +185,7 @@ class SiteStatus:
     priority: str
     upstream: tuple[str, ...]
     state: SiteState
-    reason: str
+    reason: Phrase
     since: float | None  # when the current state began; None before the first poll
     devices: tuple[DeviceStatus, ...]
     #: unreachable: the failed hubs or links at the top of the chain (``site`` or ``site:device``)
@@ -177,6 +194,13 @@ class SiteStatus:
     lost_uplinks: tuple[str, ...] = ()
     #: unreachable only until a poll started after the upstream's recovery has been judged
     rechecking: bool = False
+    #: a device was found silent, and the site keeps its state until its other devices, and if it
+    #: is down its upstream, have been polled again (cut off, down, or one device lost?)
+    confirming: bool = False
+    #: down, and fresh polls are awaited to tell whether it is one site down, the root of an
+    #: outage, or up again: of the sites behind it (it just went down), or its own (one of them
+    #: answers again)
+    root_in_doubt: bool = False
 
     def device(self, device_id: str) -> DeviceStatus | None:
         return next((d for d in self.devices if d.device_id == device_id), None)
@@ -221,7 +245,7 @@ class StateChange:
     check: str | None
     old: CheckState | SiteState
     new: CheckState | SiteState
-    reason: str
+    reason: Phrase
     at: float
 
 
@@ -248,7 +272,7 @@ class _Check:
         self.count = 0
         self.since = 0.0
         self.hard_state = CheckState.UNKNOWN
-        self.hard_reason = "no data"
+        self.hard_reason: Phrase = NO_DATA
         self.hard_value: FieldValue = None
         self.status: CheckStatus | None = None
 
@@ -276,7 +300,7 @@ class _Device:
         self.polled = False
         self.state = CheckState.UNKNOWN
         self.reachable: bool | None = None
-        self.reason = "not polled yet"
+        self.reason: Phrase = NOT_POLLED
         self.status: DeviceStatus | None = None
         self.thresholds: Thresholds | None = None
         self.thr_key: str | None = None
@@ -285,13 +309,17 @@ class _Device:
 class _Site:
     __slots__ = (
         "carrier",
+        "challenged_since",
         "commune",
         "core",
         "cut_off",
         "devices",
         "district",
+        "down_check_since",
+        "held_since",
         "labels",
         "lost",
+        "lost_seen",
         "name",
         "priority",
         "reason",
@@ -313,13 +341,17 @@ class _Site:
         self.upstream: tuple[str, ...] = ()
         self.devices: list[_Device] = []
         self.core: list[_Device] = []
-        self.labels: dict[str, str] = {}
+        self.labels: dict[str, Phrase] = {}
         self.state = SiteState.UNKNOWN
-        self.reason = "not polled yet"
+        self.reason: Phrase = NOT_POLLED
         self.since: float | None = None
-        self.cut_off: tuple[tuple[str, str], ...] = ()  # root causes (ref, label) while unreachable
+        self.cut_off: tuple[tuple[str, Phrase], ...] = ()  # root causes (ref, label) while unreachable
         self.lost: tuple[str, ...] = ()
         self.recheck_since: float | None = None  # when the upstream came back, while re-checking
+        self.held_since: float | None = None  # found down, waiting for its upstream's verdict
+        self.down_check_since: float | None = None  # went down, waiting for the sites behind it
+        self.challenged_since: float | None = None  # down, yet a site behind it answers
+        self.lost_seen: frozenset[str] = frozenset()  # devices silent at the last verdict given
         self.view: object = None  # what children last saw of this site
 
     def meta(self) -> tuple[object, ...]:
@@ -340,9 +372,9 @@ class _Site:
         for d in devices:
             per_role[d.cfg.role] = per_role.get(d.cfg.role, 0) + 1
         self.labels = {
-            d.cfg.device_id: role_word(d.cfg.role)
+            d.cfg.device_id: role_text(d.cfg.role)
             if per_role[d.cfg.role] == 1
-            else f"{role_word(d.cfg.role)} {d.cfg.name}"
+            else Text(N_("{role} {device}"), {"role": role_text(d.cfg.role), "device": d.cfg.name})
             for d in devices
         }
 
@@ -363,6 +395,24 @@ def _answers_now(dev: _Device) -> bool:
     if chk is None or chk.status is None:
         return False
     return chk.status.value is True
+
+
+def _unsettled(dev: _Device, since: float) -> bool:
+    """Whether ``dev`` has yet to tell whether it answers: no result started at or after
+    ``since``, or its latest reachability result disagrees with the one hysteresis still holds."""
+    if not any(p.at >= since for p in dev.probes.values()):
+        return True
+    for name in (ICMP_REACHABLE, SNMP_REACHABLE):
+        chk = dev.checks.get(name)
+        if chk is not None and (SEVERITY[chk.state] >= _BAD) != (SEVERITY[chk.hard_state] >= _BAD):
+            return True
+    return False
+
+
+def _hold_limit(devices: Iterable[_Device]) -> float:
+    """How long a verdict may wait for ``devices``: the time they need to turn hard (``hard_after``
+    polls) and one more interval, so that a device never polled holds nothing forever."""
+    return max((d.cfg.interval * (d.cfg.hard_after + 1) + d.cfg.timeout for d in devices), default=0.0)
 
 
 def _rollup_keys(site: _Site, province: str) -> tuple[tuple[str, ...], ...]:
@@ -399,6 +449,9 @@ class HealthModel:
         self._topology = Topology(())
         self._propagate = True
         self._rechecks: list[str] = []
+        #: site id -> the sites whose pending verdict a new result of this site may settle
+        self._waiters: dict[str, set[str]] = {}
+        self._polls: list[tuple[str, str]] = []
         self._apply_config(config, devices)
 
     # -- observations in ------------------------------------------------------------------------
@@ -448,15 +501,39 @@ class HealthModel:
             self._derive_device(dev, at, changes)
             if site is not None:
                 self._derive_site(site, at, changes)
-        elif site is not None and site.recheck_since is not None:
-            # a re-check waits for fresh results, not for a hard flip
+        elif site is not None and (site.recheck_since is not None or site.held_since is not None):
+            # a re-check waits for fresh results, not for a hard flip; so does a held verdict
             self._derive_site(site, at, changes)
+        waiting = self._waiters.pop(cfg.site_id, None)
+        if waiting:
+            self._settle(waiting, at, changes)
+        if site is not None and site.challenged_since is not None:
+            since = site.challenged_since
+            if at - since > _hold_limit(site.core) or not any(_unsettled(d, since) for d in site.core):
+                site.challenged_since = None
         return changes
+
+    def take_polls(self) -> list[tuple[str, str]]:
+        """(site, device) pairs to poll now, out of cycle, so that a pending verdict is settled:
+        the upstream chain of a site found down, the sites behind a site gone down."""
+        out, self._polls = self._polls, []
+        return out
 
     def take_rechecks(self) -> list[str]:
         """Sites whose upstream just recovered: poll their devices now (then the list is empty)."""
         out, self._rechecks = self._rechecks, []
         return out
+
+    def _settle(self, waiting: Iterable[str], at: float, changes: list[StateChange]) -> None:
+        """A result came in that the verdicts of ``waiting`` wait for: judge them again."""
+        for site_id in waiting:
+            site = self._sites.get(site_id)
+            if site is None:
+                continue
+            if site.held_since is not None:
+                self._derive_site(site, at, changes)
+            if site.down_check_since is not None:
+                self._check_downstream(site)
 
     @property
     def topology(self) -> Topology:
@@ -557,6 +634,7 @@ class HealthModel:
             decider = icmp
         reachable = None if decider is None else bool(decider.hard_value)
 
+        reason: Phrase
         if reachable is False and decider is not None:
             reason = decider.hard_reason
         else:
@@ -566,12 +644,12 @@ class HealthModel:
                 bad = [c for c in bad if c.name != "power.battery_minutes"]
             if bad:
                 bad.sort(key=lambda c: -SEVERITY[c.hard_state])
-                reason = "; ".join(c.hard_reason for c in bad[:SITE_REASON_PARTS])
+                reason = joined([c.hard_reason for c in bad[:SITE_REASON_PARTS]])
             elif worst == CheckState.UNKNOWN:
                 unknown = [c.hard_reason for c in checks.values() if c.hard_state == CheckState.UNKNOWN]
-                reason = unknown[0] if unknown else "no data"
+                reason = unknown[0] if unknown else NO_DATA
             else:
-                reason = "all checks OK"
+                reason = ALL_CHECKS_OK
         dev.reachable = reachable
         dev.reason = reason
         if worst != dev.state:
@@ -583,9 +661,10 @@ class HealthModel:
     def _derive_site(self, site: _Site, at: float, changes: list[StateChange]) -> None:
         devices = site.devices
         polled = [d for d in devices if d.polled]
+        reason: Phrase
         if not polled:
             state = SiteState.UNKNOWN
-            reason = "no devices configured" if not devices else "not polled yet"
+            reason = Text(N_("no devices configured")) if not devices else NOT_POLLED
         else:
             core = site.core
             core_ids = {id(d) for d in core}
@@ -606,17 +685,25 @@ class HealthModel:
                 problems.sort(
                     key=lambda d: (d.reachable is not False, id(d) not in core_ids, -SEVERITY[d.state])
                 )
-                parts = [f"{site.labels[d.cfg.device_id]}: {d.reason}" for d in problems[:SITE_REASON_PARTS]]
+                parts: list[Phrase] = [
+                    _device_reason(site.labels[d.cfg.device_id], d.reason)
+                    for d in problems[:SITE_REASON_PARTS]
+                ]
                 if len(problems) > SITE_REASON_PARTS:
-                    parts.append(f"+{len(problems) - SITE_REASON_PARTS} more")
-                reason = "; ".join(parts)
+                    parts.append(Text(N_("+{n} more"), {"n": len(problems) - SITE_REASON_PARTS}))
+                reason = joined(parts)
             elif len(polled) < len(devices):
-                reason = f"{len(polled)} of {len(devices)} devices OK, the others not polled yet"
+                reason = Text(
+                    N_("{polled} of {total} devices OK, the others not polled yet"),
+                    {"polled": len(polled), "total": len(devices)},
+                )
+            elif len(devices) > 1:
+                reason = Text(N_("all {n} devices OK"), {"n": len(devices)})
             else:
-                reason = f"all {len(devices)} devices OK" if len(devices) > 1 else "device OK"
-        if site.site_id in self._topology.upstreams:
-            state, reason = self._apply_topology(site, state, reason, at)
+                reason = Text(N_("device OK"))
+        state, reason, at = self._confirm(site, state, reason, at)
         site.reason = reason
+        went_down = state is SiteState.DOWN and site.state is not SiteState.DOWN
         if state != site.state:
             changes.append(StateChange("site", site.site_id, None, None, site.state, state, reason, at))
             self._count(site, site.state, -1)
@@ -635,34 +722,186 @@ class HealthModel:
                         child = self._sites.get(child_id)
                         if child is not None:
                             self._derive_site(child, at, changes)
+            if went_down:
+                site.down_check_since = at
+                for child_id in children:
+                    child = self._sites.get(child_id)
+                    if child is not None:
+                        self._polls.extend((child_id, d.cfg.device_id) for d in child.core)
+            if state is not SiteState.DOWN:
+                site.down_check_since = None
+                site.challenged_since = None
+            if site.down_check_since is not None:
+                self._check_downstream(site)
+
+    def _confirm(
+        self, site: _Site, state: SiteState, reason: Phrase, at: float
+    ) -> tuple[SiteState, Phrase, float]:
+        """The site's state, reason and since-when once its devices' word is weighed against the
+        others': a device newly found silent is believed only once the site's other devices have
+        been heard since (the polls of one cycle finish in any order); then the topology rule, which
+        may wait for the upstream in turn. A verdict that waits keeps the site's state; once given,
+        it dates from the poll that found the silence."""
+        held, site.held_since = site.held_since, None
+        since = held if held is not None else at
+        lost = frozenset(d.cfg.device_id for d in site.devices if d.reachable is False)
+        topo = self._topology
+        # in the topology (behind an upstream, or with sites behind it), a silent device may be the
+        # first sign of a cut path: one cause, which must not read as several
+        if lost - site.lost_seen and (site.site_id in topo.upstreams or site.site_id in topo.children):
+            # a device never polled yet has nothing to take back (a start shows the first cycle)
+            doubt = [
+                d for d in site.devices if d.polled and d.reachable is not False and _unsettled(d, since)
+            ]
+            if doubt and at - since <= _hold_limit(doubt):
+                site.held_since = since
+                if held is None:
+                    self._polls.extend((site.site_id, d.cfg.device_id) for d in doubt)
+                    self._want_chain(topo.upstreams.get(site.site_id, ()))
+                return site.state, Text(N_("{reason}; re-checking its other devices"), {"reason": reason}), at
+        if site.site_id in topo.upstreams:
+            state, reason = self._apply_topology(site, state, reason, at, since, first=held is None)
+        if site.held_since is not None:
+            return state, reason, at
+        site.lost_seen = lost
+        return state, reason, (held if held is not None else at)
 
     # -- topology -------------------------------------------------------------------------------
 
-    def _apply_topology(self, site: _Site, state: SiteState, reason: str, at: float) -> tuple[SiteState, str]:
-        views = [self._uplink(ref) for ref in self._topology.upstreams[site.site_id]]
+    def _apply_topology(
+        self, site: _Site, state: SiteState, reason: Phrase, at: float, since: float, *, first: bool
+    ) -> tuple[SiteState, Phrase]:
+        """The site's state and reason with what its upstreams say. ``since``: when the failure
+        being confirmed was found (``at`` unless a verdict is already waiting); ``first``: no
+        verdict was waiting."""
+        refs = self._topology.upstreams[site.site_id]
+        views = [self._uplink(ref) for ref in refs]
         verdict = topology_verdict(state.value, views)
         if verdict.kind == "unreachable":
             site.cut_off = verdict.roots
             site.lost = ()
             site.recheck_since = None
             return SiteState.UNREACHABLE, verdict.reason
-        if site.recheck_since is None and site.state is SiteState.UNREACHABLE and site.cut_off:
+        if state in (SiteState.UP, SiteState.DEGRADED):
+            self._challenge(site, refs)
+        # (a verdict that waited for the upstream is this re-check's outcome, not a new outage's end)
+        if first and site.recheck_since is None and site.state is SiteState.UNREACHABLE and site.cut_off:
             # the path is back, but this site's device states date from the outage
             site.recheck_since = at
             self._rechecks.append(site.site_id)
         if site.recheck_since is not None:
             if not self._rechecked(site, site.recheck_since, state):
                 labels = [label for _ref, label in site.cut_off]
-                word = "is" if len(labels) == 1 else "are"
-                return SiteState.UNREACHABLE, f"{', '.join(labels)} {word} back; re-checking this site"
+                msgid = (
+                    N_("{uplinks:and} is back; re-checking this site")
+                    if len(labels) == 1
+                    else N_("{uplinks:and} are back; re-checking this site")
+                )
+                return SiteState.UNREACHABLE, Text(msgid, {"uplinks": labels})
             site.recheck_since = None
+        if state is SiteState.DOWN and site.state is not SiteState.DOWN:
+            doubt = [
+                ref
+                for ref, view in zip(refs, views, strict=True)
+                if view.state is UplinkState.UP and self._in_doubt(ref, since, at)
+            ]
+            if doubt:
+                # cut off, or down on its own? Its upstream's next result tells; until then the
+                # site keeps its state, as a check keeps its hard state during hysteresis
+                site.held_since = since
+                for ref in doubt:
+                    self._waiters.setdefault(ref.site_id, set()).add(site.site_id)
+                if first:
+                    self._want_chain(refs)
+                names = [self._sites[r.site_id].name for r in doubt if r.site_id in self._sites]
+                if not names:
+                    return site.state, Text(N_("{reason}; re-checking upstream first"), {"reason": reason})
+                return site.state, Text(
+                    N_("{reason}; re-checking upstream {uplinks:list}"), {"reason": reason, "uplinks": names}
+                )
         site.cut_off = ()
         site.lost = verdict.lost
         if verdict.kind == "degraded":
             if state is SiteState.DEGRADED:
-                return SiteState.DEGRADED, f"{verdict.reason}; {reason}"
+                return SiteState.DEGRADED, joined([verdict.reason, reason])
             return SiteState.DEGRADED, verdict.reason
         return state, reason
+
+    def _in_doubt(self, ref: UpstreamRef, since: float, now: float) -> bool:
+        """Whether an upstream that counts as up has yet to be heard from since ``since``.
+
+        Not longer than its devices need to turn hard down (``hard_after`` polls) and one more
+        interval: an upstream that is never polled (no probe it can be polled with) does not hold
+        the site forever.
+        """
+        up = self._sites.get(ref.site_id)
+        if up is None:
+            return False
+        if ref.device_id is not None:
+            link = self._devices.get((ref.site_id, ref.device_id))
+            devices = [link] if link is not None else []
+        else:
+            devices = up.core
+        if not devices or now - since > _hold_limit(devices):
+            return False
+        if up.held_since is not None:
+            return True  # found down itself, waiting for its own upstream
+        return any(_unsettled(d, since) for d in devices)
+
+    def _challenge(self, site: _Site, refs: Iterable[UpstreamRef]) -> None:
+        """This site answers: an upstream hub still judged down on older results is polled at once,
+        and says it is in doubt until then."""
+        heard = max((p.at for d in site.core for p in d.probes.values()), default=None)
+        if heard is None:
+            return
+        for ref in refs:
+            up = self._sites.get(ref.site_id)
+            if up is None or up.state is not SiteState.DOWN or up.challenged_since is not None:
+                continue
+            if not any(_unsettled(d, heard) for d in up.core):
+                continue  # its own latest results are as fresh as this one: it is down
+            up.challenged_since = heard
+            self._polls.extend((up.site_id, d.cfg.device_id) for d in up.core)
+            self._dirty_sites.add(up.site_id)
+            self._snapshot = None
+
+    def _want_chain(self, refs: Iterable[UpstreamRef]) -> None:
+        """Ask for polls of every upstream up the chain: the hubs' core devices, or the links."""
+        upstreams = self._topology.upstreams
+        seen: set[str] = set()
+        stack = list(refs)
+        while stack:
+            ref = stack.pop()
+            if ref.ref in seen:
+                continue
+            seen.add(ref.ref)
+            up = self._sites.get(ref.site_id)
+            if up is None:
+                continue
+            if ref.device_id is not None:
+                self._polls.append((ref.site_id, ref.device_id))
+            else:
+                self._polls.extend((ref.site_id, d.cfg.device_id) for d in up.core)
+            stack.extend(upstreams.get(ref.site_id, ()))
+
+    def _check_downstream(self, site: _Site) -> None:
+        """A site gone down waits until every site directly behind it has told whether it still
+        answers (or is down or cut off itself)."""
+        since = site.down_check_since
+        assert since is not None
+        pending = []
+        for child_id in self._topology.children.get(site.site_id, ()):
+            child = self._sites.get(child_id)
+            if child is None or child.state in (SiteState.DOWN, SiteState.UNREACHABLE):
+                continue
+            if child.held_since is not None or any(_unsettled(d, since) for d in child.core):
+                pending.append(child_id)
+        for child_id in pending:
+            self._waiters.setdefault(child_id, set()).add(site.site_id)
+        if not pending:
+            site.down_check_since = None
+            self._dirty_sites.add(site.site_id)
+            self._snapshot = None
 
     @staticmethod
     def _rechecked(site: _Site, since: float, state: SiteState) -> bool:
@@ -680,19 +919,23 @@ class HealthModel:
         if up is None:
             return UplinkView(ref.ref, ref.ref, UplinkState.UP)
         if up.state is SiteState.UNREACHABLE:
-            return UplinkView(ref.ref, f"{up.name} (cut off)", UplinkState.CUT_OFF, up.cut_off)
-        hub_down = f"{up.name} (hub down)"
+            return UplinkView(
+                ref.ref, Text(N_("{site} (cut off)"), {"site": up.name}), UplinkState.CUT_OFF, up.cut_off
+            )
+        hub_down = Text(N_("{site} (hub down)"), {"site": up.name})
         if ref.device_id is None:
             if up.state is SiteState.DOWN:
                 return UplinkView(ref.ref, hub_down, UplinkState.DOWN, ((ref.site_id, hub_down),))
             return UplinkView(ref.ref, up.name, UplinkState.UP)
         dev = self._devices.get((ref.site_id, ref.device_id))
-        label = f"{dev.cfg.name if dev else ref.device_id} at {up.name}"
+        label = Text(
+            N_("{device} at {site}"), {"device": dev.cfg.name if dev else ref.device_id, "site": up.name}
+        )
         if dev is None or not _link_down(dev):
             return UplinkView(ref.ref, label, UplinkState.UP)
         if up.state is SiteState.DOWN:
             return UplinkView(ref.ref, hub_down, UplinkState.DOWN, ((ref.site_id, hub_down),))
-        down = f"{label} (link down)"
+        down = Text(N_("{link} (link down)"), {"link": label})
         return UplinkView(ref.ref, down, UplinkState.DOWN, ((ref.ref, down),))
 
     def _links_down(self, site: _Site) -> tuple[bool, ...]:
@@ -949,6 +1192,8 @@ class HealthModel:
             tuple(ref for ref, _label in site.cut_off) if site.state is SiteState.UNREACHABLE else (),
             site.lost,
             site.recheck_since is not None,
+            site.held_since is not None,
+            site.down_check_since is not None or site.challenged_since is not None,
         )
 
     @staticmethod

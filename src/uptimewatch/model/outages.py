@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from ..i18n import Phrase
 from .checks import CheckState
 from .health import HealthSnapshot, SiteStatus
 from .topology import UpstreamRef
@@ -33,7 +34,7 @@ class Outage:
     kind: Literal["site", "link"]
     name: str  # "Trạm HUB Mai Châu" or "Viba Mai Châu at Trạm HUB Mai Châu"
     state: str  # the root site's state, or "down" for a failed link
-    reason: str  # why the root failed, in the health model's words
+    reason: Phrase  # why the root failed, in the health model's words
     since: float | None  # when the root site entered its state; the earliest cut-off for a link
     sites: tuple[str, ...]  # cut off behind it, nearest first as listed in the snapshot
     communes: tuple[CutOffCommune, ...]
@@ -42,7 +43,7 @@ class Outage:
 
 def _root_facts(
     root: str, snap: HealthSnapshot
-) -> tuple[Literal["site", "link"], str, str, str, float | None]:
+) -> tuple[Literal["site", "link"], str, str, Phrase, float | None]:
     ref = UpstreamRef.parse(root)
     site = snap.sites.get(ref.site_id)
     if site is None:

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Final, Literal
 
+from ..i18n import N_, Phrase, Text
+
 if TYPE_CHECKING:
     from ..config.models import Site
 
@@ -142,10 +144,10 @@ class UplinkView:
     """How one upstream of a site looks right now, as the health model sees it."""
 
     ref: str
-    label: str  # for people: "Trạm HUB Mai Châu (hub down)"
+    label: Phrase  # for people: "Trạm HUB Mai Châu (hub down)"
     state: UplinkState
     #: the failures at the top of the chain, as (ref, label) pairs; empty while the uplink is up
-    roots: tuple[tuple[str, str], ...] = ()
+    roots: tuple[tuple[str, Phrase], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,18 +155,12 @@ class Verdict:
     """What topology makes of a site's own state. ``own``: nothing to add."""
 
     kind: Literal["own", "unreachable", "degraded"]
-    reason: str = ""
-    roots: tuple[tuple[str, str], ...] = ()  # unreachable: the root causes (ref, label)
+    reason: Phrase = ""
+    roots: tuple[tuple[str, Phrase], ...] = ()  # unreachable: the root causes (ref, label)
     lost: tuple[str, ...] = ()  # degraded: the refs of the uplinks lost
 
 
 OWN: Final = Verdict("own")
-
-
-def _join(labels: Sequence[str]) -> str:
-    if len(labels) <= 1:
-        return "".join(labels)
-    return ", ".join(labels[:-1]) + " and " + labels[-1]
 
 
 def judge(own_state: str, uplinks: Sequence[UplinkView]) -> Verdict:
@@ -181,19 +177,19 @@ def judge(own_state: str, uplinks: Sequence[UplinkView]) -> Verdict:
     if len(bad) == len(uplinks):
         if own_state != "down":
             return OWN
-        roots: dict[str, str] = {}
+        roots: dict[str, Phrase] = {}
         for u in bad:
             for ref, label in u.roots or ((u.ref, u.label),):
                 roots.setdefault(ref, label)
         return Verdict(
             "unreachable",
-            f"cut off behind {_join(list(roots.values()))}",
+            Text(N_("cut off behind {uplinks:and}"), {"uplinks": list(roots.values())}),
             roots=tuple(roots.items()),
         )
     if own_state in ("up", "degraded"):
         return Verdict(
             "degraded",
-            f"lost uplink via {_join([u.label for u in bad])}",
+            Text(N_("lost uplink via {uplinks:and}"), {"uplinks": [u.label for u in bad]}),
             lost=tuple(u.ref for u in bad),
         )
     return OWN

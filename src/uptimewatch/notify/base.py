@@ -84,6 +84,7 @@ class Names:
     province_id: str = ""
     province_name: str = ""
     timezone: str = "UTC"  # IANA zone in which messages show times
+    language: str = "en"  # province.language: the language of messages unless a receiver says
     districts: Mapping[str, str] = field(default_factory=dict)
     communes: Mapping[str, str] = field(default_factory=dict)  # "district/commune" -> name
     carriers: Mapping[str, str] = field(default_factory=dict)

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import random
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
+from ..supervisor import Supervisor
 from .base import Channel, ChannelContext, ChannelStats, Delivery, DeliveryError
 from .config import NotifyConfig, OutboxSettings
 from .outbox import ChannelState, Outbox, PendingRow
@@ -53,6 +55,27 @@ def build_channels(config: NotifyConfig, context: ChannelContext) -> dict[str, C
     return out
 
 
+async def prepare_channels(channels: Mapping[str, ConfiguredChannel]) -> None:
+    """Load what each channel needs before it is used (CA files, TLS contexts), so a broken one
+    fails the start or the reload, not every send. Raises ``ValueError`` naming the channel."""
+    for key, spec in channels.items():
+        prepare = getattr(spec.channel, "prepare", None)
+        if prepare is None:
+            continue
+        try:
+            await prepare()
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise ValueError(f"notify channel {key}: {exc}") from exc
+
+
+async def close_channels(channels: Mapping[str, ConfiguredChannel]) -> None:
+    for key, spec in channels.items():
+        try:
+            await spec.channel.close()
+        except Exception:
+            log.exception("closing channel %s", key)
+
+
 @dataclass
 class _Counters:
     sent: int = 0
@@ -79,7 +102,9 @@ class Dispatcher:
         *,
         max_sleep: float = 30.0,
         rng: Callable[[], float] = random.random,
+        supervisor: Supervisor | None = None,
     ) -> None:
+        self._supervisor = supervisor if supervisor is not None else Supervisor()
         self.outbox = outbox
         self.settings = settings
         self._max_sleep = max_sleep  # a worker re-reads its rows at least this often (real seconds)
@@ -108,8 +133,10 @@ class Dispatcher:
             worker = _Worker(spec, state=states.get(key, ChannelState(None, None, None)))
             self._counters.setdefault(key, _Counters())
             self._workers[key] = worker
-            worker.task = asyncio.create_task(self._run(worker), name=f"outbox-{key}")
-        self._housekeeping = asyncio.create_task(self._housekeep(), name="outbox-housekeeping")
+            worker.task = self._supervisor.spawn(
+                f"outbox:{key}", functools.partial(self._run, worker), vital=True, context=f"channel {key}"
+            )
+        self._housekeeping = self._supervisor.spawn("outbox-housekeeping", self._housekeep)
         self._refresh_depths()
         pending = sum(n for key, (n, _) in self._depths.items() if key in channels)
         log.info("outbox: %d channels started%s", len(channels), f", {pending} pending" if pending else "")

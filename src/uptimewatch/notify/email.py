@@ -8,7 +8,6 @@ under it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import ssl
 from datetime import datetime
@@ -21,6 +20,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import aiosmtplib
 from pydantic import AfterValidator, Field, SecretStr, model_validator
 
+from .. import executors
+from ..i18n import Language
 from ..primitives import Duration
 from . import render
 from .base import (
@@ -70,6 +71,10 @@ class EmailSettings(StrictSettings):
         default=None, description="PEM file of CAs to verify the relay with, instead of the system's."
     )
     timeout: Duration = Field(default=30.0, description="Deadline for handing over one message.")
+    language: Language | None = Field(
+        default=None,
+        description="Language of this receiver's emails (`vi` | `en`); default `province.language`.",
+    )
 
     @model_validator(mode="after")
     def _safe(self) -> EmailSettings:
@@ -99,7 +104,8 @@ def build_message(
     domain = parseaddr(settings.sender)[1].rpartition("@")[2] or "uptimewatch.invalid"
     # a long line limit: folding inside an encoded word garbles UTF-8 subjects on CPython 3.11
     msg = EmailMessage(policy=SMTP.clone(max_line_length=998))
-    msg["Subject"] = render.subject(n, names)
+    t = render.language_of(names, settings.language)  # the language is chosen here, per email
+    msg["Subject"] = render.subject(n, names, t)
     msg["From"] = settings.sender
     msg["To"] = ", ".join(settings.to)
     msg["Date"] = format_datetime(datetime.fromtimestamp(n.created_at, _zone(names.timezone)))
@@ -111,10 +117,11 @@ def build_message(
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Uptimewatch-Notification-Id"] = n.id
     msg["X-Uptimewatch-Kind"] = n.kind
-    text = render.email_text(n, names, timezone=names.timezone, external_url=external_url)
+    text = render.email_text(n, names, external_url=external_url, t=t)
     msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    html = render.email_html(n, names, timezone=names.timezone, external_url=external_url)
+    html = render.email_html(n, names, external_url=external_url, t=t)
     msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    msg["Content-Language"] = t.language  # after set_content, which clears the Content-* headers
     return msg
 
 
@@ -124,10 +131,18 @@ class EmailChannel:
         self._context = context
         self._tls_context: ssl.SSLContext | None = None
 
+    async def prepare(self) -> None:
+        """Load the CA file now, when one is given: a broken one fails the start or reload."""
+        if self.settings.ca_file is not None:
+            try:
+                await self._tls()
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"ca_file {self.settings.ca_file}: {exc}") from exc
+
     async def _tls(self) -> ssl.SSLContext:
         if self._tls_context is None:
             # reading the CA file (or the system store) is disk I/O: off the event loop
-            self._tls_context = await asyncio.to_thread(
+            self._tls_context = await executors.CONFIG.run(
                 ssl.create_default_context, cafile=self.settings.ca_file
             )
         return self._tls_context

@@ -25,7 +25,9 @@ from typing import Any
 import aiomqtt
 from pydantic import Field
 
+from .. import executors
 from ..primitives import Duration
+from ..supervisor import Supervisor
 from . import render
 from .base import ChannelContext, ChannelType, Delivery, DeliveryError, StrictSettings
 
@@ -58,7 +60,9 @@ class MqttLink:
         reconnect_initial: float = 0.5,
         reconnect_max: float = 30.0,
         on_connect: Callable[[], None] | None = None,
+        supervisor: Supervisor | None = None,
     ) -> None:
+        self._supervisor = supervisor if supervisor is not None else Supervisor()
         self.broker = broker
         self.client_id = f"{broker.client_id}-notify"
         self._reconnect = (reconnect_initial, reconnect_max)
@@ -75,7 +79,9 @@ class MqttLink:
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="mqtt-notify-link")
+            self._task = self._supervisor.spawn(
+                "mqtt-link", self._run, vital=True, context=f"broker {self.broker.host}:{self.broker.port}"
+            )
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -86,7 +92,7 @@ class MqttLink:
 
     async def _run(self) -> None:
         b = self.broker
-        tls: ssl.SSLContext | None = await asyncio.to_thread(ssl.create_default_context) if b.tls else None
+        tls: ssl.SSLContext | None = await executors.CONFIG.run(ssl.create_default_context) if b.tls else None
         password = b.password.get_secret_value() if b.password is not None else None
         delay = self._reconnect[0]
         while True:
@@ -114,7 +120,7 @@ class MqttLink:
                     # nothing is subscribed: the iterator only ends when the connection does
                     async for _ in client.messages:
                         pass
-            except aiomqtt.MqttError as exc:
+            except (aiomqtt.MqttError, OSError) as exc:
                 level = logging.WARNING if self._client is not None else logging.INFO
                 log.log(level, "MQTT %s:%d: %s; reconnecting in %.1f s", b.host, b.port, exc, delay)
             finally:
@@ -191,7 +197,9 @@ class SiteStatePublisher:
         province: str,
         prefix: str = DEFAULT_PREFIX,
         publish_timeout: float = 10.0,
+        supervisor: Supervisor | None = None,
     ) -> None:
+        self._supervisor = supervisor if supervisor is not None else Supervisor()
         self._link = link
         self._get_site = get_site  # site id -> model.health.SiteStatus or None
         self._province = province
@@ -208,7 +216,7 @@ class SiteStatePublisher:
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="mqtt-site-states")
+            self._task = self._supervisor.spawn("mqtt-site-states", self._run)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -235,7 +243,7 @@ class SiteStatePublisher:
                     district=site.district,
                     carrier=site.carrier,
                     state=str(site.state.value),
-                    reason=site.reason,
+                    reason=str(site.reason),
                     since=site.since,
                 )
                 try:

@@ -12,21 +12,43 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from ..i18n import N_, Translator, translator
 from .base import PAYLOAD_VERSION, Names
 from .types import AlertInfo, Notification
 
-_TAGS = {
-    "firing": "FIRING",
-    "resolved": "RESOLVED",
-    "reminder": "FIRING",
-    "escalation": "ESCALATED",
-    "acknowledged": "ACK",
-    "heartbeat": "HEARTBEAT",
-    "test": "TEST",
+#: Subject tags by notice kind; translated, since people read them (filters use X-Uptimewatch-Kind).
+_TAGS: Final[dict[str, str]] = {
+    "firing": N_("FIRING"),
+    "resolved": N_("RESOLVED"),
+    "reminder": N_("FIRING"),
+    "escalation": N_("ESCALATED"),
+    "acknowledged": N_("ACK"),
+    "heartbeat": N_("HEARTBEAT"),
+    "test": N_("TEST"),
+}
+#: What the built-in alerts are called in a sentence; user rules go by their own name.
+ALERT_TITLES: Final[dict[str, str]] = {
+    "SiteDown": N_("Site down"),
+    "UpstreamDown": N_("Hub or link down"),
+    "DeviceDown": N_("Device down"),
+    "OnBattery": N_("On battery"),
+    "BatteryLow": N_("Battery low"),
+    "TimeToDarkSoon": N_("Dark soon"),
+    "HighPacketLoss": N_("Packet loss"),
+    "LinkRxLevelLow": N_("Low receive level"),
+    "LinkSnrLow": N_("Low SNR"),
+    "DeviceRebooted": N_("Device rebooted"),
+    "SnmpAuthFailure": N_("SNMP credentials rejected"),
+    "Heartbeat": N_("Heartbeat"),
+}
+SEVERITY_WORDS: Final[dict[str, str]] = {
+    "critical": N_("critical"),
+    "warning": N_("warning"),
+    "info": N_("info"),
 }
 _LABEL_NAME = re.compile(r"[^A-Za-z0-9_]")
 
@@ -47,6 +69,24 @@ def alert_name(n: Notification) -> str:
     return names.pop() if len(names) == 1 else n.title
 
 
+def alert_title(name: str, t: Translator) -> str:
+    """``SiteDown`` -> ``Site down`` / ``Trạm mất liên lạc``; a user rule's name as it is."""
+    title = ALERT_TITLES.get(name)
+    return t.gettext(title) if title is not None else name
+
+
+def severity_word(severity: str, t: Translator) -> str:
+    word = SEVERITY_WORDS.get(severity)
+    return t.gettext(word) if word is not None else severity
+
+
+def _headline(n: Notification, t: Translator) -> str:
+    names = {a.name for a in n.alerts}
+    if len(names) == 1:
+        return alert_title(names.pop(), t)
+    return t.ngettext("{n} alert", "{n} alerts", len(n.alerts))
+
+
 def where(n: Notification, names: Names) -> str:
     """``Huyện Mai Châu (VNPT)``: the group's place and carrier, by display name."""
     site = _common(n.alerts, "site", n.labels)
@@ -63,17 +103,23 @@ def where(n: Notification, names: Names) -> str:
     return place
 
 
-def subject(n: Notification, names: Names) -> str:
-    """``[FIRING:3] SiteDown — Huyện Mai Châu (VNPT)``."""
-    tag = _TAGS.get(n.kind, n.kind.upper())
+def language_of(names: Names, override: str | None = None) -> Translator:
+    """The translator for one message: the receiver's language, else the province's."""
+    return translator(override or names.language, tz=names.timezone)
+
+
+def subject(n: Notification, names: Names, t: Translator | None = None) -> str:
+    """``[FIRING:3] Site down — Huyện Mai Châu (VNPT)`` / ``[CẢNH BÁO:3] Trạm mất liên lạc — ...``."""
+    t = t or language_of(names)
+    tag = t.gettext(_TAGS[n.kind]) if n.kind in _TAGS else n.kind.upper()
     firing = sum(1 for a in n.alerts if a.state == "firing")
     if n.kind in ("firing", "reminder", "escalation") and firing:
         tag = f"{tag}:{firing}"
     elif n.kind == "resolved":
         tag = f"{tag}:{len(n.alerts)}" if len(n.alerts) > 1 else tag
-    text = f"[{tag}] {alert_name(n)} — {where(n, names)}"
+    text = f"[{tag}] {_headline(n, t)} — {where(n, names)}"
     if n.kind == "reminder":
-        text += " (reminder)"
+        text += " " + t.gettext("(reminder)")
     return text
 
 
@@ -96,80 +142,112 @@ def site_url(external_url: str | None, site: str | None) -> str | None:
     return f"{external_url}/status/site/{quote(site, safe='')}" if site else external_url
 
 
-def _alert_lines(a: AlertInfo, names: Names, timezone: str) -> list[str]:
+def _alert_lines(a: AlertInfo, names: Names, t: Translator) -> list[str]:
     site = a.labels.get("site")
-    lines = [f"- [{a.severity}] {a.name}: {a.summary}"]
+    lines = [f"- [{severity_word(a.severity, t)}] {alert_title(a.name, t)}: {t.text(a.summary)}"]
     facts = []
     if site:
-        facts.append(f"site {names.sites.get(site, site)} ({site})")
+        facts.append(t.gettext("site {name} ({id})", name=names.sites.get(site, site), id=site))
     if device := a.labels.get("device"):
-        facts.append(f"device {device}")
+        facts.append(t.gettext("device {device}", device=device))
     if a.starts_at:
-        facts.append(f"since {local_time(a.starts_at, timezone)}")
+        facts.append(t.gettext("since {time:dt}", time=a.starts_at))
     if a.state == "resolved" and a.ends_at:
-        facts.append(f"resolved {local_time(a.ends_at, timezone)}")
+        facts.append(t.gettext("resolved {time:dt}", time=a.ends_at))
     if facts:
         lines.append("  " + " · ".join(facts))
     if a.description:
-        lines.append(f"  {a.description}")
+        lines.append(f"  {t.text(a.description)}")
     if a.acknowledged_by:
-        comment = f": {a.ack_comment}" if a.ack_comment else ""
-        lines.append(f"  acknowledged by {a.acknowledged_by}{comment}")
+        if a.ack_comment:
+            lines.append(
+                "  "
+                + t.gettext("acknowledged by {who}: {comment}", who=a.acknowledged_by, comment=a.ack_comment)
+            )
+        else:
+            lines.append("  " + t.gettext("acknowledged by {who}", who=a.acknowledged_by))
     return lines
 
 
-def _sections(n: Notification) -> list[tuple[str, list[AlertInfo]]]:
+def _sections(n: Notification, t: Translator) -> list[tuple[str, bool, list[AlertInfo]]]:
+    """(heading, firing?, alerts) for the alerts still firing, then those resolved."""
     firing = [a for a in n.alerts if a.state != "resolved"]
     resolved = [a for a in n.alerts if a.state == "resolved"]
-    return [(title, group) for title, group in (("Firing", firing), ("Resolved", resolved)) if group]
+    out = []
+    if firing:
+        out.append((t.gettext("Firing ({n})", n=len(firing)), True, firing))
+    if resolved:
+        out.append((t.gettext("Resolved ({n})", n=len(resolved)), False, resolved))
+    return out
 
 
 # -- email -----------------------------------------------------------------------------------------
 
 
-def email_text(n: Notification, names: Names, *, timezone: str, external_url: str | None) -> str:
-    lines = [subject(n, names).split("] ", 1)[-1], ""]
-    if n.title and n.title != alert_name(n):
-        lines += [n.title, ""]
-    for title, alerts in _sections(n):
-        lines.append(f"{title} ({len(alerts)}):")
+def email_text(
+    n: Notification, names: Names, *, external_url: str | None, t: Translator | None = None
+) -> str:
+    t = t or language_of(names)
+    lines = [subject(n, names, t).split("] ", 1)[-1], ""]
+    for heading, _firing, alerts in _sections(n, t):
+        lines.append(f"{heading}:")
         for a in alerts:
-            lines += _alert_lines(a, names, timezone)
+            lines += _alert_lines(a, names, t)
         lines.append("")
     sites = sorted({s for a in n.alerts if (s := a.labels.get("site"))})
     links = [u for s in sites if (u := site_url(external_url, s))]
     if links:
-        lines.append("Details:")
+        lines.append(t.gettext("Details:"))
         lines += [f"  {u}" for u in links]
         lines.append("")
-    lines.append(f"-- uptimewatch {names.province_name or names.province_id} · notice {n.id}")
+    province = names.province_name or names.province_id
+    lines.append("-- " + t.gettext("uptimewatch {province} · notice {id}", province=province, id=n.id))
     return "\n".join(lines) + "\n"
 
 
-def email_html(n: Notification, names: Names, *, timezone: str, external_url: str | None) -> str:
+def email_html(
+    n: Notification, names: Names, *, external_url: str | None, t: Translator | None = None
+) -> str:
+    t = t or language_of(names)
     esc = html.escape
     parts = [
-        '<!DOCTYPE html><html><head><meta charset="utf-8"></head><body style="font-family:sans-serif">',
-        f"<h2>{esc(subject(n, names))}</h2>",
+        f'<!DOCTYPE html><html lang="{t.language}"><head><meta charset="utf-8"></head>'
+        '<body style="font-family:sans-serif">',
+        f"<h2>{esc(subject(n, names, t))}</h2>",
     ]
-    for title, alerts in _sections(n):
-        colour = "#b00020" if title == "Firing" else "#1b5e20"
-        parts.append(f'<h3 style="color:{colour}">{esc(title)} ({len(alerts)})</h3>')
+    head = (
+        t.gettext("Severity"),
+        t.gettext("Alert"),
+        t.gettext("Site"),
+        t.gettext("Since"),
+        t.gettext("Summary"),
+    )
+    for heading, firing, alerts in _sections(n, t):
+        colour = "#b00020" if firing else "#1b5e20"
+        parts.append(f'<h3 style="color:{colour}">{esc(heading)}</h3>')
         parts.append('<table cellpadding="4" style="border-collapse:collapse">')
-        parts.append("<tr><th>Severity</th><th>Alert</th><th>Site</th><th>Since</th><th>Summary</th></tr>")
+        parts.append("<tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>")
         for a in alerts:
             site = a.labels.get("site", "")
             url = site_url(external_url, site) if site else None
             site_cell = esc(names.sites.get(site, site))
             if url:
                 site_cell = f'<a href="{esc(url)}">{site_cell}</a>'
-            since = local_time(a.starts_at, timezone) if a.starts_at else ""
+            since = t.datetime(a.starts_at) if a.starts_at else ""
             parts.append(
-                f"<tr><td>{esc(a.severity)}</td><td>{esc(a.name)}</td><td>{site_cell}</td>"
-                f"<td>{esc(since)}</td><td>{esc(a.summary)}</td></tr>"
+                f"<tr><td>{esc(severity_word(a.severity, t))}</td><td>{esc(alert_title(a.name, t))}</td>"
+                f"<td>{site_cell}</td><td>{esc(since)}</td><td>{esc(t.text(a.summary))}</td></tr>"
             )
         parts.append("</table>")
-    parts.append(f'<p style="color:#777">uptimewatch · notice {esc(n.id)}</p></body></html>')
+    sites = sorted({s for a in n.alerts if (s := a.labels.get("site"))})
+    links = [(s, u) for s in sites if (u := site_url(external_url, s))]
+    if links:
+        items = "".join(f'<li><a href="{esc(u)}">{esc(names.sites.get(s, s))}</a></li>' for s, u in links)
+        parts.append(f"<p>{esc(t.gettext('Details:'))}</p><ul>{items}</ul>")
+    footer = t.gettext(
+        "uptimewatch {province} · notice {id}", province=names.province_name or names.province_id, id=n.id
+    )
+    parts.append(f'<p style="color:#777">{esc(footer)}</p></body></html>')
     return "\n".join(parts) + "\n"
 
 
@@ -233,7 +311,7 @@ def alertmanager_alerts(n: Notification, *, external_url: str | None) -> list[di
         labels["severity"] = a.severity
         alert: dict[str, Any] = {
             "labels": labels,
-            "annotations": {"summary": a.summary, "description": a.description or a.summary},
+            "annotations": {"summary": str(a.summary), "description": str(a.description or a.summary)},
             "startsAt": rfc3339(a.starts_at or n.created_at),
         }
         if a.state == "resolved":

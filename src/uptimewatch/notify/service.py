@@ -8,8 +8,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..supervisor import Supervisor
 from .base import ChannelContext, ChannelStats, Names
-from .dispatcher import Dispatcher, build_channels
+from .dispatcher import ConfiguredChannel, Dispatcher, build_channels, prepare_channels
 from .mqtt import DEFAULT_PREFIX, MqttLink, SiteStatePublisher
 from .outbox import Outbox, Store
 
@@ -22,6 +23,7 @@ def names_of(config: Any) -> Names:
         province_id=config.province.id,
         province_name=config.province.name,
         timezone=config.province.timezone,
+        language=config.province.language,
         districts={d.id: d.name for d in config.districts},
         communes={f"{d.id}/{c.id}": c.name for d in config.districts for c in d.communes},
         carriers={c.id: c.name for c in config.carriers},
@@ -47,11 +49,13 @@ class NotifyService:
         *,
         get_site: Callable[[str], Any],
         clock: Callable[[], float] = time.time,
+        supervisor: Supervisor | None = None,
     ) -> None:
+        self._supervisor = supervisor if supervisor is not None else Supervisor()
         self._config = config
         self._get_site = get_site
         self.outbox = Outbox(store, clock=clock)
-        self.dispatcher = Dispatcher(self.outbox, config.notify.outbox)
+        self.dispatcher = Dispatcher(self.outbox, config.notify.outbox, supervisor=self._supervisor)
         self.link: MqttLink | None = None
         self.site_states: SiteStatePublisher | None = None
 
@@ -62,22 +66,40 @@ class NotifyService:
         config = self._config
         await self.outbox.open()
         if config.mqtt is not None:
-            self.link = MqttLink(config.mqtt)
+            self.link = MqttLink(config.mqtt, supervisor=self._supervisor)
             self.link.start()
             self.site_states = SiteStatePublisher(
-                self.link, self._get_site, province=config.province.id, prefix=_mqtt_prefix(config)
+                self.link,
+                self._get_site,
+                province=config.province.id,
+                prefix=_mqtt_prefix(config),
+                supervisor=self._supervisor,
             )
             self.site_states.start()
-        await self.dispatcher.start(build_channels(config.notify, self._context(config)))
+        channels = build_channels(config.notify, self._context(config))
+        await prepare_channels(channels)
+        await self.dispatcher.start(channels)
 
-    async def reload(self, config: Any) -> None:
+    async def prepare_reload(self, config: Any) -> dict[str, ConfiguredChannel] | None:
+        """The channels a reload will use, built and with their TLS contexts and key files
+        loaded (raises when one cannot be); None when the channels do not change."""
+        old = self._config
+        if config.notify == old.notify and config.province == old.province and config.sites == old.sites:
+            return None
+        channels = build_channels(config.notify, self._context(config))
+        await prepare_channels(channels)
+        return channels
+
+    async def commit_reload(self, config: Any, channels: dict[str, ConfiguredChannel] | None) -> None:
         old = self._config
         self._config = config
         if config.mqtt != old.mqtt:
             log.warning("mqtt: broker settings changed: the notifier keeps its connection until a restart")
-        if config.notify != old.notify or config.province != old.province or config.sites != old.sites:
-            channels = build_channels(config.notify, self._context(config))
+        if channels is not None:
             await self.dispatcher.reconfigure(config.notify.outbox, channels)
+
+    async def reload(self, config: Any) -> None:
+        await self.commit_reload(config, await self.prepare_reload(config))
 
     async def stop(self) -> None:
         await self.dispatcher.stop()

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..i18n import Phrase, Text, phrase_from_json, phrase_to_json
+
 AlertState = Literal["pending", "firing", "resolved"]
 NoticeKind = Literal["firing", "resolved", "reminder", "escalation", "acknowledged", "heartbeat", "test"]
 
@@ -19,8 +21,9 @@ class AlertInfo:
     severity: str  # "critical" | "warning" | "info"
     state: AlertState
     labels: Mapping[str, str]  # province, district, commune, carrier, site, device, role, ...
-    summary: str  # one line for a person: "Trạm Pà Cò down: no reply to ping"
-    description: str = ""
+    #: one line for a person: "Trạm Pà Cò down: no reply to ping"; a Text renders in any language
+    summary: Phrase
+    description: Phrase = ""
     starts_at: float = 0.0  # unix time
     ends_at: float | None = None
     acknowledged_by: str | None = None
@@ -33,13 +36,22 @@ class AlertInfo:
             "severity": self.severity,
             "state": self.state,
             "labels": dict(self.labels),
-            "summary": self.summary,
-            "description": self.description,
+            # English for machines and old readers; *_text keeps msgid + parameters for rendering
+            "summary": str(self.summary),
+            "description": str(self.description),
+            **{f"{k}_text": phrase_to_json(v) for k, v in self._texts()},
             "starts_at": self.starts_at,
             "ends_at": self.ends_at,
             "acknowledged_by": self.acknowledged_by,
             "ack_comment": self.ack_comment,
         }
+
+    def _texts(self) -> list[tuple[str, Text]]:
+        return [
+            (k, v)
+            for k, v in (("summary", self.summary), ("description", self.description))
+            if isinstance(v, Text)
+        ]
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> AlertInfo:
@@ -49,8 +61,8 @@ class AlertInfo:
             severity=d["severity"],
             state=d["state"],
             labels=dict(d.get("labels") or {}),
-            summary=d.get("summary", ""),
-            description=d.get("description", ""),
+            summary=phrase_from_json(d.get("summary_text", d.get("summary"))),
+            description=phrase_from_json(d.get("description_text", d.get("description"))),
             starts_at=float(d.get("starts_at") or 0.0),
             ends_at=d.get("ends_at"),
             acknowledged_by=d.get("acknowledged_by"),

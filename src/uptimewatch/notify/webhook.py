@@ -6,13 +6,13 @@ failure, recorded and not retried. 5xx, 408, 429 and network errors are retried 
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 from typing import Annotated
 
 import aiohttp
 from pydantic import AfterValidator, Field, SecretStr, model_validator
 
+from .. import executors
 from ..primitives import Duration
 from . import render
 from .base import (
@@ -59,12 +59,20 @@ class HttpChannel:
         self._ca_file = ca_file
         self._session: aiohttp.ClientSession | None = None
 
+        self._tls: ssl.SSLContext | None = None
+
+    async def prepare(self) -> None:
+        """Load the CA file now: a missing or broken one fails the start or reload."""
+        if self._ca_file is not None and self._tls is None:
+            try:
+                self._tls = await executors.CONFIG.run(ssl.create_default_context, cafile=self._ca_file)
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"ca_file {self._ca_file}: {exc}") from exc
+
     async def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector: aiohttp.TCPConnector | None = None
-            if self._ca_file is not None:
-                context = await asyncio.to_thread(ssl.create_default_context, cafile=self._ca_file)
-                connector = aiohttp.TCPConnector(ssl=context)
+            await self.prepare()
+            connector = aiohttp.TCPConnector(ssl=self._tls) if self._tls is not None else None
             self._session = aiohttp.ClientSession(connector=connector)
         return self._session
 

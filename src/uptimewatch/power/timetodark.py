@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from ..config.models import Role
 from ..config.resolve import BUILTIN_POWER, ResolvedDevice
+from ..i18n import N_, Phrase, Text
 from ..model.observation import FieldValue, Observation
 
 if TYPE_CHECKING:
@@ -116,7 +117,7 @@ class TimeToDark:
     dark_at: float | None  # unix time the site is predicted to lose power
     method: Method
     confidence: Confidence
-    reason: str
+    reason: Phrase  # msgid + parameters: rendered in the reader's language
     on_battery_since: float | None = None
     voltage: float | None = None
     charge: float | None = None
@@ -151,7 +152,7 @@ class TimeToDark:
             "dark_at": self.dark_at,
             "method": self.method,
             "confidence": self.confidence,
-            "reason": self.reason,
+            "reason": str(self.reason),
             "on_battery_since": self.on_battery_since,
             "voltage": self.voltage,
             "charge_percent": self.charge,
@@ -195,28 +196,34 @@ def sample_of(at: float, fields: Mapping[str, FieldValue]) -> PowerSample | None
     return sample
 
 
-def _minutes(seconds: float) -> str:
-    return f"{seconds / 60.0:.0f} min"
+def _min(seconds: float) -> int:
+    """Whole minutes, as the reasons quote them (rounded, so equal words compare equal)."""
+    return round(seconds / 60.0)
 
 
-def vendor_verdict(samples: Sequence[PowerSample]) -> tuple[bool, str]:
+def vendor_verdict(samples: Sequence[PowerSample]) -> tuple[bool, Phrase]:
     """Whether the vendor's latest runtime figure deserves trust, and why (for the reason text)."""
     last = samples[-1].vendor_minutes if samples else None
     if last is None:
-        return False, "the plant reports no runtime figure"
+        return False, Text(N_("the plant reports no runtime figure"))
     if last == 0.0:
-        return False, "the vendor figure says 0 min while the plant still answers"
+        return False, Text(N_("the vendor figure says 0 min while the plant still answers"))
     if last in PLACEHOLDER_MINUTES:
-        return False, f"the vendor figure {last:g} min is a known placeholder"
+        return False, Text(
+            N_("the vendor figure {vendor} min is a known placeholder"), {"vendor": f"{last:g}"}
+        )
     if last > MAX_PLAUSIBLE_MINUTES:
-        return False, f"the vendor figure {last:g} min is implausible"
+        return False, Text(N_("the vendor figure {vendor} min is implausible"), {"vendor": f"{last:g}"})
     on_battery = [s for s in samples if s.on_battery]
     if on_battery:
         same = [s for s in on_battery if s.vendor_minutes == last]
         if len(same) == len(on_battery) and same[-1].at - same[0].at >= STUCK_AFTER_S:
             stuck_for = same[-1].at - same[0].at
-            return False, f"the vendor figure is stuck at {last:g} min for {_minutes(stuck_for)}"
-    return True, f"the vendor figure {last:g} min"
+            return False, Text(
+                N_("the vendor figure is stuck at {vendor} min for {minutes} min"),
+                {"vendor": f"{last:g}", "minutes": _min(stuck_for)},
+            )
+    return True, Text(N_("the vendor figure {vendor} min"), {"vendor": f"{last:g}"})
 
 
 def _agree(a: float, b: float) -> bool:
@@ -273,7 +280,7 @@ def estimate(
             dark_at=None,
             method="none",
             confidence="none",
-            reason="no power source data",
+            reason=Text(N_("no power source data")),
         )
     if not last.on_battery:
         return _on_mains(base, samples)
@@ -307,31 +314,39 @@ def estimate(
     measured: float | None = None
     m_method: Method = "none"
     m_conf: Confidence = "none"
-    m_why = ""
+    m_why: Phrase = ""
     if charge_s is not None and volt_s is not None and charge_t is not None and volt_t is not None:
         measured = min(charge_s, volt_s)
         if _agree(charge_s, volt_s):
-            m_method, m_why = (
-                "trends",
-                f"charge and voltage trends agree ({_minutes(charge_s)}, {_minutes(volt_s)})",
+            m_method = "trends"
+            m_why = Text(
+                N_("charge and voltage trends agree ({charge} min, {voltage} min)"),
+                {"charge": _min(charge_s), "voltage": _min(volt_s)},
             )
             m_conf = max(_trend_confidence(charge_t), _trend_confidence(volt_t), key=_CONF_RANK.__getitem__)
         else:
             m_method = "charge_trend" if charge_s <= volt_s else "voltage_trend"
-            m_why = (
-                f"the charge trend says {_minutes(charge_s)}, the voltage trend towards "
-                f"{cutoff_voltage:g} V says {_minutes(volt_s)}: trusting the shorter"
+            m_why = Text(
+                N_(
+                    "the charge trend says {charge} min, the voltage trend towards {cutoff} V says "
+                    "{voltage} min: trusting the shorter"
+                ),
+                {"charge": _min(charge_s), "cutoff": f"{cutoff_voltage:g}", "voltage": _min(volt_s)},
             )
             m_conf = (
                 "medium" if min(_trend_confidence(charge_t), _trend_confidence(volt_t)) != "low" else "low"
             )
     elif charge_s is not None and charge_t is not None:
         measured, m_method, m_conf = charge_s, "charge_trend", _trend_confidence(charge_t)
-        m_why = f"the charge trend over {charge_t.n} samples says {_minutes(charge_s)}"
+        m_why = Text(
+            N_("the charge trend over {n} samples says {minutes} min"),
+            {"n": charge_t.n, "minutes": _min(charge_s)},
+        )
     elif volt_s is not None and volt_t is not None:
         measured, m_method, m_conf = volt_s, "voltage_trend", _trend_confidence(volt_t)
-        m_why = (
-            f"the voltage trend towards {cutoff_voltage:g} V over {volt_t.n} samples says {_minutes(volt_s)}"
+        m_why = Text(
+            N_("the voltage trend towards {cutoff} V over {n} samples says {minutes} min"),
+            {"cutoff": f"{cutoff_voltage:g}", "n": volt_t.n, "minutes": _min(volt_s)},
         )
 
     at = last.at
@@ -343,7 +358,10 @@ def estimate(
                 dark_at=at + vendor_s,
                 method="vendor",
                 confidence="high",
-                reason=f"{vendor_why} agrees with the measured trend: {m_why}",
+                reason=Text(
+                    N_("{vendor} agrees with the measured trend: {measured}"),
+                    {"vendor": vendor_why, "measured": m_why},
+                ),
             )
         return TimeToDark(
             **base,
@@ -351,7 +369,10 @@ def estimate(
             dark_at=at + measured,
             method=m_method,
             confidence="medium",
-            reason=f"{vendor_why} disagrees with the measured trend, which is trusted: {m_why}",
+            reason=Text(
+                N_("{vendor} disagrees with the measured trend, which is trusted: {measured}"),
+                {"vendor": vendor_why, "measured": m_why},
+            ),
         )
     if measured is not None:
         return TimeToDark(
@@ -360,7 +381,10 @@ def estimate(
             dark_at=at + measured,
             method=m_method,
             confidence=m_conf,
-            reason=f"{vendor_why}; {m_why}" if vendor_ok else f"distrusted: {vendor_why}; {m_why}",
+            reason=Text(
+                N_("{vendor}; {measured}") if vendor_ok else N_("distrusted: {vendor}; {measured}"),
+                {"vendor": vendor_why, "measured": m_why},
+            ),
         )
     if vendor_s is not None:
         if elapsed_s is not None and not _agree(vendor_s, elapsed_s):
@@ -370,9 +394,12 @@ def estimate(
                 dark_at=at + min(vendor_s, elapsed_s),
                 method="elapsed" if elapsed_s < vendor_s else "vendor",
                 confidence="low",
-                reason=(
-                    f"{vendor_why} disagrees with the charge used since mains failed "
-                    f"({_minutes(elapsed_s)}); trusting the shorter until a trend is measured"
+                reason=Text(
+                    N_(
+                        "{vendor} disagrees with the charge used since mains failed ({minutes} min); "
+                        "trusting the shorter until a trend is measured"
+                    ),
+                    {"vendor": vendor_why, "minutes": _min(elapsed_s)},
                 ),
             )
         return TimeToDark(
@@ -381,7 +408,10 @@ def estimate(
             dark_at=at + vendor_s,
             method="vendor",
             confidence="medium" if elapsed_s is not None else "low",
-            reason=f"{vendor_why}, not cross-checked yet ({len(samples)} samples on battery)",
+            reason=Text(
+                N_("{vendor}, not cross-checked yet ({n} samples on battery)"),
+                {"vendor": vendor_why, "n": len(samples)},
+            ),
         )
     if elapsed_s is not None:
         return TimeToDark(
@@ -390,9 +420,11 @@ def estimate(
             dark_at=at + elapsed_s,
             method="elapsed",
             confidence="low",
-            reason=(
-                f"distrusted: {vendor_why}; from the charge used since mains failed, "
-                "until a trend is measured"
+            reason=Text(
+                N_(
+                    "distrusted: {vendor}; from the charge used since mains failed, until a trend is measured"
+                ),
+                {"vendor": vendor_why},
             ),
         )
     return TimeToDark(
@@ -401,9 +433,12 @@ def estimate(
         dark_at=None,
         method="none",
         confidence="none",
-        reason=(
-            f"distrusted: {vendor_why}; waiting for the charge or voltage to fall measurably "
-            f"(at least {MIN_TREND_SAMPLES} samples)"
+        reason=Text(
+            N_(
+                "distrusted: {vendor}; waiting for the charge or voltage to fall measurably "
+                "(at least {n} samples)"
+            ),
+            {"vendor": vendor_why, "n": MIN_TREND_SAMPLES},
         ),
     )
 
@@ -420,7 +455,7 @@ def _on_mains(base: dict[str, Any], samples: Sequence[PowerSample]) -> TimeToDar
             dark_at=None,
             method="none",
             confidence="none",
-            reason="on mains, battery full",
+            reason=Text(N_("on mains, battery full")),
         )
     t = _trend(samples, "charge")
     if t is None or t.slope <= 0:
@@ -430,7 +465,7 @@ def _on_mains(base: dict[str, Any], samples: Sequence[PowerSample]) -> TimeToDar
             dark_at=None,
             method="none",
             confidence="none",
-            reason=f"on mains, battery at {last.charge:.0f} %",
+            reason=Text(N_("on mains, battery at {charge} %"), {"charge": round(last.charge)}),
         )
     to_full = max(0.0, 100.0 - t.now_value) / t.slope
     rate = t.slope * 3600.0
@@ -440,7 +475,10 @@ def _on_mains(base: dict[str, Any], samples: Sequence[PowerSample]) -> TimeToDar
         dark_at=None,
         method="none",
         confidence="none",
-        reason=f"on mains, recharging at {rate:.0f} %/h: full in {_minutes(to_full)}",
+        reason=Text(
+            N_("on mains, recharging at {rate} %/h: full in {minutes} min"),
+            {"rate": round(rate), "minutes": _min(to_full)},
+        ),
         full_at=last.at + to_full,
         charge_rate_percent_per_hour=rate,
     )

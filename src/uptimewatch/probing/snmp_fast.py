@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
+from .. import executors
 from ..config.models import SnmpVersion
 from ..config.resolve import SnmpTarget
 from ..model.observation import ErrorKind, ProbeError
@@ -607,7 +608,7 @@ async def _resolve(host: str, port: int) -> tuple[int, tuple[Any, ...]] | ProbeE
             return socket.AF_INET6, (str(ip), port, 0, 0)
         return socket.AF_INET, (str(ip), port)
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        infos = await executors.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
     except OSError as exc:
         return ProbeError(ErrorKind.UNREACHABLE, f"cannot resolve {host}: {exc}")
     if not infos:

@@ -31,6 +31,7 @@ from pysnmp.proto import errind, rfc1902, rfc1905
 from pysnmp.proto.error import StatusInformation
 from pysnmp.proto.proxy import rfc2576 as v1_proxy
 
+from .. import executors
 from ..config.models import AuthProtocol, PrivProtocol, SnmpVersion
 from ..config.resolve import SnmpTarget
 from ..model.observation import ErrorKind, ProbeError
@@ -578,7 +579,7 @@ class PysnmpTransport:
             family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
             return family, (str(ip), port)
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+            infos = await executors.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
         except OSError as exc:
             return ProbeError(ErrorKind.UNREACHABLE, f"cannot resolve {host}: {exc}")
         infos.sort(key=lambda info: info[0] != socket.AF_INET)  # IPv4 first, like most agents
@@ -621,7 +622,7 @@ class PysnmpTransport:
         elif self._engines:
             return self._engines[0]
         # building the engine loads its MIB modules: tens of milliseconds, kept off the loop
-        snmp = await asyncio.to_thread(SnmpEngine)
+        snmp = await executors.CONFIG.run(SnmpEngine)
         snmp.register_transport_dispatcher(AsyncioDispatcher(loop=asyncio.get_running_loop()))
         engine = _Engine(snmp)
         self._engines.append(engine)
@@ -658,7 +659,7 @@ class PysnmpTransport:
             priv_secret = target.priv_key.get_secret_value().encode()
         # RFC 3414 password-to-key hashes a megabyte per key: done in a thread, once per key set;
         # pysnmp then only localizes these master keys to each agent's engine ID
-        auth_master, priv_master = await asyncio.to_thread(
+        auth_master, priv_master = await executors.CONFIG.run(
             _master_keys, auth_id, auth_secret, priv_id, priv_secret
         )
         lcd.add_v3_user(

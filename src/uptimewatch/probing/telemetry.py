@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
+from .. import executors
 from ..config.models import Config, MqttBroker, TelemetrySettings
 from ..model.observation import ErrorKind, Observation, ProbeError
 from ..profiles.telemetry import (
@@ -38,6 +39,7 @@ from ..profiles.telemetry import (
     default_telemetry_dir,
     load_telemetry_profiles,
 )
+from ..supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +112,9 @@ class TelemetrySubscriber:
         password: str | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        supervisor: Supervisor | None = None,
     ) -> None:
+        self._supervisor = supervisor if supervisor is not None else Supervisor()
         self._broker = broker
         self._settings = settings
         self._password = password
@@ -174,9 +178,10 @@ class TelemetrySubscriber:
     async def start(self) -> None:
         if self._tasks:
             return
+        where = f"{self._broker.host}:{self._broker.port}"
         self._tasks = [
-            asyncio.create_task(self._connection_loop(), name="uptimewatch-telemetry"),
-            asyncio.create_task(self._silence_loop(), name="uptimewatch-telemetry-silence"),
+            self._supervisor.spawn("telemetry", self._connection_loop, vital=True, context=f"broker {where}"),
+            self._supervisor.spawn("telemetry-silence", self._silence_loop, vital=True),
         ]
 
     async def stop(self) -> None:
@@ -221,7 +226,7 @@ class TelemetrySubscriber:
                     )
                     async for message in client.messages:
                         self.handle(str(message.topic), message.payload)
-            except aiomqtt.MqttError as exc:
+            except (aiomqtt.MqttError, OSError) as exc:
                 self.connected.clear()
                 log.warning(
                     "telemetry: broker %s:%d: %s; reconnecting in %.1f s",
@@ -412,30 +417,53 @@ def check_telemetry(config: Config, source: Path, profiles_dir: Path) -> dict[st
     return profiles
 
 
-async def reconcile_subscriber(
+@dataclass
+class SubscriberPlan:
+    """What a reload will do to the subscriber; the files it needs are already read. ``fresh``
+    (not started yet) replaces ``current`` when the broker connection changes."""
+
+    current: TelemetrySubscriber | None
+    fresh: TelemetrySubscriber | None
+    devices: tuple[PushDevice, ...]
+    profiles: Mapping[str, TelemetryProfile]
+    enabled: bool
+
+    async def commit(self) -> TelemetrySubscriber | None:
+        if not self.enabled or self.fresh is not None:
+            if self.current is not None:
+                await self.current.stop()
+            if self.fresh is not None:
+                await self.fresh.start()
+            return self.fresh
+        assert self.current is not None
+        await self.current.update(self.devices, self.profiles)
+        return self.current
+
+    async def abort(self) -> None:
+        """Nothing to give back: a fresh subscriber connects only once committed."""
+
+
+async def prepare_subscriber(
     current: TelemetrySubscriber | None,
     config: Config,
     source: Path,
-    profiles_dir: Path,
+    profiles: Mapping[str, TelemetryProfile],
     sink: Sink,
-) -> TelemetrySubscriber | None:
-    """Start, update or stop the subscriber to match ``config``: the daemon's one call at start and
-    at every reload (after :func:`check_telemetry` accepted the configuration)."""
-    profiles = await asyncio.to_thread(check_telemetry, config, source, profiles_dir)
+    *,
+    supervisor: Supervisor | None = None,
+) -> SubscriberPlan:
+    """``profiles``: what :func:`check_telemetry` returned when the configuration was loaded.
+    Reads the broker's password file (``OSError`` when it cannot)."""
     devices = push_devices(config)
     if not profiles or config.mqtt is None:
-        if current is not None:
-            await current.stop()
-        return None
-    password = await asyncio.to_thread(broker_password, config.mqtt, source.parent)
-    if current is not None and current.connection_settings() != (config.mqtt, config.telemetry, password):
-        await current.stop()
-        current = None
-    if current is None:
-        subscriber = TelemetrySubscriber(
-            config.mqtt, config.telemetry, devices, profiles, sink, password=password
-        )
-        await subscriber.start()
-        return subscriber
-    await current.update(devices, profiles)
-    return current
+        return SubscriberPlan(current, None, devices, profiles, enabled=False)
+    try:
+        password = await executors.CONFIG.run(broker_password, config.mqtt, source.parent)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OSError(f"mqtt.password_file: {exc}") from exc
+    if current is not None and current.connection_settings() == (config.mqtt, config.telemetry, password):
+        return SubscriberPlan(current, None, devices, profiles, enabled=True)
+    fresh = TelemetrySubscriber(
+        config.mqtt, config.telemetry, devices, profiles, sink, password=password, supervisor=supervisor
+    )
+    return SubscriberPlan(current, fresh, devices, profiles, enabled=True)

@@ -32,6 +32,7 @@ from typing import Any, Final, Literal
 
 import yaml
 
+from .. import executors
 from ..config.models import AuthProtocol, Config, PrivProtocol, TrapSettings, TrapUser
 from ..config.resolve import ResolvedDevice
 
@@ -118,13 +119,12 @@ def _ip_key(address: str) -> str | None:
 async def device_sources(devices: Iterable[ResolvedDevice]) -> dict[str, tuple[tuple[str, str], ...]]:
     """Source IP -> the (site, device) keys polled at it. Host names are resolved once, here."""
     out: dict[str, list[tuple[str, str]]] = {}
-    loop = asyncio.get_running_loop()
     for device in devices:
         key = _ip_key(device.address)
         keys = [key] if key is not None else []
         if key is None:
             try:
-                infos = await loop.getaddrinfo(device.address, None, type=socket.SOCK_DGRAM)
+                infos = await executors.getaddrinfo(device.address, None, type=socket.SOCK_DGRAM)
             except OSError as exc:
                 log.warning(
                     "traps: cannot resolve %s of site %s device %s: %s; its traps will be dropped",
@@ -172,17 +172,19 @@ class TrapReceiver:
         self._learned: dict[str, set[bytes]] = {}  # source -> engine IDs learned from it
         self._current: dict[str, Any] = {}
         self._accepted = False
+        self._sock: socket.socket | None = None
         self.address: tuple[str, int] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Bind the socket (``OSError`` if it cannot be) and start receiving."""
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Bind the socket (``OSError`` if it cannot be) and start receiving; ``sock``: receive on
+        this bound socket instead (a reload hands over the running receiver's)."""
         self._sources = await device_sources(self._devices)
-        self._masters = await asyncio.to_thread(_master_keys, self._settings.v3_users)
-        self._engine = await asyncio.to_thread(_new_engine)
+        self._masters = await executors.CONFIG.run(_master_keys, self._settings.v3_users)
+        self._engine = await executors.CONFIG.run(_new_engine)
         try:
-            self._setup_engine()
+            self._setup_engine(sock)
         except BaseException:
             self._close_engine()
             raise
@@ -224,7 +226,17 @@ class TrapReceiver:
 
     # -- pysnmp set-up ----------------------------------------------------------------------------
 
-    def _setup_engine(self) -> None:
+    def shared_socket(self) -> socket.socket | None:
+        """A duplicate of the bound socket, for a successor on the same address: it receives
+        on it at once, and the port is never free between the two."""
+        return self._sock.dup() if self._sock is not None and self._engine is not None else None
+
+    def carry_over(self, old: TrapReceiver) -> None:
+        """Keep the counters (they are Prometheus counters) and the re-poll times of ``old``."""
+        self._counts = old._counts
+        self._last_repoll.update(old._last_repoll)
+
+    def _setup_engine(self, given: socket.socket | None = None) -> None:
         from pysnmp.carrier.asyncio.dgram import udp, udp6
         from pysnmp.carrier.asyncio.dispatch import AsyncioDispatcher
         from pysnmp.entity import config as lcd
@@ -241,13 +253,18 @@ class TrapReceiver:
         host, port = split_listen(self._settings.listen)
         v6 = ":" in host
         family = socket.AF_INET6 if v6 else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            sock.bind((host, port))
+        if given is not None:
+            sock = given
             sock.setblocking(False)
-        except OSError:
-            sock.close()
-            raise
+        else:
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                sock.bind((host, port))
+                sock.setblocking(False)
+            except OSError:
+                sock.close()
+                raise
+        self._sock = sock
         self.address = (host, int(sock.getsockname()[1]))
         transport_cls = udp6.Udp6AsyncioTransport if v6 else udp.UdpAsyncioTransport
         domain = udp6.DOMAIN_NAME if v6 else udp.DOMAIN_NAME
@@ -295,11 +312,23 @@ class TrapReceiver:
                 engine.close_dispatcher()
         except Exception:
             log.exception("traps: closing the receiver failed")
+        if self._sock is not None:
+            self._sock.close()  # pysnmp may or may not have; closing twice is harmless
+            self._sock = None
         self.address = None
 
     # -- receiving --------------------------------------------------------------------------------
 
     def _on_datagram(self, dispatcher: Any, domain: Any, address: Any, message: bytes) -> None:
+        # called by pysnmp from the socket's callback: what escapes here would go unseen, and a
+        # receiver that raises on one datagram must still take the next
+        try:
+            self._receive(domain, address, message)
+        except Exception:
+            self._counts["malformed"] += 1
+            log.exception("traps: handling a datagram from %s failed", address[0] if address else "?")
+
+    def _receive(self, domain: Any, address: Any, message: bytes) -> None:
         source = _ip_key(str(address[0])) or str(address[0])
         keys = self._sources.get(source)
         if keys is None:
@@ -387,8 +416,11 @@ class TrapReceiver:
                 last = self._last_repoll.get((site_id, device_id))
                 if last is None or now - last >= self._settings.min_repoll_interval:
                     self._last_repoll[(site_id, device_id)] = now
-                    self._trigger(site_id, device_id)
-                    repolled = True
+                    try:
+                        self._trigger(site_id, device_id)
+                        repolled = True
+                    except Exception:
+                        log.exception("traps: re-polling site %s device %s failed", site_id, device_id)
             log.info(
                 "traps: %s %s from site %s device %s (SNMPv%s)%s",
                 "inform" if inform else "trap",
@@ -488,33 +520,66 @@ def profile_traps(directory: str | Path) -> dict[str, KnownTrap]:
     return out
 
 
-async def reconcile_receiver(
+@dataclass
+class ReceiverPlan:
+    """What a reload will do to the receiver, with everything that can fail already done:
+    ``fresh`` is started and bound (or None: no new receiver), ``update`` applies to the running one."""
+
+    current: TrapReceiver | None
+    fresh: TrapReceiver | None
+    settings: TrapSettings
+    devices: Sequence[ResolvedDevice]
+    known: Mapping[str, KnownTrap]
+
+    async def commit(self) -> TrapReceiver | None:
+        """Cannot fail: swap the receivers (or update the running one)."""
+        if not self.settings.enabled:
+            if self.current is not None:
+                await self.current.stop()
+                log.info("traps: receiver stopped (traps.enabled is false)")
+            return None
+        if self.fresh is None:
+            assert self.current is not None
+            await self.current.update(self.settings, self.devices, self.known)
+            return self.current
+        if self.current is not None:
+            self.fresh.carry_over(self.current)
+            await self.current.stop()
+        return self.fresh
+
+    async def abort(self) -> None:
+        if self.fresh is not None:
+            await self.fresh.stop()
+
+
+async def prepare_receiver(
     current: TrapReceiver | None,
     config: Config,
     devices: Sequence[ResolvedDevice],
     profiles_dir: Path,
     trigger: Trigger,
-) -> TrapReceiver | None:
-    """Start, update or stop the receiver to match ``config``: the daemon's one call at start and
-    at every reload. At start a socket that cannot be bound raises ``OSError``; at a reload it is
-    logged and the daemon runs on without traps."""
+) -> ReceiverPlan:
+    """Acquire what the configuration needs before anything changes: a receiver whose socket
+    changes is started now, beside the running one (``OSError`` if the port cannot be bound)."""
     settings = config.traps
     if not settings.enabled:
-        if current is not None:
-            await current.stop()
-            log.info("traps: receiver stopped (traps.enabled is false)")
-        return None
-    known = await asyncio.to_thread(profile_traps, profiles_dir)
-    if current is None:
-        receiver = TrapReceiver(settings, devices, trigger, known_traps=known)
-        await receiver.start()
-        return receiver
+        return ReceiverPlan(current, None, settings, devices, {})
+    known = await executors.CONFIG.run(profile_traps, profiles_dir)
+    if current is not None and settings == current._settings:
+        return ReceiverPlan(current, None, settings, devices, known)
+    fresh = TrapReceiver(settings, devices, trigger, known_traps=known)
+    same_address = current is not None and current._settings.listen == settings.listen
+    sock = current.shared_socket() if current is not None and same_address else None
     try:
-        await current.update(settings, devices, known)
+        await fresh.start(sock)
     except OSError as exc:
-        log.error(
-            "traps: cannot listen on udp %s after the reload: %s; no traps until fixed", settings.listen, exc
-        )
-        await current.stop()
-        return None
-    return current
+        if sock is not None:
+            sock.close()
+        raise OSError(
+            exc.errno, f"traps: cannot listen on udp {settings.listen}: {exc.strerror or exc}"
+        ) from exc
+    except BaseException:
+        if sock is not None:
+            sock.close()
+        raise
+    return ReceiverPlan(current, fresh, settings, devices, known)

@@ -4,6 +4,7 @@ Every statement runs on one thread that owns the connection, so the event loop n
 disk and writes are serialized without locks. WAL with ``synchronous=FULL``: a transaction that
 returned is on disk and survives ``kill -9`` and power loss. Components own their tables: each
 calls :meth:`SqliteStore.migrate` with its ``CREATE TABLE IF NOT EXISTS`` statements at start.
+The daemon opens its store ``exclusive``: see :mod:`.lock`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .lock import StateLock, StateLocked
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -27,10 +30,14 @@ class StoreError(Exception):
 
 
 class SqliteStore:
-    def __init__(self, path: str | Path) -> None:
+    """``exclusive``: hold the database's lock file for as long as it is open (the daemon does;
+    readers such as reports do not)."""
+
+    def __init__(self, path: str | Path, *, exclusive: bool = False) -> None:
         self.path = Path(path)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="uptimewatch-sqlite")
         self._conn: sqlite3.Connection | None = None
+        self._lock = StateLock(self.path) if exclusive and str(path) != ":memory:" else None
 
     async def open(self) -> None:
         await self._run(self._open)
@@ -39,12 +46,23 @@ class SqliteStore:
         try:
             if str(self.path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self._lock is not None:
+                self._lock.acquire()
+        except StateLocked as exc:
+            raise StoreError(str(exc)) from None
+        except OSError as exc:
+            where = self._lock.path if self._lock is not None else self.path
+            why = exc.strerror or type(exc).__name__
+            raise StoreError(f"cannot open the state store {self.path}: cannot lock {where}: {why}") from exc
+        try:
             conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=5000")
         except (sqlite3.Error, OSError) as exc:
+            if self._lock is not None:
+                self._lock.release()
             # a read-only or full disk, a directory or a corrupt file in its place: say which file
             raise StoreError(f"cannot open the state store {self.path}: {exc}") from exc
         self._conn = conn
@@ -53,6 +71,8 @@ class SqliteStore:
         if self._conn is not None:
             await self._run(self._conn.close)
             self._conn = None
+        if self._lock is not None:
+            self._lock.release()  # after the last write: the next daemon may start now
         self._executor.shutdown(wait=True)
 
     async def _run(self, func: Callable[..., T], *args: Any) -> T:

@@ -16,6 +16,7 @@ from ..export.exposition import scrape
 from ..model.health import HealthSnapshot, SiteStatus
 from ..model.outages import outages, rechecking
 from ..power import PowerTracker, dispatch_list
+from .csrf import middleware as csrf_middleware
 from .jsonable import to_jsonable
 from .status import setup_status
 
@@ -52,7 +53,7 @@ def _site_summary(site: SiteStatus) -> dict[str, Any]:
         "carrier": site.carrier,
         "priority": site.priority,
         "state": to_jsonable(site.state),
-        "reason": site.reason,
+        "reason": str(site.reason),
         "since": site.since,
         "devices": len(site.devices),
         "last_observed_at": last_observed_at(site),
@@ -157,7 +158,9 @@ Middleware = Callable[[web.Request, Callable[[web.Request], Awaitable[web.Stream
 
 
 def build_app(context: WebContext) -> web.Application:
-    app = web.Application()
+    # first of all middlewares: a forged request is refused before it costs a password check
+    trusted: Callable[[], list[str]] = getattr(context, "trusted_origins", list)
+    app = web.Application(middlewares=[csrf_middleware(trusted)])
     app[CONTEXT_KEY] = context
     app.router.add_get("/api", index)  # "/" is the status page
     setup_status(app, CONTEXT_KEY)

@@ -8,12 +8,16 @@ from collections.abc import Mapping
 from enum import Enum
 from typing import Any
 
+from ..i18n import Text
+
 
 def to_jsonable(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else None
+    if isinstance(value, Text):  # reasons: English in the API; pages translate them
+        return str(value)
     if isinstance(value, Enum):
         return value.name.lower() if isinstance(value.value, int) else value.value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

@@ -12,14 +12,22 @@ import asyncio
 import contextlib
 import json
 import logging
+import sqlite3
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, Protocol
 
 from aiohttp import web
 
+from ... import executors
+from ...ledger import Ledger, SiteHistory
 from ...model.health import HealthSnapshot, Rollup, SiteStatus
+from ...model.history import RecentSamples
 from ...model.observation import FieldValue
+from ...power import PowerTracker, TimeToDark
+from .i18n import page_catalog, page_language, speaker
+from .views import TIMELINE_S, Say, map_view, power_of, site_page_view
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +39,8 @@ FEATURES: Final[dict[str, str]] = {
     "topology": "/api/v1/topology/outages",
 }
 PAGES: Final = ("/", "/status", "/status/", "/status/dispatch", "/status/alerts")
+#: Path patterns of the pages that take an id (the page script reads the id from the path).
+ID_PAGES: Final = ("/status/district/{district_id}", "/status/site/{site_id}")
 #: Content types with an explicit charset, so Vietnamese text in any file decodes as UTF-8.
 _TYPES: Final = {
     ".html": "text/html; charset=utf-8",
@@ -53,16 +63,18 @@ class _Versioned(Protocol):
 
 
 _ASSETS: web.AppKey[dict[str, bytes]] = web.AppKey("status_assets", dict)
+_CONTEXT: web.AppKey[web.AppKey[Any]] = web.AppKey("status_context_key", web.AppKey)
 _STOPPING: web.AppKey[asyncio.Event] = web.AppKey("status_stopping", asyncio.Event)
 
 
 def setup_status(app: web.Application, context_key: web.AppKey[Any]) -> None:
     """Register the pages, the assets, ``/api/v1/status/...`` and ``/api/v1/events``."""
     app[_ASSETS] = {}
+    app[_CONTEXT] = context_key
     app[_STOPPING] = asyncio.Event()
 
     async def page(request: web.Request) -> web.Response:
-        return await _asset(request, "index.html")
+        return await _page(request, ctx(request))
 
     async def static(request: web.Request) -> web.Response:
         return await _asset(request, request.match_info["name"])
@@ -74,13 +86,28 @@ def setup_status(app: web.Application, context_key: web.AppKey[Any]) -> None:
         return _json(overview_view(ctx(request).snapshot(), _version(ctx(request)), _features(request)))
 
     async def district(request: web.Request) -> web.Response:
-        view = district_view(ctx(request).snapshot(), request.match_info["district_id"])
+        context = ctx(request)
+        view = district_view(
+            context.snapshot(), request.match_info["district_id"], _battery_since(context), _say(request)
+        )
         if view is None:
             return _json({"error": f"no district {request.match_info['district_id']!r}"}, status=404)
         return _json(view)
 
     async def dispatch(request: web.Request) -> web.Response:
-        return _json(dispatch_view(ctx(request).snapshot()))
+        return _json(dispatch_view(ctx(request).snapshot(), _battery_since(ctx(request)), _say(request)))
+
+    async def province_map(request: web.Request) -> web.Response:
+        context = ctx(request)
+        config = getattr(context, "config", None)
+        sites = config.sites if config is not None else ()
+        return _json(map_view(context.snapshot(), sites, _say(request)))
+
+    async def site(request: web.Request) -> web.Response:
+        return await _site_page(ctx(request), request.match_info["site_id"], _say(request))
+
+    async def i18n(request: web.Request) -> web.Response:
+        return _json(page_catalog(_language(request), _timezone(request)))
 
     async def events(request: web.Request) -> web.StreamResponse:
         return await _events(request, ctx(request))
@@ -91,11 +118,15 @@ def setup_status(app: web.Application, context_key: web.AppKey[Any]) -> None:
     app.on_shutdown.append(stopping)
     for path in PAGES:
         app.router.add_get(path, page)
-    app.router.add_get("/status/district/{district_id}", page)
+    for path in ID_PAGES:
+        app.router.add_get(path, page)
     app.router.add_get("/status/static/{name}", static)
     app.router.add_get("/api/v1/status/overview", overview)
     app.router.add_get("/api/v1/status/districts/{district_id}", district)
     app.router.add_get("/api/v1/status/dispatch", dispatch)
+    app.router.add_get("/api/v1/status/map", province_map)
+    app.router.add_get("/api/v1/status/sites/{site_id}", site)
+    app.router.add_get("/api/v1/status/i18n", i18n)
     app.router.add_get("/api/v1/events", events)
 
 
@@ -112,18 +143,102 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 async def _asset(request: web.Request, name: str) -> web.Response:
     kind = _TYPES.get(Path(name).suffix)
-    if kind is None or "/" in name or name.startswith("."):
+    if kind is None or name == "index.html":
+        raise web.HTTPNotFound()
+    body = await _asset_bytes(request, name)
+    return web.Response(body=body, headers={"Content-Type": kind, "Cache-Control": "no-cache"})
+
+
+async def _asset_bytes(request: web.Request, name: str) -> bytes:
+    if "/" in name or name.startswith("."):
         raise web.HTTPNotFound()
     cache = request.app[_ASSETS]
     body = cache.get(name)
     if body is None:
         path = STATIC_DIR / name
         try:
-            body = await asyncio.to_thread(path.read_bytes)
+            body = await executors.RENDER.run(path.read_bytes)
         except FileNotFoundError:
             raise web.HTTPNotFound() from None
         cache[name] = body
-    return web.Response(body=body, headers={"Content-Type": kind, "Cache-Control": "no-cache"})
+    return body
+
+
+def _estimates(context: Any) -> dict[str, TimeToDark]:
+    tracker = getattr(context, "power", None)  # a context without a power tracker has none
+    return tracker.sites() if isinstance(tracker, PowerTracker) else {}
+
+
+def _battery_since(context: Any) -> dict[str, float]:
+    return {
+        sid: e.on_battery_since
+        for sid, e in _estimates(context).items()
+        if e.status == "on_battery" and e.on_battery_since is not None
+    }
+
+
+def _config(request: web.Request) -> Any:
+    return getattr(request.app[request.app[_CONTEXT]], "config", None)
+
+
+def _timezone(request: web.Request) -> str | None:
+    config = _config(request)
+    return config.province.timezone if config is not None else None
+
+
+def _language(request: web.Request) -> str:
+    config = _config(request)
+    return page_language(request, config.province.language if config is not None else None)
+
+
+def _say(request: web.Request) -> Say:
+    return speaker(_language(request), _timezone(request))
+
+
+async def _site_page(context: Any, site_id: str, say: Say) -> web.Response:
+    snap: HealthSnapshot = context.snapshot()
+    if site_id not in snap.sites:
+        return _json({"error": f"no site {site_id!r}"}, status=404)
+    now = time.time()
+    ledger = getattr(context, "ledger", None)
+    history: SiteHistory | None = None
+    if isinstance(ledger, Ledger):
+        try:
+            history = await ledger.site_history(site_id, now - TIMELINE_S)
+        except (sqlite3.Error, OSError) as exc:  # the page still shows the live state
+            log.warning("site %s: cannot read the ledger: %s", site_id, exc)
+    config = getattr(context, "config", None)
+    config_site = next((s for s in config.sites if s.id == site_id), None) if config is not None else None
+    samples = getattr(context, "samples", None)
+    recent = samples if isinstance(samples, RecentSamples) else None
+    view = site_page_view(
+        snap,
+        site_id,
+        now=now,
+        config_site=config_site,
+        history=history,
+        estimate=_estimates(context).get(site_id),
+        ping=recent.ping(site_id) if recent is not None else (),
+        discharges=recent.discharges(site_id) if recent is not None else (),
+        say=say,
+    )
+    return _json(view)
+
+
+async def _page(request: web.Request, context: Any) -> web.Response:
+    """index.html with the catalog of the reader's language rendered into it."""
+    template = await _asset_bytes(request, "index.html")
+    catalog = page_catalog(_language(request), _timezone(request))
+    data = json.dumps(catalog, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
+    body = template.decode().replace("{{lang}}", catalog["lang"]).replace("{{catalog}}", data)
+    return web.Response(
+        text=body,
+        headers={
+            "Content-Type": _TYPES[".html"],
+            "Cache-Control": "no-cache",
+            "Vary": "Accept-Language, Cookie",
+        },
+    )
 
 
 def _version(context: Any) -> int:
@@ -201,28 +316,6 @@ def _names(snap: HealthSnapshot, level: str) -> dict[str, str]:
     return {r.id: r.name for r in snap.rollups if r.level == level}
 
 
-def power_of(site: SiteStatus) -> dict[str, Any] | None:
-    """The site's power plant as the dispatch list needs it; None without a power device."""
-    powers = [d for d in site.devices if d.role.value == "power"]
-    if not powers:
-        return None
-    on_battery = any(d.fields.get("power.on_battery") is True for d in powers)
-    chosen = next((d for d in powers if d.fields.get("power.on_battery") is True), powers[0])
-    f: Mapping[str, FieldValue] = chosen.fields
-    source = f.get("power.source")
-    known = "power.on_battery" in f
-    return {
-        "device": chosen.device_id,
-        "on_battery": on_battery if known or on_battery else None,
-        "source": source if isinstance(source, str) else ("battery" if on_battery else None),
-        "battery_minutes": _num(f.get("power.battery_minutes_remaining")),
-        "charge_percent": _num(f.get("power.battery_charge_percent")),
-        "voltage_volts": _num(f.get("power.battery_voltage_volts")),
-        "on_battery_seconds": _num(f.get("power.on_battery_seconds")),
-        "reachable": chosen.reachable,
-    }
-
-
 def links_of(site: SiteStatus) -> list[dict[str, Any]]:
     out = []
     for d in site.devices:
@@ -279,7 +372,13 @@ def overview_view(snap: HealthSnapshot, version: int, features: Mapping[str, boo
     }
 
 
-def _site_view(site: SiteStatus, communes: Mapping[str, str], carriers: Mapping[str, str]) -> dict[str, Any]:
+def _site_view(
+    site: SiteStatus,
+    communes: Mapping[str, str],
+    carriers: Mapping[str, str],
+    on_battery_since: float | None = None,
+    say: Say = str,
+) -> dict[str, Any]:
     return {
         "id": site.site_id,
         "name": site.name,
@@ -290,9 +389,9 @@ def _site_view(site: SiteStatus, communes: Mapping[str, str], carriers: Mapping[
         "priority": site.priority,
         "upstream": list(site.upstream),
         "state": site.state.value,
-        "reason": site.reason,
+        "reason": say(site.reason),
         "since": site.since,
-        "power": power_of(site),
+        "power": power_of(site, on_battery_since),
         "links": links_of(site),
     }
 
@@ -301,13 +400,23 @@ _STATE_ORDER: Final = {"down": 0, "unreachable": 1, "degraded": 2, "unknown": 3,
 _PRIORITY_ORDER: Final = {"critical": 0, "high": 1, "normal": 2, "low": 3}
 
 
-def district_view(snap: HealthSnapshot, district_id: str) -> dict[str, Any] | None:
+def district_view(
+    snap: HealthSnapshot,
+    district_id: str,
+    on_battery_since: Mapping[str, float] | None = None,
+    say: Say = str,
+) -> dict[str, Any] | None:
     rollup = next((r for r in snap.rollups if r.level == "district" and r.id == district_id), None)
     if rollup is None:
         return None
     communes = {r.id: r.name for r in snap.rollups if r.level == "commune" and r.parent == district_id}
     carriers = _names(snap, "carrier")
-    sites = [_site_view(s, communes, carriers) for s in snap.sites.values() if s.district == district_id]
+    since = on_battery_since or {}
+    sites = [
+        _site_view(s, communes, carriers, since.get(s.site_id), say)
+        for s in snap.sites.values()
+        if s.district == district_id
+    ]
     sites.sort(
         key=lambda s: (_STATE_ORDER.get(s["state"], 9), _PRIORITY_ORDER.get(s["priority"], 9), s["name"])
     )
@@ -321,14 +430,18 @@ def district_view(snap: HealthSnapshot, district_id: str) -> dict[str, Any] | No
     }
 
 
-def dispatch_view(snap: HealthSnapshot) -> dict[str, Any]:
+def dispatch_view(
+    snap: HealthSnapshot, on_battery_since: Mapping[str, float] | None = None, say: Say = str
+) -> dict[str, Any]:
     """Sites on battery, fewest battery minutes first (unknown minutes last); the page re-ranks
-    by time-to-dark when the daemon estimates it."""
+    by time-to-dark when the daemon estimates it. ``on_battery_since``: per site, since when,
+    as the time-to-dark tracker saw it."""
+    since = on_battery_since or {}
     districts = _names(snap, "district")
     carriers = _names(snap, "carrier")
     out: list[dict[str, Any]] = []
     for site in snap.sites.values():
-        power = power_of(site)
+        power = power_of(site, since.get(site.site_id))
         if power is None or not power["on_battery"]:
             continue
         out.append(
@@ -340,7 +453,7 @@ def dispatch_view(snap: HealthSnapshot) -> dict[str, Any]:
                 "carrier_name": carriers.get(site.carrier, site.carrier),
                 "priority": site.priority,
                 "state": site.state.value,
-                "reason": site.reason,
+                "reason": say(site.reason),
                 "since": site.since,
                 "power": power,
             }
