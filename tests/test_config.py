@@ -58,6 +58,8 @@ REQUIRED_EXAMPLES = {
     "yaml-syntax",
     "listen",
     "listen-host",
+    "cluster-timeouts",
+    "cluster-quorum",
     "unknown-profile",
     "not-mapping",
     "several",

@@ -15,9 +15,10 @@ import signal
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -45,6 +46,9 @@ from .store import SqliteStore, StoreError
 from .supervisor import Supervisor
 from .systemd_notify import SystemdNotifier
 from .web.app import ReloadResult, build_app
+
+if TYPE_CHECKING:
+    from .cluster.runtime import ClusterRuntime
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +100,8 @@ class Daemon:
         self._runner: web.AppRunner | None = None
         self._watchdog_task: asyncio.Task[None] | None = None
         self._started = False
+        self._polled_sites: set[str] = set()
+        self.cluster: ClusterRuntime | None = None
         self.listen = listen or DEFAULT_LISTEN
         self.registry = CollectorRegistry(auto_describe=True)
 
@@ -137,13 +143,14 @@ class Daemon:
         # TimeToDarkSoon reads the estimates as plain data at each evaluation; reloads carry it over
         self.alerts.set_power_view(self.power)
         await self.alerts.start()
+        self.cluster = await self._start_cluster(loaded)
         probes: dict[str, ProbeFn] = {"snmp": self._poll_snmp}
         if self._icmp_usable:
             probes["icmp"] = icmp.probe
         sched = loaded.config.scheduler
         self.scheduler = Scheduler(
             probes,
-            self._ingest,
+            self._ingest if self.cluster is None else self.cluster.observe,
             max_concurrency={"snmp": sched.max_concurrency, "icmp": sched.icmp_max_concurrency},
         )
         HealthCollector(
@@ -165,7 +172,7 @@ class Daemon:
         await web.TCPSite(self._runner, host.strip("[]") or "127.0.0.1", int(port)).start()
 
         await self.scheduler.start()
-        self.scheduler.reconcile(loaded.devices)
+        self.scheduler.reconcile(self._polled(loaded.devices))
         plan = await prepare_intake(first, self._intake())
         self.trap_receiver, self.telemetry_in = await plan.commit()
         gc.freeze()  # config and model objects live for the whole run: keep them out of GC passes
@@ -193,6 +200,8 @@ class Daemon:
                 await intake.stop()
         if self._started:
             await self.scheduler.stop()
+        if self.cluster is not None:
+            await self.cluster.stop()
         if self._runner is not None:
             await self._runner.cleanup()
         if hasattr(self, "_transport"):
@@ -264,7 +273,9 @@ class Daemon:
         self.ledger.reconfigure(loaded.config)
         self.power.reconfigure(loaded.devices)
         self.samples.reconfigure(loaded.devices)
-        self.scheduler.reconcile(loaded.devices)
+        if self.cluster is not None:
+            self.cluster.reconfigure(loaded)
+        self.scheduler.reconcile(self._polled(loaded.devices))
         self.trap_receiver, self.telemetry_in = await prepared.intake.commit()
         self._recheck()
         await self.notify.commit_reload(loaded.config, prepared.channels)
@@ -296,6 +307,39 @@ class Daemon:
 
     def extend_app(self, app: web.Application) -> None:
         alerts_api.install(app, self.alerts)
+        if self.cluster is not None:
+            from .cluster import api as cluster_api
+
+            cluster_api.install(app, self.cluster.node)
+
+    # -- several nodes (docs/cluster.md): the only places the cluster touches the daemon ---------
+
+    async def _start_cluster(self, loaded: LoadedConfig) -> ClusterRuntime | None:
+        if loaded.config.cluster is None:
+            return None
+        from .cluster.runtime import ClusterRuntime  # NATS is imported only by clustered daemons
+
+        runtime = ClusterRuntime(
+            loaded, url=f"http://{self.listen}", ingest=self._ingest, on_assignment=self._reassigned
+        )
+        await runtime.start()
+        return runtime
+
+    def _polled(self, devices: Sequence[ResolvedDevice]) -> Sequence[ResolvedDevice]:
+        polled = devices if self.cluster is None else self.cluster.polled(devices)
+        self._polled_sites = {d.site_id for d in polled}
+        return polled
+
+    def _reassigned(self) -> None:
+        """This node's share of the sites changed: poll the new ones at once, drop the others."""
+        if not self._started:
+            return
+        before = self._polled_sites
+        polled = self._polled(self._loaded.devices)
+        self.scheduler.reconcile(polled)
+        for device in polled:
+            if device.site_id not in before:
+                self.scheduler.trigger(device.site_id, device.device_id)
 
     def _intake(self) -> Intake:
         """Traps re-poll through the scheduler; telemetry observations go where polls' go."""

@@ -96,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("-o", "--output", default=None, help="write to this file instead of stdout")
     report.set_defaults(handler=_lazy("uptimewatch.report.cli:cli_report"))
 
+    cluster = sub.add_parser("cluster", help="several probe nodes as one monitor (docs/cluster.md)")
+    cluster_sub = cluster.add_subparsers(dest="cluster_command", required=True, metavar="ACTION")
+    cstatus = cluster_sub.add_parser("status", help="the nodes, the leader and who polls how many sites")
+    cstatus.add_argument("-c", "--config", required=True, help="the configuration file of any node")
+    cstatus.add_argument("--json", action="store_true", help="print JSON, as GET /api/v1/cluster")
+    cstatus.set_defaults(handler=_lazy("uptimewatch.cluster.cli:cli_cluster_status"))
+
     ack = sub.add_parser("ack", help="acknowledge an alert on a running daemon (docs/alerts.md)")
     ack.add_argument("alert_id", help="alert id from /api/v1/alerts, or a unique prefix of it")
     ack.add_argument("--by", required=True, help="who acknowledges (your name)")

@@ -52,6 +52,7 @@ _SECRETS = (
     "communities",
     "bearer_tokens",
     "password_bcrypt",
+    "token",
 )
 #: mappings (by their key) whose secrets may be given as ``*_file``: SNMP blocks, the MQTT broker
 #: and the notification channels

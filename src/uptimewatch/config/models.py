@@ -26,6 +26,7 @@ from ..i18n import Language
 from ..notify.config import NotifyConfig
 from ..primitives import Duration, Identifier
 from .alerting import AlertingConfig
+from .cluster import ClusterConfig
 
 
 class Strict(BaseModel):
@@ -586,6 +587,11 @@ class Config(Strict):
     )
     traps: TrapSettings = Field(default=TrapSettings(), description="SNMP traps and informs in.")
     telemetry: TelemetrySettings = Field(default=TelemetrySettings(), description="MQTT telemetry in.")
+    cluster: ClusterConfig | None = Field(
+        default=None,
+        description="Several probe nodes as one monitor over NATS JetStream (docs/cluster.md); "
+        "without it, one process watches everything.",
+    )
     carriers: list[Carrier] = Field(description="The carriers whose sites are watched.")
     districts: list[District] = Field(description="The districts of the province, with their communes.")
     sites: list[Site] = Field(description="The sites, each with its devices.")

@@ -56,7 +56,14 @@ def _site_summary(site: SiteStatus) -> dict[str, Any]:
         "reason": str(site.reason),
         "since": site.since,
         "devices": len(site.devices),
+        "last_observed_at": last_observed_at(site),
     }
+
+
+def last_observed_at(site: SiteStatus) -> float | None:
+    """When the newest result of any probe of the site's devices started (unix seconds)."""
+    stamps = [p.at for d in site.devices for p in d.probes.values()]
+    return max(stamps) if stamps else None
 
 
 def _json(data: Any, status: int = 200) -> web.Response:

@@ -1,0 +1,1 @@
+"""Several probe nodes as one monitor over NATS JetStream (docs/cluster.md)."""

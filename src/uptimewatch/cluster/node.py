@@ -1,0 +1,659 @@
+"""This process as one node of the cluster: heartbeats, the leader lease, sharding and the stream.
+
+NATS JetStream provides everything shared, so there is no gossip or consensus code here:
+
+* ``uptimewatch_nodes`` (KV, replicated): one heartbeat per node, watched by every node.
+* ``uptimewatch_leases`` (KV, replicated): the ``leader`` key, taken with ``create`` (put if absent)
+  and renewed or taken over with ``update(..., last=revision)`` (compare and swap).
+* ``UPTIMEWATCH_OBS`` (stream, replicated): ``uptimewatch.obs.<district>.<site>``, every node's
+  observations, read by every node so each one holds the whole province.
+
+A node ingests its own observations directly and publishes them; the others' arrive through the
+stream. When NATS is unreachable for longer than ``node_timeout`` the node polls every site on its
+own and keeps alerting locally, and says so (``degraded``) in the log, the API and the metrics.
+A node that reaches no NATS server, no other node and none of its canaries is ``isolated``: it
+keeps polling, but its verdicts count as unknown, so a cut uplink does not turn into 120 alerts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import msgspec
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+from nats.js.kv import KeyValue
+
+from .. import __version__
+from ..config.cluster import ClusterConfig
+from ..model.observation import Observation
+from . import codec, sharding
+from .membership import Heartbeat, MemberTable, MemberView, decode_heartbeat, encode_heartbeat
+from .quorum import Disagreement, VantageMerge
+
+log = logging.getLogger(__name__)
+
+NODES_BUCKET = "uptimewatch_nodes"
+LEASES_BUCKET = "uptimewatch_leases"
+STREAM = "UPTIMEWATCH_OBS"
+LEADER_KEY = "leader"
+
+#: NATS errors that mean "the cluster cannot answer now": the node carries on and retries.
+_NATS_ERRORS = (nats.errors.Error, nats.js.errors.Error, OSError, asyncio.TimeoutError)
+
+
+@dataclass(frozen=True, slots=True)
+class SiteRef:
+    """What sharding needs of a site: its id, district (for the subject) and poll interval."""
+
+    site_id: str
+    district: str
+    max_age: float  # how old a vantage point's last result may be and still vote
+
+
+class _Lease(msgspec.Struct, frozen=True):
+    node: str
+    at: float
+    term: int
+
+
+def _safe(url: str) -> str:
+    """A NATS URL without credentials, for logs."""
+    scheme, sep, rest = url.rpartition("://")
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}"
+
+
+class ClusterNode:
+    def __init__(
+        self,
+        config: ClusterConfig,
+        *,
+        url: str,
+        sites: Callable[[], Sequence[SiteRef]],
+        ingest: Callable[[Observation], None],
+        on_assignment: Callable[[], None],
+    ) -> None:
+        self.config = config
+        self.node_id = config.node_id
+        self.url = config.url or url
+        self._sites = sites
+        self._ingest = ingest
+        self._on_assignment = on_assignment
+        self._members = MemberTable(config.node_timeout, config.join_grace)
+        self._merge = VantageMerge()
+        self._started_at = time.time()
+        self._seq = 0
+        self._nc: NatsClient | None = None
+        self._js: JetStreamContext | None = None
+        self._kv_nodes: KeyValue | None = None
+        self._kv_leases: KeyValue | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._publish_queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=100_000)
+        self._last_nats_ok = time.monotonic()
+        self._nats_ready = False
+        self._assignment: dict[str, tuple[str, ...]] = {}
+        self._owned: frozenset[str] | None = None  # None: every site (alone, or degraded)
+        self._healthy: frozenset[str] = frozenset({self.node_id})
+        self._vantage = 1
+        self._quorum = 1
+        self._isolated = False
+        self._peers_reached = 0
+        self._canaries_reached = 0
+        self._leader: str | None = None
+        self._lease_revision: int | None = None  # ours, while we lead
+        self._lease_seen: tuple[int, float] | None = None  # (revision, monotonic) last seen
+        self._lease_renewed = 0.0
+        self.leader_since: float | None = None
+        self.on_leadership: Callable[[bool], None] = lambda leading: None
+        self.counters: dict[str, int] = {
+            "published": 0,
+            "publish_errors": 0,
+            "received": 0,
+            "decode_errors": 0,
+            "dropped": 0,
+            "leader_changes": 0,
+        }
+        self._http: aiohttp.ClientSession | None = None
+        self._stopping = False
+
+    # -- start and stop ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect and join. NATS being down is not fatal: the node starts degraded and retries."""
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.5))
+        try:
+            await self._connect()
+        except _NATS_ERRORS as exc:
+            log.error(
+                "cluster: cannot reach NATS (%s): node %s starts DEGRADED, polling every site on its own",
+                type(exc).__name__,
+                self.node_id,
+            )
+        self._recompute()
+        self._tasks = [
+            asyncio.create_task(self._tick_loop(), name="cluster-tick"),
+            asyncio.create_task(self._publish_loop(), name="cluster-publish"),
+        ]
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        # leave cleanly: the others take our sites and the lease at once instead of after timeouts
+        if self._kv_nodes is not None and self._nats_ready:
+            with contextlib.suppress(*_NATS_ERRORS):
+                await self._kv_nodes.delete(self.node_id)
+        if self._kv_leases is not None and self._lease_revision is not None:
+            with contextlib.suppress(*_NATS_ERRORS):
+                await self._kv_leases.delete(LEADER_KEY, last=self._lease_revision)
+        if self._nc is not None:
+            with contextlib.suppress(*_NATS_ERRORS):
+                await self._nc.close()
+        if self._http is not None:
+            await self._http.close()
+
+    async def _connect(self) -> None:
+        nats_cfg = self.config.nats
+
+        async def on_error(exc: Exception) -> None:
+            log.warning("cluster: NATS: %s", type(exc).__name__)
+
+        async def on_disconnect() -> None:
+            if not self._stopping:
+                log.warning("cluster: disconnected from NATS; reconnecting")
+
+        async def on_reconnect() -> None:
+            log.info("cluster: reconnected to NATS")
+
+        self._nc = await nats.connect(
+            servers=list(nats_cfg.servers),
+            user=nats_cfg.user,
+            password=nats_cfg.password.get_secret_value() if nats_cfg.password else None,
+            token=nats_cfg.token.get_secret_value() if nats_cfg.token else None,
+            name=f"uptimewatch-{self.node_id}",
+            connect_timeout=max(1, round(nats_cfg.connect_timeout)),
+            reconnect_time_wait=1,
+            max_reconnect_attempts=-1,
+            allow_reconnect=True,
+            error_cb=on_error,
+            disconnected_cb=on_disconnect,
+            reconnected_cb=on_reconnect,
+        )
+        self._js = self._nc.jetstream(timeout=nats_cfg.request_timeout)
+        await self._setup()
+
+    async def _setup(self) -> None:
+        """Buckets and stream (creating them is idempotent), then the watch and the subscription."""
+        assert self._js is not None
+        js, cfg = self._js, self.config
+        replicas = cfg.nats.replicas
+        self._kv_nodes = await self._bucket(
+            api.KeyValueConfig(
+                bucket=NODES_BUCKET,
+                history=1,
+                replicas=replicas,
+                ttl=max(60.0, 6 * cfg.node_timeout),  # sweeps keys of nodes gone for good
+                storage=api.StorageType.FILE,
+            )
+        )
+        self._kv_leases = await self._bucket(
+            api.KeyValueConfig(
+                bucket=LEASES_BUCKET, history=1, replicas=replicas, storage=api.StorageType.FILE
+            )
+        )
+        stream = api.StreamConfig(
+            name=STREAM,
+            subjects=[f"{codec.SUBJECT_PREFIX}.>"],
+            num_replicas=replicas,
+            max_age=cfg.nats.stream_max_age,
+            storage=api.StorageType.FILE,
+            discard=api.DiscardPolicy.OLD,
+        )
+        try:
+            await js.add_stream(stream)
+        except nats.js.errors.BadRequestError:
+            await js.stream_info(STREAM)  # exists with other limits: use it as it is
+            log.warning("cluster: stream %s exists with other settings; using it as it is", STREAM)
+        await self._beat()
+        self._tasks.append(asyncio.create_task(self._watch_nodes(), name="cluster-watch"))
+        await js.subscribe(
+            f"{codec.SUBJECT_PREFIX}.>",
+            stream=STREAM,
+            cb=self._on_message,
+            ordered_consumer=True,
+            idle_heartbeat=5.0,
+            deliver_policy=api.DeliverPolicy.NEW,
+        )
+        self._nats_ready = True
+        self._last_nats_ok = time.monotonic()
+        log.info(
+            "cluster: node %s joined through %s",
+            self.node_id,
+            ", ".join(_safe(u) for u in cfg.nats.servers),
+        )
+
+    async def _bucket(self, config: api.KeyValueConfig) -> KeyValue:
+        assert self._js is not None
+        try:
+            return await self._js.create_key_value(config)
+        except nats.js.errors.BadRequestError:
+            return await self._js.key_value(config.bucket)  # exists with other limits
+
+    # -- the periodic work ------------------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        interval = self.config.heartbeat_interval
+        while True:
+            started = time.monotonic()
+            try:
+                await self._tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("cluster: heartbeat round failed")
+            await asyncio.sleep(max(0.05, interval - (time.monotonic() - started)))
+
+    async def _tick(self) -> None:
+        if not self._nats_ready:
+            if self._nc is None or self._nc.is_closed:
+                with contextlib.suppress(*_NATS_ERRORS):
+                    await self._connect()
+            elif self._js is not None:
+                with contextlib.suppress(*_NATS_ERRORS):
+                    await self._setup()
+        else:
+            try:
+                await self._beat()
+                self._last_nats_ok = time.monotonic()
+            except _NATS_ERRORS as exc:
+                log.warning("cluster: heartbeat not written: %s", type(exc).__name__)
+            with contextlib.suppress(*_NATS_ERRORS):
+                await self._lease()
+        await self._check_reach()
+        self._recompute()
+
+    async def _beat(self) -> None:
+        assert self._kv_nodes is not None
+        self._seq += 1
+        hb = Heartbeat(
+            id=self.node_id,
+            pid=os.getpid(),
+            url=self.url,
+            started_at=self._started_at,
+            at=time.time(),
+            seq=self._seq,
+            isolated=self._isolated,
+            degraded=self.degraded,
+            sites=len(self.owned_sites()),
+            version=__version__,
+        )
+        await self._kv_nodes.put(self.node_id, encode_heartbeat(hb))
+        # our own beat counts at once; the watch may lag behind
+        self._members.update(hb, mono_now=time.monotonic(), wall_now=time.time())
+
+    async def _watch_nodes(self) -> None:
+        while True:
+            assert self._kv_nodes is not None
+            try:
+                watcher = await self._kv_nodes.watchall()
+                async for entry in watcher:
+                    if entry is None:
+                        continue  # the end of the initial values
+                    if entry.operation in ("DEL", "PURGE"):
+                        if entry.key != self.node_id:
+                            log.info("cluster: node %s left", entry.key)
+                            self._members.remove(entry.key)
+                            self._recompute()
+                        continue
+                    hb = decode_heartbeat(entry.value or b"")
+                    if hb is None:
+                        continue
+                    fresh = hb.id not in self._members
+                    self._members.update(hb, mono_now=time.monotonic(), wall_now=time.time())
+                    if fresh and hb.id != self.node_id:
+                        log.info("cluster: node %s seen (%s)", hb.id, hb.url)
+                        self._recompute()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("cluster: node watch ended (%s); watching again", type(exc).__name__)
+            await asyncio.sleep(self.config.heartbeat_interval)
+
+    # -- the leader lease ---------------------------------------------------------------------
+
+    async def _lease(self) -> None:
+        """Renew the lease while we hold it; take it over when its holder stopped renewing."""
+        kv = self._kv_leases
+        assert kv is not None
+        now_mono = time.monotonic()
+        term = self.counters["leader_changes"]
+        value = msgspec.json.encode(_Lease(self.node_id, time.time(), term))
+        if self._lease_revision is not None:
+            try:
+                self._lease_revision = await kv.update(LEADER_KEY, value, last=self._lease_revision)
+                self._lease_renewed = now_mono
+                return
+            except nats.js.errors.KeyWrongLastSequenceError:
+                self._set_leader(None, "another node took the lease")
+            except _NATS_ERRORS:
+                if (
+                    now_mono - self._lease_renewed
+                    > self.config.leader_timeout - self.config.heartbeat_interval
+                ):
+                    self._set_leader(None, "could not renew the lease")
+                raise
+        try:
+            entry = await kv.get(LEADER_KEY)
+        except nats.js.errors.KeyNotFoundError:  # also deleted: a leader that stopped cleanly
+            entry = None
+        if entry is None or entry.value is None or entry.operation in ("DEL", "PURGE"):
+            with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError):
+                revision = (
+                    await kv.create(LEADER_KEY, value)
+                    if entry is None or entry.revision is None
+                    else await kv.update(LEADER_KEY, value, last=entry.revision)
+                )
+                self._took(revision, now_mono)
+            return
+        assert entry.revision is not None
+        holder = msgspec.json.decode(entry.value, type=_Lease)
+        if self._lease_seen is None or self._lease_seen[0] != entry.revision:
+            self._lease_seen = (entry.revision, now_mono)
+        if holder.node == self.node_id:
+            # ours from before a restart: take it back with the revision we read
+            with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError):
+                self._took(await kv.update(LEADER_KEY, value, last=entry.revision), now_mono)
+            return
+        if now_mono - self._lease_seen[1] > self.config.leader_timeout:
+            with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError):
+                self._took(await kv.update(LEADER_KEY, value, last=entry.revision), now_mono)
+                log.warning("cluster: took the lease over from %s, silent for a leader timeout", holder.node)
+                return
+        self._set_leader(holder.node, "")
+
+    def _took(self, revision: int, now_mono: float) -> None:
+        self._lease_revision = revision
+        self._lease_renewed = now_mono
+        self._set_leader(self.node_id, "")
+
+    def _set_leader(self, node: str | None, why: str) -> None:
+        if node != self.node_id:
+            self._lease_revision = None
+        if node == self._leader:
+            return
+        was_leading = self._leader == self.node_id
+        self._leader = node
+        self.counters["leader_changes"] += 1
+        if node == self.node_id:
+            self.leader_since = time.time()
+            log.warning("cluster: node %s is now the leader", self.node_id)
+            self.on_leadership(True)
+        elif was_leading:
+            self.leader_since = None
+            log.warning("cluster: node %s is no longer the leader: %s", self.node_id, why)
+            self.on_leadership(False)
+        elif node is not None:
+            log.info("cluster: leader is %s", node)
+
+    # -- reachability -------------------------------------------------------------------------
+
+    async def _check_reach(self) -> None:
+        nats_ok = self._nats_ready and time.monotonic() - self._last_nats_ok <= self.config.node_timeout
+        peers = [m for m in self._views() if m.id != self.node_id]
+        reached_peers = await asyncio.gather(*(self._reach_peer(m.heartbeat.url) for m in peers))
+        self._peers_reached = sum(reached_peers)
+        self._canaries_reached = 0
+        if self.config.canaries:
+            from ..probing import icmp  # only nodes with canaries open an ICMP socket
+
+            async def ping(address: str) -> bool:
+                try:
+                    result = await icmp.pinger().burst(address, 2, 0.2, 1.0)
+                except (icmp.BurstError, OSError, ValueError):
+                    return False
+                return result.received > 0
+
+            reached = await asyncio.gather(*(ping(a) for a in self.config.canaries))
+            self._canaries_reached = sum(reached)
+        isolated = (
+            not nats_ok
+            and self._peers_reached == 0
+            and (not self.config.canaries or self._canaries_reached == 0)
+        )
+        if isolated != self._isolated:
+            if isolated:
+                log.error(
+                    "cluster: node %s is ISOLATED (no NATS server, no other node%s): its verdicts count "
+                    "as unknown until it is back",
+                    self.node_id,
+                    ", no canary" if self.config.canaries else "",
+                )
+            else:
+                log.warning("cluster: node %s is reachable again", self.node_id)
+            self._isolated = isolated
+
+    async def _reach_peer(self, url: str) -> bool:
+        if self._http is None or not url:
+            return False
+        try:
+            async with self._http.get(f"{url.rstrip('/')}/healthz") as resp:
+                return resp.status == 200
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            return False
+
+    # -- who polls what -----------------------------------------------------------------------
+
+    def _views(self) -> list[MemberView]:
+        return self._members.views(mono_now=time.monotonic(), wall_now=time.time())
+
+    @property
+    def degraded(self) -> str:
+        if self._nats_ready and time.monotonic() - self._last_nats_ok <= self.config.node_timeout:
+            return ""
+        return "NATS unreachable: polling every site and alerting locally"
+
+    def _recompute(self) -> None:
+        views = self._views()
+        self._members.forget_dead(time.monotonic(), keep=max(60.0, 6 * self.config.node_timeout))
+        eligible = sorted(m.id for m in views if m.eligible)
+        self._healthy = frozenset(m.id for m in views if m.alive and not m.isolated)
+        sites = self._sites()
+        if self.degraded or not eligible:
+            owned: frozenset[str] | None = None
+            self._assignment = {}
+            self._vantage, self._quorum = 1, 1
+            self._healthy = frozenset() if self._isolated else frozenset({self.node_id})
+        else:
+            self._vantage = sharding.vantage_points(self.config.vantage_points, len(eligible))
+            self._quorum = sharding.quorum(self.config.quorum, self._vantage)
+            self._assignment = sharding.assign((s.site_id for s in sites), eligible, self._vantage)
+            owned = frozenset(s for s, nodes in self._assignment.items() if self.node_id in nodes)
+        if owned != self._owned:
+            before = self._owned
+            self._owned = owned
+            if owned is None:
+                log.info("cluster: node %s polls every site", self.node_id)
+            else:
+                gained = len(owned - before) if before is not None else len(owned)
+                lost = len(before - owned) if before is not None else len(sites) - len(owned)
+                log.info(
+                    "cluster: node %s polls %d of %d sites (%d more, %d fewer) with %d nodes",
+                    self.node_id,
+                    len(owned),
+                    len(sites),
+                    gained,
+                    lost,
+                    len(eligible),
+                )
+            self._on_assignment()
+
+    def owns(self, site_id: str) -> bool:
+        return self._owned is None or site_id in self._owned
+
+    def owned_sites(self) -> frozenset[str]:
+        if self._owned is None:
+            return frozenset(s.site_id for s in self._sites())
+        return self._owned
+
+    def pollers(self, site_id: str) -> tuple[str, ...]:
+        return self._assignment.get(site_id, (self.node_id,) if self._owned is None else ())
+
+    def reconfigure(self) -> None:
+        """The site list changed (a reload): reassign, and forget the sites that are gone."""
+        self._merge.forget_sites({s.site_id for s in self._sites()})
+        self._recompute()
+
+    # -- observations ---------------------------------------------------------------------------
+
+    def observe(self, obs: Observation, ref: SiteRef | None) -> None:
+        """One of our own polls finished: judge it with the others' and put it on the stream."""
+        self._judge(self.node_id, obs, ref)
+        if self._nats_ready and ref is not None:
+            try:
+                self._publish_queue.put_nowait(
+                    (codec.subject(ref.district, ref.site_id), codec.encode(self.node_id, obs))
+                )
+            except asyncio.QueueFull:
+                self.counters["dropped"] += 1
+
+    async def _on_message(self, msg: Msg) -> None:
+        self.counters["received"] += 1
+        try:
+            node, obs = codec.decode(msg.data)
+        except codec.CodecError:
+            self.counters["decode_errors"] += 1
+            return
+        if node == self.node_id:
+            return  # judged when it was made
+        self._judge(node, obs, self._site_ref(obs.site_id))
+
+    def _site_ref(self, site_id: str) -> SiteRef | None:
+        refs = getattr(self, "_refs", None)
+        sites = self._sites()
+        if refs is None or getattr(self, "_refs_of", None) is not sites:
+            refs = {s.site_id: s for s in sites}
+            self._refs: Mapping[str, SiteRef] = refs
+            self._refs_of = sites
+        return refs.get(site_id)
+
+    def _judge(self, node: str, obs: Observation, ref: SiteRef | None) -> None:
+        if ref is None:
+            return  # a site this node's configuration does not have (a reload in progress)
+        verdict = self._merge.offer(
+            node,
+            obs,
+            pollers=self.pollers(obs.site_id),
+            healthy=self._healthy,
+            quorum=self._quorum,
+            max_age=ref.max_age,
+            now=time.time(),
+        )
+        if verdict is not None:
+            self._ingest(verdict)
+
+    async def _publish_loop(self) -> None:
+        while True:
+            subject, data = await self._publish_queue.get()
+            if self._js is None:
+                continue
+            try:
+                await self._js.publish(subject, data, stream=STREAM)
+                self.counters["published"] += 1
+            except _NATS_ERRORS:
+                self.counters["publish_errors"] += 1
+
+    # -- what the API shows ---------------------------------------------------------------------
+
+    @property
+    def leader(self) -> str | None:
+        return None if self.degraded else self._leader
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this node runs the alert engine: the lease holder, or anyone on its own."""
+        return bool(self.degraded) or self._leader == self.node_id
+
+    @property
+    def isolated(self) -> bool:
+        return self._isolated
+
+    def disagreements(self) -> list[Disagreement]:
+        return self._merge.disagreements()
+
+    def status(self) -> dict[str, Any]:
+        views = self._views()
+        counts: dict[str, int] = {}
+        for nodes in self._assignment.values():
+            for n in nodes:
+                counts[n] = counts.get(n, 0) + 1
+        nodes_out = []
+        for m in views:
+            hb = m.heartbeat
+            mine = m.id == self.node_id
+            nodes_out.append(
+                {
+                    "id": m.id,
+                    "alive": m.alive if not mine else True,
+                    "isolated": self._isolated if mine else m.isolated,
+                    "pid": hb.pid,
+                    "url": hb.url,
+                    "sites": len(self.owned_sites()) if mine else counts.get(m.id, hb.sites),
+                    "last_heartbeat": hb.at,
+                    "eligible": m.eligible,
+                    "degraded": self.degraded if mine else hb.degraded,
+                }
+            )
+        if not any(n["id"] == self.node_id for n in nodes_out):
+            nodes_out.append(
+                {
+                    "id": self.node_id,
+                    "alive": True,
+                    "isolated": self._isolated,
+                    "pid": os.getpid(),
+                    "url": self.url,
+                    "sites": len(self.owned_sites()),
+                    "last_heartbeat": None,
+                    "eligible": False,
+                    "degraded": self.degraded,
+                }
+            )
+        return {
+            "leader": self.leader,
+            "node": self.node_id,
+            "degraded": self.degraded,
+            "vantage_points": self._vantage,
+            "quorum": self._quorum,
+            "nodes": nodes_out,
+            "disagreements": [
+                {
+                    "site_id": d.site_id,
+                    "device_id": d.device_id,
+                    "probe": d.probe,
+                    "silent": list(d.silent),
+                    "answered": list(d.answered),
+                }
+                for d in self.disagreements()
+            ],
+        }
+
+    def owners(self) -> Mapping[str, tuple[str, ...]]:
+        return self._assignment
+
+
+__all__ = ["ClusterNode", "SiteRef"]

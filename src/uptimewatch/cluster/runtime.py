@@ -1,0 +1,67 @@
+"""The narrow seam between the daemon and the cluster: what ``app.py`` calls, nothing more.
+
+The daemon stays the same stages; with a ``cluster:`` section, its scheduler polls only the sites
+this node owns, its polls go through :meth:`ClusterRuntime.observe` (the vantage merge, then the
+health model, and onto the stream), and the others' observations reach the same health model.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from ..config.loader import LoadedConfig
+from ..config.resolve import ResolvedDevice
+from ..model.observation import Observation
+from .node import ClusterNode, SiteRef
+
+log = logging.getLogger(__name__)
+
+
+def site_refs(loaded: LoadedConfig) -> list[SiteRef]:
+    """Each site with how old a vantage point's result may be: two of its slowest poll cycles."""
+    cycle: dict[str, float] = {}
+    for device in loaded.devices:
+        cycle[device.site_id] = max(cycle.get(device.site_id, 0.0), device.interval + device.timeout)
+    return [SiteRef(s.id, s.district, 2.0 * cycle.get(s.id, 60.0)) for s in loaded.config.sites]
+
+
+class ClusterRuntime:
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        *,
+        url: str,
+        ingest: Callable[[Observation], None],
+        on_assignment: Callable[[], None],
+    ) -> None:
+        assert loaded.config.cluster is not None
+        self._refs = site_refs(loaded)
+        self._by_id = {r.site_id: r for r in self._refs}
+        self.node = ClusterNode(
+            loaded.config.cluster,
+            url=url,
+            sites=lambda: self._refs,
+            ingest=ingest,
+            on_assignment=on_assignment,
+        )
+
+    async def start(self) -> None:
+        await self.node.start()
+
+    async def stop(self) -> None:
+        await self.node.stop()
+
+    def observe(self, obs: Observation) -> None:
+        self.node.observe(obs, self._by_id.get(obs.site_id))
+
+    def polled(self, devices: Sequence[ResolvedDevice]) -> list[ResolvedDevice]:
+        return [d for d in devices if self.node.owns(d.site_id)]
+
+    def reconfigure(self, loaded: LoadedConfig) -> None:
+        self._refs = site_refs(loaded)
+        self._by_id = {r.site_id: r for r in self._refs}
+        self.node.reconfigure()
+
+
+__all__ = ["ClusterRuntime", "site_refs"]
