@@ -32,6 +32,7 @@ from ..primitives import ID_PATTERN
 from .alerting import check_references as check_alerting
 from .models import Config, Device, Site, SnmpVersion
 from .resolve import ResolvedDevice, resolve_device
+from .secrets import secret_file_keys, secret_keys
 
 __all__ = [
     "ConfigError",
@@ -42,26 +43,10 @@ __all__ = [
 ]
 
 Loc = tuple[str | int, ...]
-#: keys whose values are never echoed in an error; lists of secrets too (tokens, trap communities)
-_SECRETS = (
-    "community",
-    "auth_key",
-    "priv_key",
-    "password",
-    "secret",
-    "communities",
-    "bearer_tokens",
-    "password_bcrypt",
-    "token",
-)
-#: mappings (by their key) whose secrets may be given as ``*_file``: SNMP blocks, the MQTT broker
-#: and the notification channels
-_SECRET_FILES = {
-    "snmp": ("community", "auth_key", "priv_key"),
-    "mqtt": ("password",),
-    "email": ("password",),
-    "webhook": ("secret",),
-}
+#: keys whose values are never echoed in an error (lists of secrets too: tokens, trap communities),
+#: and the mappings whose secrets may be given as ``*_file``; both read from the models' SecretStr fields
+_SECRETS = secret_keys()
+_SECRET_FILES = secret_file_keys()
 _ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _ID = re.compile(ID_PATTERN)
 #: fibre plus microwave; a third path is a ring, which needs more than an upstream list to describe
