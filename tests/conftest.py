@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.mosquitto",
     "tests.fixtures.smtp",
     "tests.fixtures.alertmanager",
+    "tests.fixtures.snmpd",
 ]
