@@ -3,7 +3,7 @@
 PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-DEBIAN_PACKAGES := python3-venv python3-gdbm python3-dev snmp snmpd mosquitto prometheus prometheus-snmp-exporter nftables iproute2 systemd prometheus-alertmanager chromium nats-server
+DEBIAN_PACKAGES := python3-venv python3-gdbm python3-dev snmp snmpd mosquitto prometheus prometheus-snmp-exporter nftables iproute2 systemd prometheus-alertmanager chromium nats-server fping wrk
 
 .PHONY: demo test lint typecheck unit bench debian-deps clean catalogs
 

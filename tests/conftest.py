@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.smtp",
     "tests.fixtures.alertmanager",
     "tests.fixtures.nats",
+    "tests.fixtures.snmpd",
 ]

@@ -26,40 +26,69 @@ REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench" / "poll_bench.py"
 
 EXPECTED_ROWS = (
-    "devices polled per CPU-second (SNMP 10 OIDs + 3-ping burst)",
+    "devices per CPU-second (10-OID GET + 3-ping burst + ingest",
     "SNMP GETs per CPU-second (SNMP alone)",
-    "pings per second (ICMP alone)",
-    "scheduler lag p50 at 20 devices/min",
-    "scheduler lag p99 at 20 devices/min",
+    "pings per CPU-second (ICMP alone)",
+    "  fping -C 3 -p 20 -q",
+    "ICMP pings per CPU-second ÷ fping's",
+    "scheduler lag p50 at 1,200 devices/min (20 every 1 s)",
+    "scheduler lag p99 at 1,200 devices/min (20 every 1 s)",
     "snmp_exporter targets per CPU-second",
-    "memory per device (Python heap, 20 devices)",
-    "memory per device (RSS growth)",
+    "SNMP GETs per CPU-second ÷ snmp_exporter's",
+    "SNMP GETs per CPU-second against snmpd: v2c, v3 authPriv",
+    "SNMPv3 authPriv (SHA/AES) GETs per CPU-second ÷ v2c's",
+    "memory per device (20 devices)",
+    "RSS at 20 devices",
+    "reload at 20 devices",
     "/metrics render, 20 devices",
 )
+SUMMARY_KEYS = {
+    "devices_per_cpu_s",
+    "snmp_vs_snmp_exporter",
+    "icmp_vs_fping",
+    "metrics_100k_cpu_s",
+    "metrics_100k_full_cpu_s",
+    "metrics_100k_loop_max_s",
+    "lag_p99_s_250k_per_min",
+    "rss_gib_300k",
+    "reload_300k_cpu_s",
+    "snmpv3_vs_v2c",
+}
 
 
 def test_bench_runs_and_prints_its_table(tmp_path: Path) -> None:
     out = tmp_path / "latest.json"
     cmd = [sys.executable, str(BENCH), "--devices", "20", "--duration", "2", "--lag-devices", "20"]
-    cmd += ["--exporter-targets", "20", "--memory-devices", "20", "--render-devices", "20"]
-    cmd += ["--out", str(out)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False, cwd=REPO)
+    cmd += ["--lag-rate", "1200", "--exporter-targets", "20", "--memory-devices", "20"]
+    cmd += ["--render-devices", "20", "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
 
     table = [line for line in done.stdout.splitlines() if line.startswith("| ")]
-    measures = [line.split("|")[1].strip() for line in table[1:]]
+    measures = [line.split("|")[1].rstrip() for line in table[1:]]
     for expected in EXPECTED_ROWS:
-        assert any(m.startswith(expected) for m in measures), (expected, measures)
+        assert any(m.strip().startswith(expected.strip()) for m in measures), (expected, measures)
 
     results: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+    # exactly the keys of the goals; the ratios measured in this run are numbers
+    assert set(results["summary"]) == SUMMARY_KEYS
+    for key in ("devices_per_cpu_s", "snmp_vs_snmp_exporter", "icmp_vs_fping", "snmpv3_vs_v2c"):
+        assert isinstance(results["summary"][key], float), key
+        assert results["summary"][key] > 0, key
     # every device was really polled through the agents, and answered
     assert results["poll"]["ok"]["snmp"] > 0
     assert results["poll"]["ok"]["icmp"] > 0
     assert results["poll"]["errors"] == {}
     assert results["icmp"]["pings_received"] == results["icmp"]["pings_sent"] > 0
+    assert results["fping"]["pings_sent"] == 3 * 20
+    assert results["fping"]["lost"] == 0
+    assert results["exporter"]["targets_ok"] > 0
+    assert results["v3"]["v3"]["ok"] > 0
+    assert results["v3"]["v3"]["failed"] == 0
     assert results["agents"]["responses"] >= results["poll"]["ok"]["snmp"]
     assert results["memory"]["devices"] == 20
     assert results["memory"]["heap_bytes_per_device"] > 0
+    assert results["memory"]["reload"]["cpu_s"] > 0
     assert results["render"][0]["series"] > 20
     assert not (out.parent / "work").exists()
 
