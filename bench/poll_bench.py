@@ -743,7 +743,7 @@ def child_memory(config: Path, samples: dict[str, Observation]) -> dict[str, Any
     gc.freeze()  # as the daemon does after a (re)load
 
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    loaded, _catalog = app._load(config)  # the daemon runs this in a worker thread
+    loaded = app._load(config).config  # the daemon runs this in a worker thread
     cpu1, wall1 = time.process_time(), time.perf_counter()
     health.reconfigure(loaded.config, loaded.devices)
     scheduler.reconcile(loaded.devices)

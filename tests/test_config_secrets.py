@@ -21,6 +21,7 @@ def test_every_secret_of_the_shipped_models_is_known() -> None:
         "communities",  # traps
         "bearer_tokens",  # alerting API
         "password_bcrypt",
+        "token",  # the cluster's NATS token
     }
     assert dict(secret_file_keys()) == {
         "snmp": ("community", "auth_key", "priv_key"),
