@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import ipaddress
+import functools
 import itertools
 import logging
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -25,9 +25,9 @@ from pysnmp.carrier.asyncio.dgram import udp, udp6
 from pysnmp.carrier.asyncio.dispatch import AsyncioDispatcher
 from pysnmp.entity import config as lcd
 from pysnmp.entity.engine import SnmpEngine
-from pysnmp.entity.rfc3413 import cmdgen
 from pysnmp.entity.rfc3413 import config as rfc3413_config
 from pysnmp.proto import errind, rfc1902, rfc1905
+from pysnmp.proto.api import v2c
 from pysnmp.proto.error import StatusInformation
 from pysnmp.proto.proxy import rfc2576 as v1_proxy
 
@@ -35,17 +35,22 @@ from .. import executors
 from ..config.models import AuthProtocol, PrivProtocol, SnmpVersion
 from ..config.resolve import SnmpTarget
 from ..model.observation import ErrorKind, ProbeError
-from .ber import ERROR_STATUS_NAMES, NO_SUCH_NAME, TOO_BIG
-from .snmp_fast import CompositeSnmpTransport, FastSnmpTransport, enlarge_receive_buffer
+from . import snmp_driver
+from .snmp_driver import MAX_VARBINDS_PER_PDU, Reply, Request, closed_error
+from .snmp_fast import CompositeSnmpTransport, FastSnmpTransport
+from .snmp_net import RECEIVE_BUFFER_BYTES, ReceiveBuffer, resolve_udp
 from .snmp_types import SnmpResponse, SnmpTransport, SnmpType, Varbind
+
+__all__ = [
+    "MAX_VARBINDS_PER_PDU",
+    "RECEIVE_BUFFER_BYTES",
+    "PysnmpTransport",
+    "create_transport",
+    "to_varbind",
+]
 
 log = logging.getLogger(__name__)
 
-#: Varbinds per GET PDU: keeps responses well under a 1472-byte UDP payload for typical values,
-#: and small enough for old agents with tiny PDU buffers.
-MAX_VARBINDS_PER_PDU: Final = 40
-#: A poll burst of thousands of devices answers at once; the default ~200 KiB buffer drops replies.
-RECEIVE_BUFFER_BYTES: Final = 4 * 1024 * 1024
 #: Prebuilt request varbinds are kept for this many distinct OID lists (profiles x devices in practice).
 _VARBIND_CACHE_SIZE: Final = 4096
 
@@ -84,8 +89,6 @@ _AUTH_ERRORS: Final[dict[type[Exception], str]] = {
     errind.UnknownSecurityName: "unknown security name",
 }
 
-_ACCESS_ERRORS: Final = frozenset({6, 16})  # noAccess, authorizationError: a view or ACL says no
-
 _TYPE_BY_TAG: Final = {
     rfc1902.Integer32.tagSet: SnmpType.INTEGER,
     rfc1902.OctetString.tagSet: SnmpType.OCTET_STRING,
@@ -110,7 +113,11 @@ _NULL: Final = rfc1902.Null("")
 
 _Raw = tuple[Any, Any]  # (ObjectName, value) as pysnmp hands them over
 _Result = tuple[Any, int, int, Sequence[_Raw]]  # errorIndication, errorStatus, errorIndex, varbinds
-_CLOSED: Final = "transport closed"
+_CLOSED: Final = snmp_driver.CLOSED
+#: SNMPv3 resends after a report that the agent's engine ID or time was not known yet (RFC 3414
+#: discovery), before the report counts as the answer; pysnmp's command generators allow as many.
+_DISCOVERY_RESENDS: Final = 4
+_BAD_RESPONSE: Final = "badResponse"  # an answer that does not match its request, in pysnmp's word
 
 
 class _BadValue(Exception):
@@ -146,99 +153,146 @@ def to_varbind(name: Any, value: Any) -> Varbind:
     return Varbind(str(name), kind, converted)
 
 
-def _oid_key(oid: str) -> str:
-    return oid.strip().lstrip(".")
-
-
 def _describe(target: SnmpTarget) -> str:
     """For logs and messages: never a secret, only where and how."""
     who = f"user {target.user}" if target.version is SnmpVersion.V3 else "community"
     return f"{target.host}:{target.port} (SNMPv{target.version.value}, {who})"
 
 
-class _DirectSend:
-    """pysnmp's ``CommandGenerator.send_pdu`` (7.1), with the target handed over as data rather than
-    named in the engine's SNMP-TARGET-MIB.
+@dataclass(slots=True, eq=False)
+class _Sent:
+    """One request PDU on its way, until its answer (or the report that ends it)."""
 
-    A SNMP-TARGET-MIB row per device costs ~1.4 ms to add, and each added row makes pysnmp's
-    community check rebuild its transport-to-tag map, O(rows), on the next response: over the first
-    cycle of 20,000 devices that is quadratic and stalls the loop for minutes. Responses still go
-    through pysnmp's own ``process_response_pdu`` (request-id match, v3 discovery retries), fed with
-    the same pending-request record.
+    target: tuple[Any, ...]  # domain, address, timeout (cs), retries, mp model, security model/name/level
+    context: Any  # SnmpAdminString
+    pdu: Any  # the SNMPv2 PDU as built; converted for SNMPv1 on the wire
+    fut: asyncio.Future[_Result]
+    discovery: int = 0
+
+
+class _Requests:
+    """GET, GETNEXT and GETBULK through pysnmp's message and PDU dispatcher (RFC 3412 sendPdu).
+
+    pysnmp's command generators look each target up by name in the engine's SNMP-TARGET-MIB. A row
+    per device costs ~1.4 ms to add, and each added row makes pysnmp's community check rebuild its
+    transport-to-tag map, O(rows), on the next response: over the first cycle of 20,000 devices
+    that is quadratic and stalls the loop for minutes. The dispatcher underneath takes the target as
+    data and is public API, so requests go to it directly; what RFC 3413 (3.1) leaves to a command
+    generator is done here: the SNMPv3 discovery resends, the request-id match and the v1/v2c PDU
+    conversion. Retries after a timeout are the caller's (see :meth:`PysnmpTransport._request`).
     """
 
-    def send_pdu(  # noqa: PLR0917 - pysnmp calls it with these seven positional arguments
-        self,
-        snmp_engine: Any,
-        target: tuple[Any, ...],
-        context_engine_id: Any,
-        context_name: Any,
-        pdu: Any,
-        cb_fun: Any,
-        cb_ctx: Any,
-    ) -> int:
-        domain, address, timeout, retry_count, mp_model, sec_model, sec_name, sec_level = target
-        dispatcher = snmp_engine.transport_dispatcher
-        ticks = float(timeout) / 100 / dispatcher.get_timer_resolution()
-        engine_id_cls, admin_string_cls = snmp_engine.get_mib_builder().import_symbols(
-            "SNMP-FRAMEWORK-MIB", "SnmpEngineID", "SnmpAdminString"
+    def __init__(self, snmp_engine: Any) -> None:
+        self._snmp = snmp_engine
+        (self._admin_string,) = snmp_engine.get_mib_builder().import_symbols(
+            "SNMP-FRAMEWORK-MIB", "SnmpAdminString"
         )
-        if context_engine_id:
-            context_engine_id = engine_id_cls(context_engine_id)
-        context_name = admin_string_cls(context_name)
-        if mp_model == 0:
-            wire_pdu, pdu_version = v1_proxy.v2_to_v1(pdu), 0
-        else:
-            wire_pdu, pdu_version = pdu, 1
-        request_handle: int = cmdgen.getNextHandle()
-        handle = snmp_engine.message_dispatcher.send_pdu(
-            snmp_engine,
+
+    def send(self, target: tuple[Any, ...], context: bytes, pdu: Any, fut: asyncio.Future[_Result]) -> None:
+        """Send ``pdu``; ``fut`` gets its outcome. Raises StatusInformation when nothing could be sent."""
+        self._send(_Sent(target, self._admin_string(context), pdu, fut))
+
+    def _send(self, sent: _Sent) -> None:
+        domain, address, timeout, _retries, mp_model, sec_model, sec_name, sec_level = sent.target
+        ticks = float(timeout) / 100 / self._snmp.transport_dispatcher.get_timer_resolution()
+        wire_pdu, pdu_version = (v1_proxy.v2_to_v1(sent.pdu), 0) if mp_model == 0 else (sent.pdu, 1)
+        self._snmp.message_dispatcher.send_pdu(
+            self._snmp,
             domain,
             address,
             mp_model,
             sec_model,
             sec_name,
             sec_level,
-            context_engine_id,
-            context_name,
+            None,  # contextEngineId: the agent's own
+            sent.context,
             pdu_version,
             wire_pdu,
             True,
             ticks,
-            self.process_response_pdu,  # type: ignore[attr-defined]
-            (request_handle, cb_fun, cb_ctx),
+            self._on_response,
+            sent,
         )
-        dispatcher.job_started(id(self))
-        # the record process_response_pdu reads back (and rewrites on a v3 discovery resend)
-        self._CommandGenerator__pendingReqs[handle] = (  # type: ignore[attr-defined]
-            domain,
-            address,
-            mp_model,
-            sec_model,
-            sec_name,
-            sec_level,
-            context_engine_id,
-            context_name,
-            pdu_version,
-            pdu,
-            ticks,
-            retry_count,
-            0,
-            0,
-        )
-        return request_handle
+
+    def _on_response(  # noqa: PLR0917 - the dispatcher calls back with these twelve positional arguments
+        self,
+        _snmp: Any,
+        mp_model: Any,
+        sec_model: Any,
+        _sec_name: Any,
+        _sec_level: Any,
+        _context_engine_id: Any,
+        _context_name: Any,
+        pdu_version: Any,
+        pdu: Any,
+        status_information: Any,
+        _handle: Any,
+        sent: _Sent,
+    ) -> None:
+        if status_information:
+            indication = status_information["errorIndication"]
+            discovering = isinstance(indication, errind.NotInTimeWindow | errind.UnknownEngineID)
+            if discovering and sent.discovery < _DISCOVERY_RESENDS:
+                sent.discovery += 1
+                try:
+                    self._send(sent)
+                except StatusInformation as exc:
+                    _settle(sent.fut, (exc.get("errorIndication", exc), 0, 0, ()))
+                return
+            _settle(sent.fut, (indication, 0, 0, ()))
+            return
+        expected_mp, expected_sec = sent.target[4], sent.target[5]
+        expected_version = 0 if expected_mp == 0 else 1
+        if mp_model != expected_mp or sec_model != expected_sec or pdu_version != expected_version:
+            _settle(sent.fut, (_BAD_RESPONSE, 0, 0, ()))
+            return
+        if mp_model == 0:
+            pdu = v1_proxy.v1_to_v2(pdu, sent.pdu)
+        if v2c.apiPDU.get_request_id(pdu) != v2c.apiPDU.get_request_id(sent.pdu):
+            _settle(sent.fut, (_BAD_RESPONSE, 0, 0, ()))
+            return
+        status = v2c.apiPDU.get_error_status(pdu)
+        index = v2c.apiPDU.get_error_index(pdu, muteErrors=True)
+        _settle(sent.fut, (None, status, index, v2c.apiPDU.get_varbinds(pdu)))
 
 
-class _GetGenerator(_DirectSend, cmdgen.GetCommandGenerator):  # type: ignore[misc]
-    pass
+def _settle(fut: asyncio.Future[_Result], result: _Result) -> None:
+    # a cancelled poll (deadline) leaves its future behind; the dispatcher still reports into it
+    if not fut.done():
+        fut.set_result(result)
 
 
-class _NextGenerator(_DirectSend, cmdgen.NextCommandGeneratorSingleRun):  # type: ignore[misc]
-    pass
+def _pdu(request: Request, varbinds: Sequence[_Raw]) -> Any:
+    if request.kind == "bulk":
+        pdu = v2c.GetBulkRequestPDU()
+        v2c.apiBulkPDU.set_defaults(pdu)
+        v2c.apiBulkPDU.set_non_repeaters(pdu, 0)
+        v2c.apiBulkPDU.set_max_repetitions(pdu, request.repetitions)
+        v2c.apiBulkPDU.set_varbinds(pdu, varbinds)
+        return pdu
+    pdu = v2c.GetRequestPDU() if request.kind == "get" else v2c.GetNextRequestPDU()
+    v2c.apiPDU.set_defaults(pdu)
+    v2c.apiPDU.set_varbinds(pdu, varbinds)
+    return pdu
 
 
-class _BulkGenerator(_DirectSend, cmdgen.BulkCommandGeneratorSingleRun):  # type: ignore[misc]
-    pass
+class _Rows:
+    """How the driver reads pysnmp's (name, value) pairs."""
+
+    @staticmethod
+    def oid(row: _Raw) -> tuple[int, ...]:
+        return tuple(row[0].asTuple())
+
+    @staticmethod
+    def ends_view(row: _Raw) -> bool:
+        return bool(row[1].tagSet == rfc1905.EndOfMibView.tagSet)
+
+    @staticmethod
+    def varbind(row: _Raw) -> Varbind:
+        return to_varbind(row[0], row[1])
+
+
+_ROWS: Final = _Rows()
 
 
 @dataclass(slots=True)
@@ -250,19 +304,17 @@ class _Engine:
     """
 
     snmp: Any
+    requests: _Requests
     users: dict[str, tuple[object, ...]] = field(default_factory=dict)
     communities: dict[tuple[object, ...], str] = field(default_factory=dict)
     params: dict[tuple[str, str, int], str] = field(default_factory=dict)
     domains: dict[int, tuple[int, ...]] = field(default_factory=dict)  # address family -> domain
-    get_gen: Any = field(default_factory=_GetGenerator)
-    next_gen: Any = field(default_factory=_NextGenerator)
-    bulk_gen: Any = field(default_factory=_BulkGenerator)
 
 
 @dataclass(frozen=True, slots=True)
 class _Peer:
     engine: _Engine
-    target: tuple[Any, ...]  # what _DirectSend.send_pdu takes in place of a target name
+    target: tuple[Any, ...]  # what _Requests.send takes in place of a target name
     context: bytes
 
 
@@ -276,47 +328,34 @@ class PysnmpTransport:
         receive_buffer: int = RECEIVE_BUFFER_BYTES,
     ) -> None:
         self._max_varbinds = max_varbinds_per_pdu
-        self._receive_buffer = receive_buffer
+        self._buffer = ReceiveBuffer(receive_buffer)
         self._engines: list[_Engine] = []
         self._peers: dict[tuple[object, ...], _Peer] = {}
-        self._varbinds: collections.OrderedDict[tuple[str, ...], tuple[tuple[_Raw, ...], ...]] = (
-            collections.OrderedDict()
-        )
+        self._varbinds: collections.OrderedDict[tuple[str, ...], tuple[_Raw, ...]] = collections.OrderedDict()
         self._pending: set[asyncio.Future[_Result]] = set()
         self._setup_lock = asyncio.Lock()
         self._names = itertools.count(1)
         self._closed = False
-        self._logged_buffer = False
-        #: the receive buffer the kernel granted the first socket (bytes, as getsockopt reports it)
-        self.receive_buffer_granted: int | None = None
+
+    @property
+    def receive_buffer_granted(self) -> int | None:
+        """The receive buffer the kernel granted the first socket (bytes, as getsockopt reports it)."""
+        return self._buffer.granted
 
     # -- SnmpTransport ---------------------------------------------------------------------------
 
     async def get(self, target: SnmpTarget, oids: Sequence[str]) -> SnmpResponse:
         if not oids:
             return SnmpResponse()
-        try:
-            peer = await self._peer(target)
-            if isinstance(peer, ProbeError):
-                return SnmpResponse(error=peer)
-            return await self._get(peer, target, tuple(oids))
-        except _BadValue as exc:
-            return SnmpResponse(error=ProbeError(ErrorKind.BAD_VALUE, str(exc)))
-        except Exception:
-            log.exception("SNMP GET to %s failed unexpectedly", _describe(target))
-            return SnmpResponse(error=ProbeError(ErrorKind.INTERNAL, "unexpected error in SNMP GET"))
+        step = self._max_varbinds
+        return await self._drive(
+            target, "GET", lambda exchange: snmp_driver.get(exchange, _ROWS, target, oids, max_varbinds=step)
+        )
 
     async def walk(self, target: SnmpTarget, root: str) -> SnmpResponse:
-        try:
-            peer = await self._peer(target)
-            if isinstance(peer, ProbeError):
-                return SnmpResponse(error=peer)
-            return await self._walk(peer, target, _oid_key(root))
-        except _BadValue as exc:
-            return SnmpResponse(error=ProbeError(ErrorKind.BAD_VALUE, str(exc)))
-        except Exception:
-            log.exception("SNMP walk of %s on %s failed unexpectedly", root, _describe(target))
-            return SnmpResponse(error=ProbeError(ErrorKind.INTERNAL, "unexpected error in SNMP walk"))
+        return await self._drive(
+            target, "walk", lambda exchange: snmp_driver.walk(exchange, _ROWS, target, root)
+        )
 
     async def close(self) -> None:
         self._closed = True
@@ -332,179 +371,55 @@ class PysnmpTransport:
             except Exception:
                 log.exception("closing an SNMP engine failed")
 
-    # -- GET -------------------------------------------------------------------------------------
+    async def _drive(
+        self,
+        target: SnmpTarget,
+        what: str,
+        run: Callable[[snmp_driver.Exchange[_Raw]], Awaitable[SnmpResponse]],
+    ) -> SnmpResponse:
+        """One GET or walk through the driver, over this transport's exchange with the target's agent."""
+        try:
+            peer = await self._peer(target)
+            if isinstance(peer, ProbeError):
+                return SnmpResponse(error=peer)
+            return await run(functools.partial(self._request, peer, target))
+        except _BadValue as exc:
+            return SnmpResponse(error=ProbeError(ErrorKind.BAD_VALUE, str(exc)))
+        except Exception:
+            log.exception("SNMP %s with %s failed unexpectedly", what, _describe(target))
+            return SnmpResponse(error=ProbeError(ErrorKind.INTERNAL, f"unexpected error in SNMP {what}"))
 
-    def _request_varbinds(self, oids: tuple[str, ...]) -> tuple[tuple[_Raw, ...], ...]:
+    # -- requests --------------------------------------------------------------------------------
+
+    def _request_varbinds(self, oids: tuple[str, ...]) -> tuple[_Raw, ...]:
         cached = self._varbinds.get(oids)
         if cached is not None:
             self._varbinds.move_to_end(oids)
             return cached
-        names = [(rfc1902.ObjectName(_oid_key(o)), _NULL) for o in oids]
-        step = self._max_varbinds
-        chunks = tuple(tuple(names[i : i + step]) for i in range(0, len(names), step))
-        self._varbinds[oids] = chunks
+        varbinds = tuple((rfc1902.ObjectName(name), _NULL) for name in oids)
+        self._varbinds[oids] = varbinds
         if len(self._varbinds) > _VARBIND_CACHE_SIZE:
             self._varbinds.popitem(last=False)
-        return chunks
+        return varbinds
 
-    async def _get(self, peer: _Peer, target: SnmpTarget, oids: tuple[str, ...]) -> SnmpResponse:
-        queue = collections.deque(self._request_varbinds(oids))
-        out: list[Varbind] = []
-        missing_v1: list[Varbind] = []
-        requests = 0
-        while queue:
-            chunk = queue.popleft()
-            error_ind, status, index, raw, sent = await self._exchange(
-                peer, target, self._sender(peer, "get"), chunk, attempts=target.retries + 1
-            )
-            requests += sent
-            if error_ind is not None:
-                return SnmpResponse(error=self._indication_error(error_ind, target, sent), requests=requests)
-            if status == TOO_BIG and len(chunk) > 1:
-                # the agent cannot fit the answer in one message: ask in halves
-                half = len(chunk) // 2
-                queue.appendleft(chunk[half:])
-                queue.appendleft(chunk[:half])
-                continue
-            if status == NO_SUCH_NAME and target.version is SnmpVersion.V1 and 0 < index <= len(chunk):
-                # SNMPv1 fails the whole PDU for one absent OID; ask again without it, as net-snmp
-                # does, so v1 devices answer like v2c ones (absent OIDs typed noSuchObject)
-                bad = chunk[index - 1]
-                missing_v1.append(Varbind(str(bad[0]), SnmpType.NO_SUCH_OBJECT, None))
-                rest = chunk[: index - 1] + chunk[index:]
-                if rest:
-                    queue.appendleft(rest)
-                continue
-            if status:
-                return SnmpResponse(error=self._status_error(status, index, chunk), requests=requests)
-            out.extend(to_varbind(name, value) for name, value in raw)
-        if missing_v1:
-            order = {_oid_key(o): i for i, o in enumerate(oids)}
-            out.extend(missing_v1)
-            out.sort(key=lambda vb: order.get(vb.oid, len(order)))
-        return SnmpResponse(varbinds=tuple(out), requests=requests)
-
-    # -- walk ------------------------------------------------------------------------------------
-
-    async def _walk(self, peer: _Peer, target: SnmpTarget, root: str) -> SnmpResponse:
-        cursor = rfc1902.ObjectName(root)
-        root_t = cursor.asTuple()
-        depth = len(root_t)
-        last_t = root_t
-        bulk = target.version is not SnmpVersion.V1
-        send = self._sender(peer, "bulk" if bulk else "next")
-        repetitions = target.max_repetitions
-        out: list[Varbind] = []
-        problems: list[str] = []
-        requests = 0
-        truncated = False
-        while True:
-            budget = target.max_requests - requests
-            if budget <= 0:
-                truncated = True
-                problems.append(
-                    f"walk of {root} stopped at max_requests={target.max_requests} after {len(out)} rows"
-                )
-                break
-            # one more than the rows still allowed, to tell a full table from a cut one
-            reps = max(1, min(repetitions, target.max_rows - len(out) + 1))
-            error_ind, status, _index, raw, sent = await self._exchange(
-                peer,
-                target,
-                send,
-                ((cursor, _NULL),),
-                attempts=min(budget, target.retries + 1),
-                repetitions=reps,
-            )
-            requests += sent
-            if error_ind is not None:
-                error = self._indication_error(error_ind, target, sent)
-                if out:
-                    problems.append(f"walk of {root} failed after {len(out)} rows: {error.message}")
-                return SnmpResponse(tuple(out), error, requests, truncated, tuple(problems))
-            if status == NO_SUCH_NAME and not bulk:
-                break  # SNMPv1's end of the MIB view
-            if status == TOO_BIG and bulk and repetitions > 1:
-                repetitions = max(1, repetitions // 2)
-                continue
-            if status:
-                error = self._status_error(status, _index, ((cursor, _NULL),))
-                return SnmpResponse(tuple(out), error, requests, truncated, tuple(problems))
-            if not raw:
-                problems.append(f"walk of {root} stopped: empty response after {len(out)} rows")
-                break
-            done = False
-            for name, value in raw:
-                name_t = name.asTuple()
-                if name_t[:depth] != root_t or value.tagSet == rfc1905.EndOfMibView.tagSet:
-                    done = True
-                    break
-                if name_t <= last_t:
-                    problems.append(f"walk of {root} stopped: OID did not increase ({name} after {cursor})")
-                    done = True
-                    break
-                if len(out) >= target.max_rows:
-                    truncated = True
-                    problems.append(f"walk of {root} stopped at max_rows={target.max_rows}")
-                    done = True
-                    break
-                out.append(to_varbind(name, value))
-                last_t = name_t
-                cursor = name
-            if done:
-                break
-        return SnmpResponse(tuple(out), None, requests, truncated, tuple(problems))
-
-    # -- one request -----------------------------------------------------------------------------
-
-    def _sender(self, peer: _Peer, kind: str) -> Callable[..., None]:
-        engine = peer.engine
-        if kind == "get":
-
-            def send(varbinds: Sequence[_Raw], fut: asyncio.Future[_Result], reps: int) -> None:
-                engine.get_gen.send_varbinds(
-                    engine.snmp, peer.target, None, peer.context, varbinds, _on_response, fut
-                )
-
-        elif kind == "next":
-
-            def send(varbinds: Sequence[_Raw], fut: asyncio.Future[_Result], reps: int) -> None:
-                engine.next_gen.send_varbinds(
-                    engine.snmp, peer.target, None, peer.context, varbinds, _on_response, fut
-                )
-
+    async def _request(self, peer: _Peer, target: SnmpTarget, request: Request, attempts: int) -> Reply[_Raw]:
+        """The driver's ``exchange()``: send, and resend on timeout up to ``attempts`` PDUs in all
+        (pysnmp's own retries are off so that the count is known)."""
+        if request.kind == "get":
+            varbinds = self._request_varbinds(request.oids)
         else:
-
-            def send(varbinds: Sequence[_Raw], fut: asyncio.Future[_Result], reps: int) -> None:
-                engine.bulk_gen.send_varbinds(
-                    engine.snmp, peer.target, None, peer.context, 0, reps, varbinds, _on_response, fut
-                )
-
-        return send
-
-    async def _exchange(
-        self,
-        peer: _Peer,
-        target: SnmpTarget,
-        send: Callable[..., None],
-        varbinds: Sequence[_Raw],
-        *,
-        attempts: int,
-        repetitions: int = 0,
-    ) -> tuple[Any, int, int, Sequence[_Raw], int]:
-        """Send, and resend on timeout up to ``attempts`` PDUs in all (pysnmp's own retries are off
-        so that the count is known). Returns the raw result and the PDUs sent."""
+            varbinds = ((rfc1902.ObjectName(request.oids[0]), _NULL),)
         loop = asyncio.get_running_loop()
         sent = 0
         result: _Result = (errind.requestTimedOut, 0, 0, ())
         while sent < attempts:
             if self._closed:
-                return (_CLOSED, 0, 0, (), sent)
+                return Reply(sent, error=closed_error())
             sent += 1
             fut: asyncio.Future[_Result] = loop.create_future()
             self._pending.add(fut)
             try:
-                send(varbinds, fut, repetitions)
+                peer.engine.requests.send(peer.target, peer.context, _pdu(request, varbinds), fut)
                 result = await fut
             except StatusInformation as exc:
                 # raised before anything was sent, e.g. a USM user that cannot be used
@@ -513,36 +428,21 @@ class PysnmpTransport:
                 self._pending.discard(fut)
             if not isinstance(result[0], errind.RequestTimedOut):
                 break
-        error_ind, status, index, raw = result
-        return error_ind, int(status), int(index), raw, sent
-
-    # -- errors ----------------------------------------------------------------------------------
-
-    def _indication_error(self, indication: Any, target: SnmpTarget, sent: int) -> ProbeError:
+        indication, status, index, raw = result
         if isinstance(indication, errind.RequestTimedOut):
-            return ProbeError(
-                ErrorKind.TIMEOUT,
-                f"no response from {target.host}:{target.port} after {sent} request(s) "
-                f"of {target.timeout:g} s",
-            )
+            return Reply(sent, timed_out=True)
+        if indication is not None:
+            return Reply(sent, error=self._indication_error(indication, target))
+        return Reply(sent, int(status), int(index), raw)
+
+    @staticmethod
+    def _indication_error(indication: Any, target: SnmpTarget) -> ProbeError:
         if indication == _CLOSED:
-            return ProbeError(ErrorKind.INTERNAL, _CLOSED)
+            return closed_error()
         for cls, words in _AUTH_ERRORS.items():
             if isinstance(indication, cls):
                 return ProbeError(ErrorKind.AUTH, f"{words} ({_describe(target)})")
         return ProbeError(ErrorKind.BAD_VALUE, f"SNMP error from {target.host}:{target.port}: {indication}")
-
-    @staticmethod
-    def _status_error(status: int, index: int, chunk: Sequence[_Raw]) -> ProbeError:
-        name = ERROR_STATUS_NAMES[status] if 0 <= status < len(ERROR_STATUS_NAMES) else f"error {status}"
-        where = f" at {chunk[index - 1][0]}" if 0 < index <= len(chunk) else ""
-        if status == NO_SUCH_NAME:
-            kind = ErrorKind.NO_SUCH_OBJECT
-        elif status in _ACCESS_ERRORS:
-            kind = ErrorKind.AUTH
-        else:
-            kind = ErrorKind.BAD_VALUE
-        return ProbeError(kind, f"agent answered {name}{where}")
 
     # -- engine set-up ---------------------------------------------------------------------------
 
@@ -559,7 +459,7 @@ class PysnmpTransport:
             return ProbeError(ErrorKind.AUTH, f"SNMPv{target.version.value} needs a community")
         if target.priv_key is not None and target.auth_key is None:
             return ProbeError(ErrorKind.AUTH, f"SNMPv3 privacy needs an auth key ({_describe(target)})")
-        address = await self._resolve(target.host, target.port)
+        address = await resolve_udp(target.host, target.port)
         if isinstance(address, ProbeError):
             return address
         async with self._setup_lock:
@@ -569,24 +469,7 @@ class PysnmpTransport:
                 self._peers[key] = peer
         return peer
 
-    @staticmethod
-    async def _resolve(host: str, port: int) -> tuple[int, tuple[str, int]] | ProbeError:
-        try:
-            ip = ipaddress.ip_address(host)
-        except ValueError:
-            pass
-        else:
-            family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
-            return family, (str(ip), port)
-        try:
-            infos = await executors.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-        except OSError as exc:
-            return ProbeError(ErrorKind.UNREACHABLE, f"cannot resolve {host}: {exc}")
-        infos.sort(key=lambda info: info[0] != socket.AF_INET)  # IPv4 first, like most agents
-        family, _, _, _, sockaddr = infos[0]
-        return family, (str(sockaddr[0]), int(sockaddr[1]))
-
-    async def _build_peer(self, target: SnmpTarget, address: tuple[int, tuple[str, int]]) -> _Peer:
+    async def _build_peer(self, target: SnmpTarget, address: tuple[int, tuple[Any, ...]]) -> _Peer:
         family, sockaddr = address
         engine = await self._engine_for(target)
         snmp = engine.snmp
@@ -606,7 +489,9 @@ class PysnmpTransport:
         # the parameters come typed as pysnmp's own lookups type them (one row per credential)
         _mp, sec_model, sec_name, sec_level = rfc3413_config.get_target_parameters(snmp, params_name)
         local = ("::", 0) if family == socket.AF_INET6 else ("0.0.0.0", 0)
-        peer_address = snmp.transport_dispatcher.get_transport(domain).ADDRESS_TYPE(sockaddr)
+        peer_address = snmp.transport_dispatcher.get_transport(domain).ADDRESS_TYPE(
+            (str(sockaddr[0]), int(sockaddr[1]))
+        )
         # timeouts in centiseconds, as SNMP-TARGET-MIB keeps them; retries are ours (see _exchange)
         info = (domain, peer_address.set_local_address(local), target.timeout * 100, 0)
         context = target.context.encode() if target.version is SnmpVersion.V3 else b""
@@ -624,7 +509,7 @@ class PysnmpTransport:
         # building the engine loads its MIB modules: tens of milliseconds, kept off the loop
         snmp = await executors.CONFIG.run(SnmpEngine)
         snmp.register_transport_dispatcher(AsyncioDispatcher(loop=asyncio.get_running_loop()))
-        engine = _Engine(snmp)
+        engine = _Engine(snmp, _Requests(snmp))
         self._engines.append(engine)
         if len(self._engines) > 1:
             log.info(
@@ -685,7 +570,7 @@ class PysnmpTransport:
             domain, transport_cls, bind_to = udp.DOMAIN_NAME, udp.UdpAsyncioTransport, ("0.0.0.0", 0)
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
-            self._enlarge_receive_buffer(sock)
+            self._buffer.enlarge(sock)
             sock.bind(bind_to)
             sock.setblocking(False)
             # pysnmp's client mode opens its own socket out of reach; handing it ours through
@@ -698,19 +583,6 @@ class PysnmpTransport:
         engine.domains[family] = domain
         return tuple(domain)
 
-    def _enlarge_receive_buffer(self, sock: socket.socket) -> None:
-        granted = enlarge_receive_buffer(sock, self._receive_buffer)
-        if self.receive_buffer_granted is None:
-            self.receive_buffer_granted = granted
-        # less than asked means the kernel capped it (net.core.rmem_max)
-        if granted < self._receive_buffer and not self._logged_buffer:
-            self._logged_buffer = True
-            log.debug(
-                "SNMP socket receive buffer is %d bytes, %d asked: raise net.core.rmem_max for bursts",
-                granted,
-                self._receive_buffer,
-            )
-
 
 def _master_keys(
     auth_id: tuple[int, ...], auth_secret: bytes | None, priv_id: tuple[int, ...], priv_secret: bytes | None
@@ -718,20 +590,6 @@ def _master_keys(
     auth_master = lcd.AUTH_SERVICES[auth_id].hash_passphrase(auth_secret) if auth_secret else None
     priv_master = lcd.PRIV_SERVICES[priv_id].hash_passphrase(auth_id, priv_secret) if priv_secret else None
     return auth_master, priv_master
-
-
-def _on_response(
-    _engine: Any,
-    _handle: Any,
-    error_indication: Any,
-    error_status: Any,
-    error_index: Any,
-    varbinds: Any,
-    fut: asyncio.Future[_Result],
-) -> None:
-    # a cancelled poll (deadline) leaves its future behind; pysnmp still reports into it
-    if not fut.done():
-        fut.set_result((error_indication, error_status, error_index, varbinds))
 
 
 def create_transport(*, force_pysnmp: bool = False) -> SnmpTransport:
