@@ -24,7 +24,7 @@ from typing import Final
 from zoneinfo import ZoneInfo
 
 from ..i18n import N_, Translator, translator
-from . import charts
+from .charts import Band, Lane, Series, availability_bars, availability_percent, incident_timeline
 from .compute import Availability, CriticalReport, Incident, Row
 
 PHASE_TITLES: Final = {"before": N_("Before"), "during": N_("During"), "after": N_("After")}
@@ -108,7 +108,7 @@ def _incident_columns(t: Translator) -> list[str]:
 def _cells(t: Translator, row: Row) -> list[str]:
     s = row.seconds
     return [
-        charts.availability_percent(t, row.availability),
+        availability_percent(t, row.availability),
         _hours(t, s["up"]),
         _hours(t, s["degraded"]),
         _hours(t, s["down"]),
@@ -438,7 +438,7 @@ def _summary(report: Report, a: Availability) -> list[str]:
     total = a.total
     low = ' class="low"' if (total.availability or 100.0) < 99.0 else ""
     cards = [
-        (t.gettext("Availability"), charts.availability_percent(t, total.availability), low),
+        (t.gettext("Availability"), availability_percent(t, total.availability), low),
         (t.gettext("Incidents"), t.number(total.incidents), ""),
         (t.gettext("Downtime"), t.duration(total.seconds["down"]), ""),
         (t.gettext("MTTR"), _duration(t, total.mttr_s), ""),
@@ -459,8 +459,8 @@ def _district_chart(report: Report, phases: Sequence[tuple[str, Availability]]) 
             keys.setdefault(r.key, r.name)
     by_phase = [{r.key: r.availability for r in a.rows} for _p, a in phases]
     groups = [(name, [vals.get(key) for vals in by_phase]) for key, name in keys.items()]
-    series = [charts.Series(p, t.gettext(PHASE_TITLES[p])) for p, _a in phases]
-    return charts.availability_bars(
+    series = [Series(p, t.gettext(PHASE_TITLES[p])) for p, _a in phases]
+    return availability_bars(
         t,
         groups,
         series,
@@ -469,7 +469,7 @@ def _district_chart(report: Report, phases: Sequence[tuple[str, Availability]]) 
     )
 
 
-def _timeline(report: Report, bands: Sequence[charts.Band], incidents: Sequence[Incident]) -> str:
+def _timeline(report: Report, bands: Sequence[Band], incidents: Sequence[Incident]) -> str:
     t = report.t
     start, end = bands[0].start, bands[-1].end
     per_site: dict[str, list[tuple[float, float]]] = {}
@@ -487,7 +487,7 @@ def _timeline(report: Report, bands: Sequence[charts.Band], incidents: Sequence[
     kept = set(
         sorted(per_site, key=lambda s: -sum(e - b for b, e in per_site[s]))[:TIMELINE_LANES]
     )  # the longest downtime first; then drawn in the order the incidents began
-    lanes = [charts.Lane(names[s], tuple(per_site[s])) for s in per_site if s in kept]
+    lanes = [Lane(names[s], tuple(per_site[s])) for s in per_site if s in kept]
     hidden = len(per_site) - len(kept)
     more = (
         t.ngettext(
@@ -498,7 +498,7 @@ def _timeline(report: Report, bands: Sequence[charts.Band], incidents: Sequence[
         if hidden
         else ""
     )
-    return charts.incident_timeline(
+    return incident_timeline(
         t,
         bands,
         lanes,
@@ -558,7 +558,7 @@ def _html_main(report: Report, a: Availability) -> list[str]:
         out += _figure(
             t.gettext("Availability per district"), _district_chart(report, [("during", districts)])
         )
-    band = charts.Band("before", "", a.start, a.end)
+    band = Band("before", "", a.start, a.end)
     out += _figure(t.gettext("Incidents over time"), _timeline(report, [band], a.incidents))
     out += [_tag("h2", t.gettext(BY_TITLES[a.by])), *_html_availability(report, a)]
     out += [_tag("h2", t.gettext("Downtime incidents")), *_html_incidents(report, a.incidents)]
@@ -577,7 +577,7 @@ def _html_critical(report: Report, c: CriticalReport) -> list[str]:
     if districts is not None:
         out += _figure(t.gettext("Availability per district"), _district_chart(report, districts.phases))
     out += _html_phase_summary(report, c)
-    bands = [charts.Band(p, t.gettext(PHASE_TITLES[p]), a.start, a.end) for p, a in c.phases]
+    bands = [Band(p, t.gettext(PHASE_TITLES[p]), a.start, a.end) for p, a in c.phases]
     incidents = [i for _p, a in c.phases for i in a.incidents]
     out += _figure(t.gettext("Incidents over time"), _timeline(report, bands, incidents))
     out += [_tag("h2", t.gettext("Incidents during the period"))]
@@ -593,7 +593,7 @@ def _html_phase_summary(report: Report, c: CriticalReport) -> list[str]:
     head = "".join(f"<th>{_e(t.gettext(PHASE_TITLES[p]))}</th>" for p, _ in c.phases)
     avail = "".join(
         f'<td class="avail{_avail_class(a.total.availability)}">'
-        f"{_e(charts.availability_percent(t, a.total.availability))}</td>"
+        f"{_e(availability_percent(t, a.total.availability))}</td>"
         for _, a in c.phases
     )
     incidents = "".join(f"<td>{_e(t.number(a.total.incidents))}</td>" for _, a in c.phases)
