@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
-import inspect
 import json
 import math
 import sys
@@ -18,6 +16,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from .. import executors
 from ..config.models import AuthProtocol, PrivProtocol, Role, SnmpVersion
 from ..config.resolve import BUILTIN, IcmpTarget, ResolvedDevice, SnmpTarget
 from ..model.observation import ErrorKind, FieldValue, Observation
@@ -212,14 +211,14 @@ async def _run(args: argparse.Namespace, device: ResolvedDevice, catalog: Profil
                 problems.append(f"SNMPv3: {diagnosed}")
                 failure = f"{target}: {diagnosed}"
     if device.icmp is not None:
+        from . import icmp  # SNMP-only use never opens an ICMP socket
+
+        privilege = await executors.CONFIG.run(icmp.detect_privilege)
+        prober = icmp.IcmpProber(privilege)
         try:
-            # imported by name: ICMP is another module's work and optional for SNMP-only use
-            icmp = importlib.import_module("uptimewatch.probing.icmp")
-        except ImportError as exc:
-            print(f"ICMP probing is not available: {exc}", file=sys.stderr)
-            return EXIT_NO_ANSWER
-        outcome = icmp.probe(device)
-        obs_icmp: Observation = await outcome if inspect.isawaitable(outcome) else outcome
+            obs_icmp: Observation = await prober.probe(device)
+        finally:
+            prober.close()
         fields.update(obs_icmp.fields)
         problems.extend(obs_icmp.problems)
         if obs_icmp.error is not None:
