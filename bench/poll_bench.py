@@ -357,15 +357,21 @@ def build_pipeline(loaded: LoadedConfig, catalog: ProfileCatalog, *, force_pysnm
     probes: dict[str, ProbeFn] = {}
     if any(d.snmp is not None for d in loaded.devices):
         probes["snmp"] = poll_snmp
+    prober = icmp.IcmpProber(icmp.detect_privilege())
     if any(d.icmp is not None for d in loaded.devices):
-        probes["icmp"] = icmp.probe
+        probes["icmp"] = prober.probe
     sched = loaded.config.scheduler
     scheduler = Scheduler(
         probes,
         sink,
         max_concurrency={"snmp": sched.max_concurrency, "icmp": sched.icmp_max_concurrency},
     )
-    return Pipeline(loaded, catalog, health, scheduler, tally, transport.close)
+
+    async def close() -> None:
+        prober.close()
+        await transport.close()
+
+    return Pipeline(loaded, catalog, health, scheduler, tally, close)
 
 
 @dataclass

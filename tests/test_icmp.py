@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -63,41 +63,67 @@ def assert_all_answered(obs: Observation, count: int, timeout: float) -> None:
     assert 0 <= jitter <= rtt_max - rtt_min
 
 
+@pytest.fixture
+def prober() -> Iterator[icmp.IcmpProber]:
+    found = icmp.IcmpProber(icmp.detect_privilege())
+    yield found
+    found.close()
+
+
 def test_privilege_is_usable_as_root() -> None:
-    found = icmp.icmp_privilege(refresh=True)
+    found = icmp.detect_privilege()
     if not found.privileged:
         pytest.skip("not root: raw ICMP sockets are not available to this test run")
     assert found.usable
     assert "raw" in found.message
-    assert icmp.icmp_privilege() is found  # cached
 
 
-async def test_loopback_addresses_concurrently() -> None:
+async def test_probers_share_nothing() -> None:
+    """Two daemons in one process (tests, the demo) each own their sockets and counters."""
+    one, two = icmp.IcmpProber(icmp.detect_privilege()), icmp.IcmpProber(icmp.detect_privilege())
+    assert one.pinger is not two.pinger
+    both = await asyncio.gather(one.probe(device("127.0.0.1")), two.probe(device("127.0.0.1")))
+    for obs in both:
+        assert_all_answered(obs, 3, 1.0)
+    assert one.pinger.open_sockets() == two.pinger.open_sockets() == 0
+
+
+async def test_close_stops_bursts_in_flight(prober: icmp.IcmpProber) -> None:
+    burst = asyncio.ensure_future(prober.pinger.burst("127.0.0.1", 50, 0.05, 1.0))
+    await asyncio.sleep(0.2)
+    assert prober.pinger.open_sockets() == 1
+    prober.close()
+    assert prober.pinger.open_sockets() == 0
+    with pytest.raises(icmp.BurstError):
+        await burst
+
+
+async def test_loopback_addresses_concurrently(prober: icmp.IcmpProber) -> None:
     hosts = ["127.0.0.1"] + [f"127.0.0.{i}" for i in range(2, 51)]
-    results = await asyncio.gather(*(icmp.probe(device(h)) for h in hosts))
+    results = await asyncio.gather(*(prober.probe(device(h)) for h in hosts))
     for host, obs in zip(hosts, results, strict=True):
         assert obs.device_id == f"dev-{host}"
         assert_all_answered(obs, 3, 1.0)
     # the shared socket closes once nothing is in flight
-    assert icmp.pinger().in_flight() == 0
+    assert prober.pinger.in_flight() == 0
 
 
-async def test_ipv6_loopback() -> None:
-    obs = await icmp.probe(device("::1", count=2))
+async def test_ipv6_loopback(prober: icmp.IcmpProber) -> None:
+    obs = await prober.probe(device("::1", count=2))
     assert_all_answered(obs, 2, 1.0)
 
 
-async def test_unresolvable_name_is_unreachable_not_an_exception() -> None:
-    obs = await icmp.probe(device("nonexistent.invalid"))
+async def test_unresolvable_name_is_unreachable_not_an_exception(prober: icmp.IcmpProber) -> None:
+    obs = await prober.probe(device("nonexistent.invalid"))
     assert obs.error is not None
     assert obs.error.kind is ErrorKind.UNREACHABLE
     assert "nonexistent.invalid" in obs.error.message
     assert obs.fields == {}
 
 
-async def test_device_without_icmp_is_an_error_result() -> None:
+async def test_device_without_icmp_is_an_error_result(prober: icmp.IcmpProber) -> None:
     dev = device("127.0.0.1")
-    obs = await icmp.probe(replace(dev, icmp=None))
+    obs = await prober.probe(replace(dev, icmp=None))
     assert obs.error is not None
     assert obs.error.kind is ErrorKind.INTERNAL
 
@@ -118,8 +144,8 @@ def test_fields_of_a_burst() -> None:
     assert none["icmp.jitter_seconds"] is None
 
 
-async def test_observation_round_trip() -> None:
-    obs = await icmp.probe(device("127.0.0.1", count=2))
+async def test_observation_round_trip(prober: icmp.IcmpProber) -> None:
+    obs = await prober.probe(device("127.0.0.1", count=2))
     assert obs.error is None
     back = Observation.from_dict(obs.to_dict())
     assert back == obs
@@ -141,32 +167,34 @@ async def test_observation_round_trip() -> None:
 
 
 @pytest.mark.root
-async def test_namespace_host_answers(netns_host: NetnsFactory) -> None:
+async def test_namespace_host_answers(netns_host: NetnsFactory, prober: icmp.IcmpProber) -> None:
     host = netns_host()
-    obs = await icmp.probe(device(host.address, count=5))
+    obs = await prober.probe(device(host.address, count=5))
     assert_all_answered(obs, 5, 1.0)
 
 
 @pytest.mark.root
-async def test_lossy_host(netns_host: NetnsFactory) -> None:
+async def test_lossy_host(netns_host: NetnsFactory, prober: icmp.IcmpProber) -> None:
     host = netns_host()
     host.set_loss(30)
     # 300 requests, 30 % dropped: outside 15..45 % has probability 1.6e-8 (binomial tails)
-    obs = await icmp.probe(device(host.address, count=300, interval=0.002, timeout=0.5))
+    obs = await prober.probe(device(host.address, count=300, interval=0.002, timeout=0.5))
     assert obs.error is None
     assert obs.fields["icmp.sent"] == 300
     loss = obs.fields["icmp.loss_ratio"]
     assert isinstance(loss, float)
     assert 0.15 <= loss <= 0.45
     host.set_loss(0)
-    assert_all_answered(await icmp.probe(device(host.address, count=5)), 5, 1.0)
+    assert_all_answered(await prober.probe(device(host.address, count=5)), 5, 1.0)
 
 
 @pytest.mark.root
-async def test_dead_host_is_total_loss_not_an_error(netns_host: NetnsFactory) -> None:
+async def test_dead_host_is_total_loss_not_an_error(
+    netns_host: NetnsFactory, prober: icmp.IcmpProber
+) -> None:
     host = netns_host()
     host.link_down()
-    obs = await icmp.probe(device(host.address, count=3, timeout=0.3))
+    obs = await prober.probe(device(host.address, count=3, timeout=0.3))
     assert obs.error is None
     f = obs.fields
     assert (f["icmp.sent"], f["icmp.received"], f["icmp.loss_ratio"]) == (3, 0, 1.0)
@@ -175,15 +203,17 @@ async def test_dead_host_is_total_loss_not_an_error(netns_host: NetnsFactory) ->
     assert f["icmp.rtt_max_seconds"] is None
     assert f["icmp.jitter_seconds"] is None
     host.link_up()
-    assert_all_answered(await icmp.probe(device(host.address)), 3, 1.0)
+    assert_all_answered(await prober.probe(device(host.address)), 3, 1.0)
 
 
 @pytest.mark.root
-async def test_dead_and_live_hosts_do_not_delay_each_other(netns_host: NetnsFactory) -> None:
+async def test_dead_and_live_hosts_do_not_delay_each_other(
+    netns_host: NetnsFactory, prober: icmp.IcmpProber
+) -> None:
     dead, live = netns_host(), netns_host()
     dead.link_down()
     obs_dead, obs_live = await asyncio.gather(
-        icmp.probe(device(dead.address, timeout=0.3)), icmp.probe(device(live.address, timeout=0.3))
+        prober.probe(device(dead.address, timeout=0.3)), prober.probe(device(live.address, timeout=0.3))
     )
     assert obs_dead.fields["icmp.loss_ratio"] == 1.0
     assert_all_answered(obs_live, 3, 0.3)
@@ -247,14 +277,16 @@ async def responder(host: NetnsHost) -> AsyncIterator[None]:
 
 
 @pytest.mark.root
-async def test_reply_from_another_address_is_not_counted(netns_host: NetnsFactory) -> None:
+async def test_reply_from_another_address_is_not_counted(
+    netns_host: NetnsFactory, prober: icmp.IcmpProber
+) -> None:
     host = netns_host()
     async with responder(host):
         # control: replies sourced from the second address do reach us when they are due
-        assert_all_answered(await icmp.probe(device(host.alt_address, count=2)), 2, 1.0)
+        assert_all_answered(await prober.probe(device(host.alt_address, count=2)), 2, 1.0)
         # requests 1 and 3 are answered by the right host, 2 and 4 by the other address with
         # the right identifier and sequence: only the first ones may count
-        obs = await icmp.probe(device(host.address, count=4, interval=0.02, timeout=0.5))
+        obs = await prober.probe(device(host.address, count=4, interval=0.02, timeout=0.5))
     assert obs.error is None
     assert (obs.fields["icmp.sent"], obs.fields["icmp.received"]) == (4, 2)
     assert obs.fields["icmp.loss_ratio"] == 0.5
@@ -264,10 +296,10 @@ async def test_reply_from_another_address_is_not_counted(netns_host: NetnsFactor
 # setting) allows it: inside a test namespace, pinging its own loopback.
 _DGRAM_PROBE = r"""
 import asyncio, json
-from uptimewatch.probing.icmp import Pinger, icmp_privilege
+from uptimewatch.probing.icmp import Pinger, detect_privilege
 
 async def main():
-    found = icmp_privilege()
+    found = detect_privilege()
     pinger = Pinger(privileged=False)
     out = {"privilege": [found.privileged, found.usable]}
     for address in ("127.0.0.1", "::1"):
@@ -311,8 +343,8 @@ import asyncio, json
 from uptimewatch.probing import icmp
 from tests.test_icmp import device
 
-found = icmp.icmp_privilege()
-obs = asyncio.run(icmp.probe(device("127.0.0.1")))
+found = icmp.detect_privilege()
+obs = asyncio.run(icmp.IcmpProber(found).probe(device("127.0.0.1")))
 print(json.dumps({"usable": found.usable, "message": found.message, "error": obs.to_dict()["error"]}))
 """
 

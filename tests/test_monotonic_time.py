@@ -18,7 +18,7 @@ from uptimewatch.clock import WallSteps
 from uptimewatch.config.loader import load_config
 from uptimewatch.model.health import HealthModel
 from uptimewatch.notify.types import Notification
-from uptimewatch.probing.icmp import Pinger, icmp_privilege
+from uptimewatch.probing.icmp import Pinger, detect_privilege
 from uptimewatch.store import SqliteStore
 
 HOUR = 3600.0
@@ -136,12 +136,12 @@ async def test_ping_round_trip_ignores_a_wall_clock_off_by_an_hour(jump: float) 
     difference of the two: ~1 ns for one direction, every reply "late" (lost) for the other."""
     import time
 
-    pinger = Pinger(icmp_privilege().privileged, wall=lambda: time.time() + jump)
+    pinger = Pinger(detect_privilege().privileged, wall=lambda: time.time() + jump)
     result = await pinger.burst("127.0.0.1", 3, 0.01, 1.0)
     assert (result.sent, result.received) == (3, 3)
     for rtt in result.rtts:
         assert 1e-6 < rtt < 0.5, result.rtts
     # and with the clocks agreeing, the kernel's stamps still serve (a loopback round trip)
-    plain = await Pinger(icmp_privilege().privileged).burst("127.0.0.1", 3, 0.01, 1.0)
+    plain = await Pinger(detect_privilege().privileged).burst("127.0.0.1", 3, 0.01, 1.0)
     assert plain.received == 3
     assert all(1e-6 < rtt < 0.5 for rtt in plain.rtts), plain.rtts

@@ -115,10 +115,9 @@ class Daemon:
         self.listen = self._listen_override or loaded.config.server.listen
         self._reload_state.success_timestamp = time.time()
 
-        privilege = await executors.CONFIG.run(icmp.icmp_privilege)
-        self._icmp_usable = privilege.usable
-        if not privilege.usable:
-            log.error("ICMP disabled: %s; devices are judged by SNMP alone", privilege.message)
+        self.icmp = icmp.IcmpProber(await executors.CONFIG.run(icmp.detect_privilege))
+        if not self.icmp.usable:
+            log.error("ICMP disabled: %s; devices are judged by SNMP alone", self.icmp.privilege.message)
 
         self.store = SqliteStore(loaded.store_path(), exclusive=True)
         await self.store.open()
@@ -145,8 +144,8 @@ class Daemon:
         await self.alerts.start()
         self.cluster = await self._start_cluster(loaded)
         probes: dict[str, ProbeFn] = {"snmp": self._poll_snmp}
-        if self._icmp_usable:
-            probes["icmp"] = icmp.probe
+        if self.icmp.usable:
+            probes["icmp"] = self.icmp.probe
         sched = loaded.config.scheduler
         self.scheduler = Scheduler(
             probes,
@@ -206,6 +205,8 @@ class Daemon:
             await self._runner.cleanup()
         if hasattr(self, "_transport"):
             await self._transport.close()
+        if hasattr(self, "icmp"):
+            self.icmp.close()
         if hasattr(self, "alerts"):
             await self.alerts.stop()
         if hasattr(self, "ledger"):
@@ -320,7 +321,11 @@ class Daemon:
         from .cluster.runtime import ClusterRuntime  # NATS is imported only by clustered daemons
 
         runtime = ClusterRuntime(
-            loaded, url=f"http://{self.listen}", ingest=self._ingest, on_assignment=self._reassigned
+            loaded,
+            url=f"http://{self.listen}",
+            ingest=self._ingest,
+            on_assignment=self._reassigned,
+            ping=self.icmp.answers,
         )
         await runtime.start()
         return runtime
@@ -377,7 +382,7 @@ class Daemon:
         return RuntimeInfo(
             config_last_reload_successful=self._reload_state.successful,
             config_last_reload_success_timestamp=self._reload_state.success_timestamp,
-            icmp_usable=self._icmp_usable,
+            icmp_usable=self.icmp.usable,
             version=__version__,
         )
 

@@ -22,7 +22,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,8 +84,10 @@ class ClusterNode:
         sites: Callable[[], Sequence[SiteRef]],
         ingest: Callable[[Observation], None],
         on_assignment: Callable[[], None],
+        ping: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self.config = config
+        self._ping = ping  # the daemon's ICMP, for the canaries; None: none can be reached
         self.node_id = config.node_id
         self.url = config.url or url
         self._sites = sites
@@ -419,17 +421,8 @@ class ClusterNode:
         reached_peers = await asyncio.gather(*(self._reach_peer(m.heartbeat.url) for m in peers))
         self._peers_reached = sum(reached_peers)
         self._canaries_reached = 0
-        if self.config.canaries:
-            from ..probing import icmp  # only nodes with canaries open an ICMP socket
-
-            async def ping(address: str) -> bool:
-                try:
-                    result = await icmp.pinger().burst(address, 2, 0.2, 1.0)
-                except (icmp.BurstError, OSError, ValueError):
-                    return False
-                return result.received > 0
-
-            reached = await asyncio.gather(*(ping(a) for a in self.config.canaries))
+        if self.config.canaries and self._ping is not None:
+            reached = await asyncio.gather(*(self._ping(a) for a in self.config.canaries))
             self._canaries_reached = sum(reached)
         isolated = (
             not nats_ok

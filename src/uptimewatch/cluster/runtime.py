@@ -8,7 +8,7 @@ health model, and onto the stream), and the others' observations reach the same 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from ..config.loader import LoadedConfig
 from ..config.resolve import ResolvedDevice
@@ -34,6 +34,7 @@ class ClusterRuntime:
         url: str,
         ingest: Callable[[Observation], None],
         on_assignment: Callable[[], None],
+        ping: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         assert loaded.config.cluster is not None
         self._refs = site_refs(loaded)
@@ -44,6 +45,7 @@ class ClusterRuntime:
             sites=lambda: self._refs,
             ingest=ingest,
             on_assignment=on_assignment,
+            ping=ping,
         )
 
     async def start(self) -> None:

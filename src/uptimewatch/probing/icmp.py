@@ -12,7 +12,9 @@ used for the bursts themselves, for reasons read from its source (3.0.4):
 
 Here one socket per address family and event loop serves every burst in flight. Requests carry
 numbers from one 32-bit counter (identifier and sequence), and replies are matched on the
-(source address, identifier, sequence) triple. Receive times come from the kernel
+(source address, identifier, sequence) triple. That state belongs to whoever runs the bursts: the
+daemon builds one :class:`IcmpProber` at start (``app.py``) and hands it to the parts that ping,
+so nothing here is process-wide. Receive times come from the kernel
 (``SO_TIMESTAMPNS``), so a busy event loop does not inflate round-trip times. The kernel stamps
 on the wall clock, which NTP or an operator may step; so a round trip is measured on the monotonic
 clock, and the kernel stamp only says how long the reply waited in the queue before we read it
@@ -32,16 +34,16 @@ import random
 import socket
 import struct
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from icmplib import ICMPv4Socket, ICMPv6Socket, async_resolve
-from icmplib.exceptions import ICMPLibError, NameLookupError, SocketPermissionError
+from icmplib import ICMPv4Socket, ICMPv6Socket
+from icmplib.exceptions import ICMPLibError, SocketPermissionError
 
-from ..config.resolve import IcmpTarget, ResolvedDevice
+from .. import executors
+from ..config.resolve import ResolvedDevice
 from ..model.observation import ErrorKind, FieldValue, Observation, ProbeError
 
 log = logging.getLogger(__name__)
@@ -97,9 +99,6 @@ class IcmpPrivilege:
     message: str
 
 
-_privilege: IcmpPrivilege | None = None
-
-
 def _can_open(privileged: bool) -> str | None:
     """None when the socket opens, else why not."""
     try:
@@ -119,16 +118,14 @@ def _ping_group_range() -> str:
         return "unknown"
 
 
-def icmp_privilege(*, refresh: bool = False) -> IcmpPrivilege:
-    """Find out, by opening them, which ICMP sockets work; the answer is cached.
+def detect_privilege() -> IcmpPrivilege:
+    """Find out, by opening them, which ICMP sockets work.
 
     Raw sockets are preferred: they also see ICMP errors (host unreachable), which unprivileged
     datagram sockets only report to connected sockets. Blocking only for a moment (two socket()
-    calls and a /proc read); the daemon calls it once at start, in a thread.
+    calls and a /proc read); the daemon calls it once at start, in a thread, and keeps the answer
+    in its :class:`IcmpProber`.
     """
-    global _privilege  # noqa: PLW0603 - one answer per process, by nature
-    if _privilege is not None and not refresh:
-        return _privilege
     raw_error = _can_open(privileged=True)
     if raw_error is None:
         result = IcmpPrivilege(True, True, "raw ICMP sockets (root or CAP_NET_RAW)")
@@ -146,7 +143,6 @@ def icmp_privilege(*, refresh: bool = False) -> IcmpPrivilege:
                 f"datagram sockets: {dgram_error} (gid {os.getgid()} outside "
                 f"net.ipv4.ping_group_range = {_ping_group_range()})",
             )
-    _privilege = result
     return result
 
 
@@ -215,6 +211,10 @@ class _Burst:
             return  # too late: lost, like ping -W
         self.rtts[index] = max(rtt, 1e-9)
         self.resolve()
+
+    def abort(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(BurstError(ErrorKind.INTERNAL, "the ICMP socket was closed"))
 
     def failed(self, index: int, message: str) -> None:
         if self.error is None:
@@ -288,15 +288,25 @@ class _Channel:
         self.users += 1
 
     def release(self) -> None:
+        if self.users == 0:
+            return  # closed under the burst
         self.users -= 1
-        if self.users == 0 and self.sock is not None:
+        if self.users == 0:
             # nothing in flight: close, so no socket outlives its event loop
+            self.close()
+
+    def close(self) -> None:
+        """Close the socket now; the bursts still waiting fail with :class:`BurstError`."""
+        if self.sock is not None:
             self.loop.remove_reader(self.sock.fileno())
             assert self._icmp is not None
             self._icmp.close()
             self._icmp = None
             self.sock = None
-            self.pending.clear()
+        for burst, _index in self.pending.values():
+            burst.abort()
+        self.pending.clear()
+        self.users = 0
 
     def _filter(self, sock: socket.socket) -> None:
         """Let the kernel drop the ICMP types we never read (echo requests, router adverts...)."""
@@ -421,7 +431,8 @@ class BurstResult:
 class Pinger:
     """Echo bursts to any number of hosts over one socket per address family.
 
-    Bound to the running event loop on first use. Use :func:`pinger` to get the shared one.
+    Bound to the running event loop on first use; its sockets are open only while bursts are in
+    flight, and :meth:`close` closes them at once (the bursts still running then fail).
     """
 
     def __init__(
@@ -439,6 +450,7 @@ class Pinger:
         # repeat only after 2**32 requests (2**16 for datagram sockets, whose identifier the
         # kernel sets; replies are also keyed by address, so that is plenty)
         self._counter = random.getrandbits(32)
+        self._closed = False
 
     def _channel(self, family: int) -> _Channel:
         channel = self._channels.get(family)
@@ -457,6 +469,16 @@ class Pinger:
         """Requests sent and not yet answered, over all bursts."""
         return sum(len(c.pending) for c in self._channels.values())
 
+    def open_sockets(self) -> int:
+        return sum(c.sock is not None for c in self._channels.values())
+
+    def close(self) -> None:
+        """Close every socket; bursts in flight fail and new ones are refused."""
+        self._closed = True
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()
+
     async def burst(
         self, address: str, count: int, interval: float, timeout: float, payload_size: int = 56
     ) -> BurstResult:
@@ -469,6 +491,8 @@ class Pinger:
         family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
         peer = ip.compressed
         target: tuple[Any, ...] = (address, 0)
+        if self._closed:
+            raise BurstError(ErrorKind.INTERNAL, "the ICMP socket was closed")
         channel = self._channel(family)
         try:
             channel.acquire()
@@ -492,7 +516,8 @@ class Pinger:
                 channel.pending[key] = (state, index)
                 packet = _echo_request(family, channel.raw, ident, seq, payload_size)
                 sock = channel.sock
-                assert sock is not None  # held open by our acquire()
+                if sock is None:  # closed under us
+                    raise BurstError(ErrorKind.INTERNAL, "the ICMP socket was closed")
                 state.remaining += 1
                 state.sent_at[index] = self._monotonic()
                 try:
@@ -531,38 +556,27 @@ def _send_error(exc: OSError, address: str) -> BurstError:
     return BurstError(ErrorKind.INTERNAL, f"cannot send to {address}: {exc}")
 
 
-_pingers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Pinger] = weakref.WeakKeyDictionary()
-
-
-def pinger() -> Pinger:
-    """The running event loop's shared :class:`Pinger`, in the mode :func:`icmp_privilege` found."""
-    loop = asyncio.get_running_loop()
-    found = _pingers.get(loop)
-    if found is None:
-        found = _pingers[loop] = Pinger(privileged=icmp_privilege().privileged)
-    return found
-
-
 # -- the probe ---------------------------------------------------------------------------------
 
 
 async def _resolve(host: str) -> str:
-    """A numeric address for ``host``; names go through the resolver in a thread."""
+    """A numeric address for ``host``: IPv4 first (an A lookup), then IPv6, on the DNS lane."""
     try:
         ipaddress.ip_address(_strip_scope(host))
     except ValueError:
         pass
     else:
         return host
-    try:
-        found: list[str] = await async_resolve(host)
-    except NameLookupError as exc:
-        raise BurstError(ErrorKind.UNREACHABLE, f"cannot resolve {host!r}") from exc
-    except (ICMPLibError, OSError) as exc:
-        raise BurstError(ErrorKind.UNREACHABLE, f"cannot resolve {host!r}: {exc}") from exc
-    if not found:
-        raise BurstError(ErrorKind.UNREACHABLE, f"cannot resolve {host!r}")
-    return found[0]
+    problem = ""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            found = await executors.getaddrinfo(host, None, family=family, type=socket.SOCK_DGRAM)
+        except OSError as exc:
+            problem = problem or (exc.strerror or str(exc))
+            continue
+        if found:
+            return str(found[0][4][0])
+    raise BurstError(ErrorKind.UNREACHABLE, f"cannot resolve {host!r}" + (f": {problem}" if problem else ""))
 
 
 def burst_fields(sent: int, rtts: tuple[float, ...] | list[float]) -> dict[str, FieldValue]:
@@ -583,43 +597,71 @@ def burst_fields(sent: int, rtts: tuple[float, ...] | list[float]) -> dict[str, 
     return fields
 
 
-async def probe(device: ResolvedDevice) -> Observation:
-    """One ICMP echo burst to ``device``, as an Observation. Never raises (but can be cancelled).
+class IcmpProber:
+    """The ICMP side of one daemon: the privilege found at its start and the one :class:`Pinger`
+    every burst goes through. Built by the composition root and passed to whoever pings."""
 
-    Total loss is a result (``icmp.loss_ratio`` 1.0), not an error; errors are kept for what
-    stops us from asking: no ICMP socket, an unresolvable name, no route, an ICMP unreachable.
-    """
-    started_at = time.time()
-    t0 = time.perf_counter()
-    target = device.icmp
-    fields: dict[str, FieldValue] = {}
-    error: ProbeError | None = None
-    try:
-        if target is None:
-            raise BurstError(ErrorKind.INTERNAL, "ICMP is not enabled for this device")
-        privilege = icmp_privilege()
-        if not privilege.usable:
-            raise BurstError(ErrorKind.PERMISSION, privilege.message)
-        result = await _run(target)
-        fields = burst_fields(result.sent, result.rtts)
-        if result.error is not None and not result.rtts:
-            error = ProbeError(ErrorKind.UNREACHABLE, result.error)
-    except BurstError as exc:
-        error = ProbeError(exc.kind, exc.message)
-    except Exception as exc:  # a bug of ours must not stop the scheduler's loop
-        log.exception("ICMP probe of %s/%s failed", device.site_id, device.device_id)
-        error = ProbeError(ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}")
-    return Observation(
-        site_id=device.site_id,
-        device_id=device.device_id,
-        probe=PROBE_NAME,
-        started_at=started_at,
-        duration_s=time.perf_counter() - t0,
-        fields=fields,
-        error=error,
-    )
+    def __init__(
+        self,
+        privilege: IcmpPrivilege,
+        *,
+        wall: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.privilege = privilege
+        self.pinger = Pinger(privilege.privileged, wall=wall, monotonic=monotonic)
 
+    @property
+    def usable(self) -> bool:
+        return self.privilege.usable
 
-async def _run(target: IcmpTarget) -> BurstResult:
-    address = await _resolve(target.host)
-    return await pinger().burst(address, target.count, target.interval, target.timeout, target.payload_size)
+    async def probe(self, device: ResolvedDevice) -> Observation:
+        """One ICMP echo burst to ``device``, as an Observation. Never raises (but can be cancelled).
+
+        Total loss is a result (``icmp.loss_ratio`` 1.0), not an error; errors are kept for what
+        stops us from asking: no ICMP socket, an unresolvable name, no route, an ICMP unreachable.
+        """
+        started_at = time.time()
+        t0 = time.perf_counter()
+        target = device.icmp
+        fields: dict[str, FieldValue] = {}
+        error: ProbeError | None = None
+        try:
+            if target is None:
+                raise BurstError(ErrorKind.INTERNAL, "ICMP is not enabled for this device")
+            if not self.privilege.usable:
+                raise BurstError(ErrorKind.PERMISSION, self.privilege.message)
+            address = await _resolve(target.host)
+            result = await self.pinger.burst(
+                address, target.count, target.interval, target.timeout, target.payload_size
+            )
+            fields = burst_fields(result.sent, result.rtts)
+            if result.error is not None and not result.rtts:
+                error = ProbeError(ErrorKind.UNREACHABLE, result.error)
+        except BurstError as exc:
+            error = ProbeError(exc.kind, exc.message)
+        except Exception as exc:  # a bug of ours must not stop the scheduler's loop
+            log.exception("ICMP probe of %s/%s failed", device.site_id, device.device_id)
+            error = ProbeError(ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}")
+        return Observation(
+            site_id=device.site_id,
+            device_id=device.device_id,
+            probe=PROBE_NAME,
+            started_at=started_at,
+            duration_s=time.perf_counter() - t0,
+            fields=fields,
+            error=error,
+        )
+
+    async def answers(self, address: str) -> bool:
+        """Whether ``address`` (numeric) answers a short burst: the cluster's canary check."""
+        if not self.privilege.usable:
+            return False
+        try:
+            result = await self.pinger.burst(address, 2, 0.2, 1.0)
+        except (BurstError, OSError, ValueError):
+            return False
+        return result.received > 0
+
+    def close(self) -> None:
+        self.pinger.close()

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
-import inspect
 import json
 import math
 import sys
@@ -18,9 +16,11 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from .. import executors
 from ..config.models import AuthProtocol, PrivProtocol, Role, SnmpVersion
 from ..config.resolve import BUILTIN, IcmpTarget, ResolvedDevice, SnmpTarget
 from ..model.observation import ErrorKind, FieldValue, Observation
+from ..primitives import valid_port
 from ..profiles import ProfileCatalog, ProfileError, load_profiles
 
 EXIT_OK, EXIT_PROFILES, EXIT_NO_ANSWER = 0, 1, 2
@@ -40,7 +40,7 @@ def split_target(target: str) -> tuple[str, int]:
         host, _, port = text.partition(":")
     else:
         host, port = text, "161"
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not host or not valid_port(port):
         raise UsageError(f"target {target!r} is not HOST or HOST:PORT")
     return host, int(port)
 
@@ -211,14 +211,14 @@ async def _run(args: argparse.Namespace, device: ResolvedDevice, catalog: Profil
                 problems.append(f"SNMPv3: {diagnosed}")
                 failure = f"{target}: {diagnosed}"
     if device.icmp is not None:
+        from . import icmp  # SNMP-only use never opens an ICMP socket
+
+        privilege = await executors.CONFIG.run(icmp.detect_privilege)
+        prober = icmp.IcmpProber(privilege)
         try:
-            # imported by name: ICMP is another module's work and optional for SNMP-only use
-            icmp = importlib.import_module("uptimewatch.probing.icmp")
-        except ImportError as exc:
-            print(f"ICMP probing is not available: {exc}", file=sys.stderr)
-            return EXIT_NO_ANSWER
-        outcome = icmp.probe(device)
-        obs_icmp: Observation = await outcome if inspect.isawaitable(outcome) else outcome
+            obs_icmp: Observation = await prober.probe(device)
+        finally:
+            prober.close()
         fields.update(obs_icmp.fields)
         problems.extend(obs_icmp.problems)
         if obs_icmp.error is not None:
