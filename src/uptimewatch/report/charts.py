@@ -33,6 +33,8 @@ PHASE_BANDS: Final = {"before": "#f3f5f7", "during": "#fdf1dc", "after": "#f3f5f
 #: Day labels on a time axis (the year is in the report's heading).
 _DAY: Final = {"vi": "dd/MM", "en": "d MMM"}
 _HOUR: Final = "HH:mm"
+#: A lane with at most this many incidents writes each one's duration beside its bar.
+LABELLED_SPANS: Final = 4
 
 
 def _e(text: object) -> str:
@@ -217,6 +219,7 @@ def incident_timeline(
                 'fill="#000" fill-opacity="0.03"/>'
             )
         out.append(_text(x0 - 10, y + 13.5, _clip_label(lane.label), size=12, anchor="end"))
+        label_each = len(lane.spans) <= LABELLED_SPANS
         for s, e in lane.spans:
             sx = x(s)
             width = max(2.5, x(e) - sx)  # a ten-minute outage in a month is still seen
@@ -225,6 +228,13 @@ def incident_timeline(
                 f'<rect x="{sx:.1f}" y="{y + 3}" width="{width:.1f}" height="{lane_h - 6}" rx="1.5" '
                 f'fill="{BAD}"><title>{_e(lane.label)}: {_e(tip)}</title></rect>'
             )
+            if label_each:  # on paper there is no hover: the duration beside the bar
+                right = sx + width + 4 < x1 - 60
+                lx = sx + width + 4 if right else sx - 4
+                out.append(
+                    _text(lx, y + 13.5, t.duration(e - s), size=10.5, anchor="start" if right else "end",
+                          fill=BAD)
+                )  # fmt: skip
     if more:
         out.append(_text(x0, height - 6, more, size=11, fill=MUTED))
     out.append("</svg>")

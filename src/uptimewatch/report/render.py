@@ -317,6 +317,8 @@ th, td { border: 1px solid var(--line); padding: .25rem .4rem; text-align: right
 th:first-child, td:first-child, td.text, th.text { text-align: left; }
 thead th { background: #e9eef4; font-weight: 600; }
 tr.total td { font-weight: 700; background: #f4f6f8; }
+table.phases { width: auto; min-width: 55%; font-size: .95rem; }
+table.phases th, table.phases td { padding: .3rem 1.2rem; }
 td.low { color: var(--bad); font-weight: 700; } td.full { color: var(--good); }
 td.avail, td.num { white-space: nowrap; }
 .summary { display: grid; grid-template-columns: repeat(5, 1fr); gap: .7rem; margin: .8rem 0; }
@@ -334,8 +336,9 @@ footer { color: var(--muted); font-size: .8rem; margin-top: 1.5rem; border-top: 
   body { margin: 0; max-width: none; padding: 0; font-size: 9.5pt; }
   table { font-size: 8pt; } tr { break-inside: avoid; }
   thead { display: table-header-group; }
+  table.phases { font-size: 9.5pt; }
   h2, h3 { break-after: avoid; }
-  section.phase, table.phases { break-inside: avoid; }
+  section.phase, section.compare { break-inside: avoid; }
 }
 """
 
@@ -576,7 +579,8 @@ def _html_critical(report: Report, c: CriticalReport) -> list[str]:
     districts = report.critical_districts or (c if during.by == "district" else None)
     if districts is not None:
         out += _figure(t.gettext("Availability per district"), _district_chart(report, districts.phases))
-    out += _html_phase_summary(report, c)
+    out += ['<section class="compare">', _tag("h2", t.gettext("Before, during and after"))]
+    out += [*_html_phase_summary(report, c), "</section>"]
     bands = [Band(p, t.gettext(PHASE_TITLES[p]), a.start, a.end) for p, a in c.phases]
     incidents = [i for _p, a in c.phases for i in a.incidents]
     out += _figure(t.gettext("Incidents over time"), _timeline(report, bands, incidents))
