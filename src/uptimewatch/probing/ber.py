@@ -174,6 +174,10 @@ def _decode_int(data: bytes, pos: int, limit: int) -> tuple[int, int]:
     return int.from_bytes(data[start:end], "big", signed=True), end
 
 
+#: the first two arcs share one sub-identifier: 2.x is 80 + x, and x may be up to 2^32-1
+_MAX_SUBIDENTIFIER = 2**32 - 1 + 80
+
+
 def decode_oid(content: bytes) -> OidTuple:
     arcs: list[int] = []
     value = 0
@@ -182,6 +186,10 @@ def decode_oid(content: bytes) -> OidTuple:
         if not byte & 0x80:
             arcs.append(value)
             value = 0
+        elif value > _MAX_SUBIDENTIFIER:
+            # checked while the arc grows: 60 KB of continuation octets would otherwise build one
+            # 400,000-bit number, seven bits at a time (seconds of CPU for one datagram)
+            raise BerError("OBJECT IDENTIFIER sub-identifier above 2^32-1")
     if not arcs or content[-1] & 0x80:
         raise BerError("malformed OBJECT IDENTIFIER")
     first = arcs[0]
