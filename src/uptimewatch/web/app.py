@@ -36,6 +36,10 @@ class WebContext(Protocol):
 
     def snapshot(self) -> HealthSnapshot: ...
 
+    def prepare_scrape(self) -> bool:
+        """One bounded step of the work a scrape would do on the loop; True while more remains."""
+        ...
+
     def readiness(self) -> tuple[bool, str]: ...
 
     async def reload(self) -> ReloadResult: ...
@@ -79,7 +83,7 @@ def _dumps(data: Any) -> str:
 async def metrics(request: web.Request) -> web.Response:
     # the text is written in a worker thread, gzipped when the scraper accepts it (Prometheus does)
     ctx = request.app[CONTEXT_KEY]
-    body, headers = await scrape(ctx.registry, request.headers.get("Accept-Encoding", ""))
+    body, headers = await scrape(ctx.registry, request.headers.get("Accept-Encoding", ""), ctx.prepare_scrape)
     return web.Response(body=body, headers=headers)
 
 
