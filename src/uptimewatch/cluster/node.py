@@ -635,8 +635,10 @@ class ClusterNode:
                     "degraded": self.degraded,
                 }
             )
+        # as `uptimewatch cluster status`: a lease whose holder is seen dead names no leader
+        alive = {n["id"] for n in nodes_out if n["alive"]}
         return {
-            "leader": self.leader,
+            "leader": self.leader if self.leader in alive else None,
             "node": self.node_id,
             "degraded": self.degraded,
             "vantage_points": self._vantage,
