@@ -9,9 +9,7 @@ time.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import difflib
-import gc
 import hashlib
 import importlib
 import ipaddress
@@ -28,6 +26,7 @@ from typing import Any, Union
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from ..gcpause import no_cycle_collection
 from ..primitives import ID_PATTERN, shown, valid_port
 from ..yaml_limits import YamlLimitError, load_checked, number_problem
 from .alerting import check_references as check_alerting
@@ -647,20 +646,6 @@ def _fail(ctx: _Context) -> ConfigError:
     return ConfigError(ordered)
 
 
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    # A province file becomes millions of small objects, none of them garbage; the cyclic collector
-    # would rescan them over and over (3x the parse time at 100,000 devices). Reference counting
-    # still frees everything meanwhile, and the pause lasts one load.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 KnownProfiles = Collection[str] | Callable[[Config], Collection[str]] | None
 
 
@@ -671,7 +656,7 @@ def load_config(path: str | Path, *, known_profiles: KnownProfiles = None) -> Lo
     A callable gets the validated configuration (whose ``profiles_dir`` says where to look) and
     returns the names, so the file is parsed once even when the profiles depend on it.
     """
-    with _collector_paused():
+    with no_cycle_collection():
         return _load(Path(path), known_profiles)
 
 

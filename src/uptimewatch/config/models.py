@@ -389,6 +389,12 @@ class ServerSettings(Strict):
         description="Origins (`https://noc.example.vn`) besides the daemon's own whose web pages may"
         " call the mutating API (acks, silences, reload); every other browser origin gets 403.",
     )
+    metrics_detail: Literal["standard", "full"] = Field(
+        default="standard",
+        description="Series /metrics exports per device: `standard` leaves out what the JSON API shows"
+        " and no shipped dashboard or rule reads (about half the series); `full` exports them too"
+        " (docs/metrics.md).",
+    )
     reload_timeout: Duration = Field(
         default=60.0,
         gt=0,
