@@ -25,6 +25,7 @@ from uptimewatch.app import run_daemon
 from uptimewatch.model.checks import CheckState
 from uptimewatch.model.health import SiteState
 from uptimewatch.model.observation import ErrorKind
+from uptimewatch.probing import ber
 from uptimewatch.probing.snmp_fast import FastSnmpTransport
 from uptimewatch.probing.snmp_transport import PysnmpTransport
 from uptimewatch.probing.snmp_types import SnmpTransport
@@ -54,10 +55,10 @@ def oid_content(arcs: tuple[int, ...]) -> bytes:
     out = bytearray()
     for arc in (arcs[0] * 40 + arcs[1], *arcs[2:]):
         chunk = [arc & 0x7F]
-        arc >>= 7
-        while arc:
-            chunk.append(0x80 | (arc & 0x7F))
-            arc >>= 7
+        rest = arc >> 7
+        while rest:
+            chunk.append(0x80 | (rest & 0x7F))
+            rest >>= 7
         out.extend(reversed(chunk))
     return bytes(out)
 
@@ -155,6 +156,28 @@ TRANSPORTS: dict[str, Callable[[], SnmpTransport]] = {
 }
 
 
+# -- the codec --------------------------------------------------------------------------------------
+
+
+def test_the_codec_reads_the_largest_sub_identifiers_snmp_carries() -> None:
+    assert ber.decode_oid(oid_content((1, 3, 2**32 - 1))) == (1, 3, 2**32 - 1)
+    assert ber.decode_oid(oid_content((2, 2**32 - 1, 5))) == (2, 2**32 - 1, 5)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        oid_content((1, 3, 2**32)),  # one past the largest, ending in a final octet
+        oid_content((2, 2**32, 5)),  # the first two arcs' shared sub-identifier
+        b"\x2b" + b"\xff" * 60_000 + b"\x01",  # one arc of 420,000 bits
+    ],
+    ids=["2^32", "first-arcs-2^32", "60k-continuation-octets"],
+)
+def test_the_codec_refuses_a_sub_identifier_above_2_32_minus_1(content: bytes) -> None:
+    with pytest.raises(ber.BerError, match="sub-identifier above 2\\^32-1"):
+        ber.decode_oid(content)
+
+
 # -- both transports ----------------------------------------------------------------------------------
 
 
@@ -241,6 +264,7 @@ async def test_the_daemon_shows_a_device_answering_other_oids_as_not_up(tmp_path
             defaults={"interval": "1s", "timeout": "3s", "hard_after": 1, "icmp": {"enabled": False}},
         )
         data["storage"] = {"path": str(tmp_path / "state.sqlite")}
+        data["server"]["metrics_detail"] = "full"  # uptimewatch_snmp_up is read below
         config = write_yaml(tmp_path / "config.yaml", data)
         async with run_daemon(config) as daemon:
 
@@ -264,7 +288,8 @@ async def test_the_daemon_shows_a_device_answering_other_oids_as_not_up(tmp_path
                 async with http.get(f"{daemon.url}/api/v1/sites/s1") as resp:
                     api = json.loads(await resp.text())
             up = [line for line in metrics.splitlines() if line.startswith("uptimewatch_snmp_up{")]
-            assert up and all(line.endswith(" 0.0") or line.endswith(" 0") for line in up), up
+            assert up
+            assert all(line.endswith((" 0.0", " 0")) for line in up), up
             assert api["state"] != "up"
             assert "SNMP reply does not match the request" in api["reason"], api
             assert agent.requests >= 1
