@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DEBIAN_PACKAGES := python3-venv python3-gdbm python3-dev snmp snmpd mosquitto prometheus prometheus-snmp-exporter nftables iproute2 systemd prometheus-alertmanager chromium nats-server fping wrk \
 	libpango-1.0-0 libpangoft2-1.0-0 fonts-noto-core fonts-dejavu-core poppler-utils
 
-.PHONY: demo test lint typecheck unit bench debian-deps clean catalogs
+.PHONY: demo demo-cluster test lint typecheck unit bench debian-deps clean catalogs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ debian-deps:
 
 demo: debian-deps $(VENV)/.installed
 	$(BIN)/uptimewatch demo
+
+# The same province watched by 3 uptimewatch processes over a 3-server NATS cluster on loopback
+# (docs/cluster.md); the leader is killed with SIGKILL after 2 minutes to show the failover.
+demo-cluster: debian-deps $(VENV)/.installed
+	$(BIN)/uptimewatch demo --nodes 3 --kill-leader-at 120
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests $(wildcard bench)

@@ -156,18 +156,22 @@ class Daemon:
             self._ingest if self.cluster is None else self.cluster.observe,
             max_concurrency={"snmp": sched.max_concurrency, "icmp": sched.icmp_max_concurrency},
         )
-        HealthCollector(
-            self.snapshot,
+        health = HealthCollector(
+            self.snapshot if self.cluster is None else self.cluster.exported(self.snapshot),
             self.scheduler.stats,
             self._runtime,
-            registry=self.registry,
+            registry=self.registry if self.cluster is None else None,
             get_outbox_stats=self.notify.stats,
             get_alert_stats=self.alerts.stats,
             get_time_to_dark=lambda: self.power.time_to_dark(time.time()),
             get_intake_stats=self._intake_stats,
             get_full_detail=lambda: self._loaded.config.server.metrics_detail == "full",
         )
-        self.registry.register(TaskCollector(self.supervisor.stats, self.ledger.stats))
+        tasks = TaskCollector(self.supervisor.stats, self.ledger.stats)
+        if self.cluster is None:
+            self.registry.register(tasks)
+        else:  # only the sites this node owns, and its own series labelled with its id
+            self.cluster.register_metrics(self.registry, [health, tasks])
 
         app = build_app(self)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -334,6 +338,10 @@ class Daemon:
         )
         await runtime.start()
         return runtime
+
+    def site_pollers(self, site_id: str) -> tuple[str, ...]:
+        """The nodes that poll ``site_id``, best first (the first owns it); () when alone."""
+        return () if self.cluster is None else self.cluster.node.pollers(site_id)
 
     def _polled(self, devices: Sequence[ResolvedDevice]) -> Sequence[ResolvedDevice]:
         polled = devices if self.cluster is None else self.cluster.polled(devices)

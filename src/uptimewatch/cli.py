@@ -79,6 +79,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--snmp-port", type=int, default=None, help="UDP port of the simulated devices (default 161 as root)"
     )
     demo.add_argument("--scenario", default=None, help="scenario file (default: WORKDIR/scenario.yaml)")
+    demo.add_argument(
+        "--nodes",
+        type=int,
+        default=1,
+        help="watch the province with N uptimewatch processes over a local 3-server NATS cluster "
+        "(docs/cluster.md); the first listens on --listen, the others on the ports after it",
+    )
+    demo.add_argument(
+        "--kill-leader-at",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="with --nodes: kill -9 the leader after SECONDS, report the failover, restart it a minute later",
+    )
     demo.set_defaults(handler=_lazy("uptimewatch.demo:cli_demo"))
 
     report = sub.add_parser("report", help="availability report from the daemon's ledger (docs/reports.md)")

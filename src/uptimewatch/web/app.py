@@ -87,12 +87,29 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers=headers)
 
 
+def _pollers(ctx: WebContext) -> Callable[[str], tuple[str, ...]] | None:
+    """Which nodes poll a site, best first (the first owns it and exports its metrics); a daemon
+    that runs alone answers () and its sites carry no such fields."""
+    pollers = getattr(ctx, "site_pollers", None)
+    return pollers if callable(pollers) else None
+
+
+def _placed(summary: dict[str, Any], pollers: Callable[[str], tuple[str, ...]] | None) -> dict[str, Any]:
+    nodes = pollers(summary["id"] if "id" in summary else summary["site_id"]) if pollers else ()
+    if nodes:
+        summary["owner"] = nodes[0]
+        summary["polled_by"] = list(nodes)
+    return summary
+
+
 async def sites(request: web.Request) -> web.Response:
-    snap = request.app[CONTEXT_KEY].snapshot()
+    ctx = request.app[CONTEXT_KEY]
+    snap = ctx.snapshot()
+    pollers = _pollers(ctx)
     filters = {k: request.query[k] for k in ("district", "commune", "carrier", "state") if k in request.query}
     out = []
     for site in snap.sites.values():
-        summary = _site_summary(site)
+        summary = _placed(_site_summary(site), pollers)
         if all(str(summary[k]) == v for k, v in filters.items()):
             out.append(summary)
     return _json({"generated_at": snap.generated_at, "count": len(out), "sites": out})
@@ -103,7 +120,7 @@ async def site_detail(request: web.Request) -> web.Response:
     site = snap.sites.get(request.match_info["site_id"])
     if site is None:
         return _json({"error": f"no site {request.match_info['site_id']!r}"}, status=404)
-    return _json(to_jsonable(site))
+    return _json(_placed(to_jsonable(site), _pollers(request.app[CONTEXT_KEY])))
 
 
 async def summary(request: web.Request) -> web.Response:
