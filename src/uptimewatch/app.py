@@ -401,6 +401,7 @@ class Daemon:
             config_last_reload_success_timestamp=self._reload_state.success_timestamp,
             icmp_usable=self.icmp.usable,
             version=__version__,
+            icmp_malformed_packets=self.icmp.malformed_packets,
         )
 
     @property
