@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 import sqlite3
@@ -31,6 +30,7 @@ from .config.models import Config
 from .config.resolve import ResolvedDevice
 from .export.metrics import HealthCollector, IntakeStats, RuntimeInfo
 from .export.tasks import TaskCollector
+from .gcpause import settle_after_load
 from .ledger import Ledger
 from .model.health import HealthModel, HealthSnapshot, StateChange
 from .model.history import RecentSamples
@@ -183,7 +183,7 @@ class Daemon:
         self.scheduler.reconcile(self._polled(loaded.devices))
         plan = await prepare_intake(first, self._intake())
         self.trap_receiver, self.telemetry_in = await plan.commit()
-        gc.freeze()  # config and model objects live for the whole run: keep them out of GC passes
+        settle_after_load()  # config and model objects live for the whole run: out of GC passes
         self._started = True
         self._notifier.ready()
         self._notifier.status(f"monitoring {len(loaded.devices)} devices")
@@ -291,7 +291,7 @@ class Daemon:
         await self.notify.commit_reload(loaded.config, prepared.channels)
         await self.alerts.reconfigure(loaded, prepared.authenticator)
         self._reload_state = _ReloadState(True, time.time(), "")
-        gc.freeze()
+        settle_after_load()
         new_listen = self._listen_override or loaded.config.server.listen
         if new_listen != self.listen:
             log.warning("server.listen changed to %s: takes effect after a restart", new_listen)
