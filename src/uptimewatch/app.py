@@ -32,6 +32,7 @@ from .export.metrics import HealthCollector, IntakeStats, RuntimeInfo
 from .export.tasks import TaskCollector
 from .gcpause import settle_after_load
 from .ledger import Ledger
+from .looplag import LoopLag
 from .model.health import HealthModel, HealthSnapshot, StateChange
 from .model.history import RecentSamples
 from .model.observation import Observation
@@ -119,6 +120,12 @@ class Daemon:
         self.listen = self._listen_override or loaded.config.server.listen
         self._reload_state.success_timestamp = time.time()
 
+        # from the start on: a busy start-up is measured too
+        self.loop_lag = LoopLag(
+            threshold=lambda: self._loaded.config.scheduler.overload_lag,
+            clear_after=lambda: self._loaded.config.scheduler.overload_clear_after,
+        )
+        self.loop_lag.start()
         self.icmp = icmp.IcmpProber(await executors.CONFIG.run(icmp.detect_privilege))
         if not self.icmp.usable:
             log.error("ICMP disabled: %s; devices are judged by SNMP alone", self.icmp.privilege.message)
@@ -145,6 +152,7 @@ class Daemon:
         )
         # TimeToDarkSoon reads the estimates as plain data at each evaluation; reloads carry it over
         self.alerts.set_power_view(self.power)
+        self.alerts.set_monitor_view(self.loop_lag)  # MonitorOverloaded
         await self.alerts.start()
         self.cluster = await self._start_cluster(loaded)
         probes: dict[str, ProbeFn] = {"snmp": self._poll_snmp}
@@ -155,6 +163,7 @@ class Daemon:
             probes,
             self._ingest if self.cluster is None else self.cluster.observe,
             max_concurrency={"snmp": sched.max_concurrency, "icmp": sched.icmp_max_concurrency},
+            overload=self.loop_lag,
         )
         health = HealthCollector(
             self.snapshot if self.cluster is None else self.cluster.exported(self.snapshot),
@@ -224,6 +233,8 @@ class Daemon:
             await self.notify.stop()
         if hasattr(self, "store"):
             await self.store.close()
+        if hasattr(self, "loop_lag"):
+            self.loop_lag.stop()
         self._started = False
         log.info("uptimewatch stopped")
 
@@ -402,6 +413,7 @@ class Daemon:
             icmp_usable=self.icmp.usable,
             version=__version__,
             icmp_malformed_packets=self.icmp.malformed_packets,
+            event_loop_lag=self.loop_lag.recent(),
         )
 
     @property
