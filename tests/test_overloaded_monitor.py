@@ -410,3 +410,56 @@ async def test_a_starved_loop_turns_no_site_from_up_and_alerts_once(
             assert history == [], history
     finally:
         logging.getLogger("uptimewatch.app").removeHandler(changes)
+
+
+@pytest.mark.root
+async def test_a_flood_of_api_requests_turns_no_site_from_up(
+    tmp_path: Path, agents: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """2,000 concurrent API requests, from another process as a real client would send them."""
+    config = province(tmp_path, agents)
+    changes = SiteChanges()
+    caplog.set_level(logging.INFO, logger="uptimewatch.app")
+    logging.getLogger("uptimewatch.app").addHandler(changes)
+    try:
+        async with run_daemon(config) as daemon, aiohttp.ClientSession() as http:
+
+            def all_up() -> bool:
+                return all(s.state is SiteState.UP for s in daemon.snapshot().sites.values())
+
+            await wait_until(all_up, timeout=60)
+            await asyncio.sleep(2)
+            changes.lines.clear()
+            flood = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", FLOOD, f"{daemon.url}/api/v1/sites", "2000", stdout=subprocess.PIPE
+            )
+            out, _ = await flood.communicate()
+            answered = int(out.decode().split()[0])
+            assert answered > 0
+            await asyncio.sleep(1.5)  # the polls cut off meanwhile have reported
+            assert all_up()
+            assert changes.lines == [], changes.lines
+            lag = await metric(http, daemon.url, "uptimewatch_event_loop_lag_seconds")
+            print(f"flood: {out.decode().strip()} answered; event loop lag {lag:.2f} s")
+    finally:
+        logging.getLogger("uptimewatch.app").removeHandler(changes)
+
+
+FLOOD = r"""
+import asyncio, sys, aiohttp
+url, n = sys.argv[1], int(sys.argv[2])
+async def main():
+    ok = 0
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        async def one():
+            nonlocal ok
+            try:
+                async with http.get(url, timeout=aiohttp.ClientTimeout(total=60)) as r:
+                    await r.read()
+                    ok += r.status == 200
+            except Exception:
+                pass
+        await asyncio.gather(*(one() for _ in range(n)))
+    print(ok, n)
+asyncio.run(main())
+"""
