@@ -13,12 +13,14 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from ..export.exposition import scrape
+from ..i18n import normalize_language
 from ..model.health import HealthSnapshot, SiteStatus
 from ..model.outages import outages, rechecking
 from ..power import PowerTracker, dispatch_list
 from .csrf import middleware as csrf_middleware
 from .jsonable import to_jsonable
 from .status import setup_status
+from .status.i18n import speaker
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +137,10 @@ async def power_time_to_dark(request: web.Request) -> web.Response:
     tracker = getattr(ctx, "power", None)  # a context without a power tracker has an empty list
     estimates = tracker.sites() if isinstance(tracker, PowerTracker) else {}
     now = time.time()
-    rows = dispatch_list(estimates, snap, now)
+    # reasons in English unless ?lang= asks otherwise (the status page asks in its language)
+    lang = request.query.get("lang")
+    say = speaker(normalize_language(lang, default="en"), None) if lang else str
+    rows = dispatch_list(estimates, snap, now, say)
     on_battery = sum(1 for r in rows if r["status"] == "on_battery")
     return _json({"generated_at": now, "on_battery": on_battery, "count": len(rows), "sites": rows})
 
