@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ..config.loader import ConfigError, load_config
+from ..config.loader import ConfigError, InventoryProgress, load_config
 from ..i18n import Translator, translator
 from ..progress import Progress
 from .compute import Availability, CriticalReport, GroupBy, Ledger, availability, critical_period, read_ledger
@@ -56,12 +56,15 @@ def group_names(config: Any) -> dict[str, str]:
 
 
 def cli_report(args: argparse.Namespace) -> int:
+    inventory = InventoryProgress()
     try:
-        loaded = load_config(Path(args.config))
+        loaded = load_config(Path(args.config), on_resolve=inventory)
     except ConfigError as exc:
+        inventory.close()
         for issue in exc.issues:
             print(issue, file=sys.stderr)
         return 1
+    inventory.close()
     config = loaded.config
     tz = ZoneInfo(config.province.timezone)
     language = args.lang or config.province.language
