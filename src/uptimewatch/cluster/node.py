@@ -102,6 +102,8 @@ class ClusterNode:
         self._kv_nodes: KeyValue | None = None
         self._kv_leases: KeyValue | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._watch: asyncio.Task[None] | None = None  # of the nodes bucket, once joined
+        self._subscription: JetStreamContext.PushSubscription | None = None
         self._publish_queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=100_000)
         self._last_nats_ok = time.monotonic()
         self._nats_ready = False
@@ -143,20 +145,29 @@ class ClusterNode:
                 type(exc).__name__,
                 self.node_id,
             )
+        except BaseException:
+            await self.stop()  # nothing of a failed start stays open
+            raise
         self._recompute()
-        self._tasks = [
+        self._tasks += [
             asyncio.create_task(self._tick_loop(), name="cluster-tick"),
             asyncio.create_task(self._publish_loop(), name="cluster-publish"),
         ]
 
     async def stop(self) -> None:
         self._stopping = True
-        for task in self._tasks:
+        tasks = [*self._tasks, *([self._watch] if self._watch is not None else [])]
+        self._tasks, self._watch = [], None
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        self._tasks = []
+        if self._subscription is not None:
+            # its heartbeat and flow-control tasks end with it, not with the connection
+            with contextlib.suppress(*_NATS_ERRORS):
+                await self._subscription.unsubscribe()
+            self._subscription = None
         # leave cleanly: the others take our sites and the lease at once instead of after timeouts
         if self._kv_nodes is not None and self._nats_ready:
             with contextlib.suppress(*_NATS_ERRORS):
@@ -233,8 +244,12 @@ class ClusterNode:
             await js.stream_info(STREAM)  # exists with other limits: use it as it is
             log.warning("cluster: stream %s exists with other settings; using it as it is", STREAM)
         await self._beat()
-        self._tasks.append(asyncio.create_task(self._watch_nodes(), name="cluster-watch"))
-        await js.subscribe(
+        if self._watch is None or self._watch.done():
+            self._watch = asyncio.create_task(self._watch_nodes(), name="cluster-watch")
+        if self._subscription is not None:  # a set-up that failed after subscribing, retried
+            with contextlib.suppress(*_NATS_ERRORS):
+                await self._subscription.unsubscribe()
+        self._subscription = await js.subscribe(
             f"{codec.SUBJECT_PREFIX}.>",
             stream=STREAM,
             cb=self._on_message,
@@ -312,6 +327,7 @@ class ClusterNode:
     async def _watch_nodes(self) -> None:
         while True:
             assert self._kv_nodes is not None
+            watcher: KeyValue.KeyWatcher | None = None
             try:
                 watcher = await self._kv_nodes.watchall()
                 async for entry in watcher:
@@ -335,6 +351,10 @@ class ClusterNode:
                 raise
             except Exception as exc:
                 log.warning("cluster: node watch ended (%s); watching again", type(exc).__name__)
+            finally:
+                if watcher is not None:  # its subscription's heartbeat task ends with it
+                    with contextlib.suppress(*_NATS_ERRORS):
+                        await watcher.stop()
             await asyncio.sleep(self.config.heartbeat_interval)
 
     # -- the leader lease ---------------------------------------------------------------------

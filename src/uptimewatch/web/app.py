@@ -6,16 +6,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 
 from ..export.exposition import scrape
-from ..model.health import HealthSnapshot, SiteStatus
+from ..model.health import SiteStatus
 from ..model.outages import outages, rechecking
-from ..power import PowerTracker, dispatch_list
+from ..power import dispatch_list
+from .context import ReloadResult, WebContext
 from .csrf import middleware as csrf_middleware
 from .jsonable import to_jsonable
 from .status import setup_status
@@ -23,23 +22,7 @@ from .status import setup_status
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class ReloadResult:
-    ok: bool
-    message: str
-
-
-class WebContext(Protocol):
-    """What the web side needs from the daemon."""
-
-    registry: CollectorRegistry
-
-    def snapshot(self) -> HealthSnapshot: ...
-
-    def readiness(self) -> tuple[bool, str]: ...
-
-    async def reload(self) -> ReloadResult: ...
-
+__all__ = ["CONTEXT_KEY", "ReloadResult", "WebContext", "build_app"]
 
 CONTEXT_KEY: web.AppKey[WebContext] = web.AppKey("context", WebContext)
 
@@ -111,10 +94,8 @@ async def power_time_to_dark(request: web.Request) -> web.Response:
     """The generator dispatch list: sites on battery, soonest dark first, then those recharging."""
     ctx = request.app[CONTEXT_KEY]
     snap = ctx.snapshot()
-    tracker = getattr(ctx, "power", None)  # a context without a power tracker has an empty list
-    estimates = tracker.sites() if isinstance(tracker, PowerTracker) else {}
     now = time.time()
-    rows = dispatch_list(estimates, snap, now)
+    rows = dispatch_list(ctx.power.sites(), snap, now)
     on_battery = sum(1 for r in rows if r["status"] == "on_battery")
     return _json({"generated_at": now, "on_battery": on_battery, "count": len(rows), "sites": rows})
 
@@ -159,8 +140,7 @@ Middleware = Callable[[web.Request, Callable[[web.Request], Awaitable[web.Stream
 
 def build_app(context: WebContext) -> web.Application:
     # first of all middlewares: a forged request is refused before it costs a password check
-    trusted: Callable[[], list[str]] = getattr(context, "trusted_origins", list)
-    app = web.Application(middlewares=[csrf_middleware(trusted)])
+    app = web.Application(middlewares=[csrf_middleware(context.trusted_origins)])
     app[CONTEXT_KEY] = context
     app.router.add_get("/api", index)  # "/" is the status page
     setup_status(app, CONTEXT_KEY)
@@ -173,7 +153,5 @@ def build_app(context: WebContext) -> web.Application:
     app.router.add_get("/api/v1/summary", summary)
     app.router.add_get("/api/v1/power/time-to-dark", power_time_to_dark)
     app.router.add_get("/api/v1/topology/outages", topology_outages)
-    extend = getattr(context, "extend_app", None)
-    if extend is not None:
-        extend(app)  # components add their own routes and middlewares (alerts, silences, auth)
+    context.extend_app(app)  # components add their own routes and middlewares (alerts, silences, auth)
     return app
