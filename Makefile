@@ -3,16 +3,17 @@
 PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-DEBIAN_PACKAGES := python3-venv python3-gdbm python3-dev snmp snmpd mosquitto prometheus prometheus-snmp-exporter nftables iproute2 systemd prometheus-alertmanager chromium nats-server fping wrk
+DEBIAN_PACKAGES := python3-venv python3-gdbm python3-dev snmp snmpd mosquitto prometheus prometheus-snmp-exporter nftables iproute2 systemd prometheus-alertmanager chromium nats-server fping wrk \
+	libpango-1.0-0 libpangoft2-1.0-0 fonts-noto-core fonts-dejavu-core poppler-utils
 
-.PHONY: demo test lint typecheck unit bench debian-deps clean catalogs
+.PHONY: demo demo-cluster test lint typecheck unit bench debian-deps clean catalogs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,pdf]'
 	touch $@
 
 debian-deps:
@@ -26,6 +27,11 @@ debian-deps:
 
 demo: debian-deps $(VENV)/.installed
 	$(BIN)/uptimewatch demo
+
+# The same province watched by 3 uptimewatch processes over a 3-server NATS cluster on loopback
+# (docs/cluster.md); the leader is killed with SIGKILL after 2 minutes to show the failover.
+demo-cluster: debian-deps $(VENV)/.installed
+	$(BIN)/uptimewatch demo --nodes 3 --kill-leader-at 120
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests $(wildcard bench)

@@ -245,6 +245,7 @@ async def test_bad_input_is_reported_and_never_stops_the_daemon(
             defaults={"interval": "1s", "timeout": "3s", "hard_after": 1, "icmp": {"enabled": False}},
         )
         data["profiles_dir"] = "profiles"
+        data["server"]["metrics_detail"] = "full"  # uptimewatch_snmp_up is read below
         data["storage"] = {"path": str(tmp_path / "state.sqlite")}
         data["mqtt"] = {"host": mosquitto.host, "port": mosquitto.port, "client_id": "uw-bad-input"}
         data["telemetry"] = {"enabled": True}

@@ -63,6 +63,11 @@ REQUIRED_EXAMPLES = {
     "unknown-profile",
     "not-mapping",
     "several",
+    "alias-bomb",
+    "recursive-alias",
+    "nesting-depth",
+    "number-too-long",
+    "number-out-of-range",
 }
 
 SECRETS = {

@@ -104,10 +104,9 @@ async def test_daemon_polls_and_exports(tmp_path: Path, snmpsim: SnmpsimEndpoint
     from tests.fixtures.snmpsim import free_udp_port
 
     listen = f"127.0.0.1:{free_tcp_port()}"
-    config = write_yaml(
-        tmp_path / "config.yaml",
-        province_config(_sites(snmpsim, free_udp_port()), listen=listen, defaults=FAST),
-    )
+    data = province_config(_sites(snmpsim, free_udp_port()), listen=listen, defaults=FAST)
+    data["server"]["metrics_detail"] = "full"  # uptimewatch_snmp_up is read below
+    config = write_yaml(tmp_path / "config.yaml", data)
     async with run_daemon(config) as daemon:
         base = daemon.url
 

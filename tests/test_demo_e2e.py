@@ -6,8 +6,10 @@ checked as an operator would: the daemon's API, its metrics, the emails in the s
 from __future__ import annotations
 
 import asyncio
+import csv
 import email
 import email.policy
+import io
 import json
 import os
 import socket
@@ -293,25 +295,26 @@ async def test_shortened_scenario_is_detected_alerted_mailed_and_reported(tmp_pa
     end = (datetime.now(zone) + timedelta(minutes=1)).isoformat(timespec="seconds")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "uptimewatch.cli", "report", "-c", str(rt.config_path),
-        "--from", start, "--to", end, "--format", "csv",
+        "--from", start, "--to", end, "--format", "csv", "--lang", "en",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
-    rows = {r.split(",")[1]: r.split(",") for r in out.decode().splitlines()[1:] if r.startswith("report,")}
-    header = out.decode().splitlines()[0].split(",")
+    table = list(csv.reader(io.StringIO(out.decode())))
+    rows = {r[1]: r for r in table[1:] if r[0] == "Report"}
+    header = table[0]
     col = {name: i for i, name in enumerate(header)}
     assert set(rows) >= {s.id for s in province.sites}
     if CUT_BY_FIREWALL:
         hub_row = rows[hub1]
-        assert float(hub_row[col["down_s"]]) > 5
-        assert float(hub_row[col["availability_percent"]]) < 100
+        assert float(hub_row[col["Down (s)"]]) > 5
+        assert float(hub_row[col["Availability (%)"]]) < 100
         # one incident for the cut: the hub's; the sites behind it were unreachable, never down,
         # whichever of their polls finished before the hub's
-        incidents = {sid: int(rows[sid][col["incidents"]]) for sid in behind_hub1 - {rebooting} | {hub1}}
+        incidents = {sid: int(rows[sid][col["Incidents"]]) for sid in behind_hub1 - {rebooting} | {hub1}}
         assert incidents == {sid: int(sid == hub1) for sid in incidents}
         for sid in behind_hub1:
-            assert float(rows[sid][col["unreachable_s"]]) > 5
+            assert float(rows[sid][col["Unreachable (s)"]]) > 5
             if sid != rebooting:
-                assert float(rows[sid][col["down_s"]]) == 0
-    assert float(rows[hub0][col["on_battery_s"]]) > 10
+                assert float(rows[sid][col["Down (s)"]]) == 0
+    assert float(rows[hub0][col["On battery (s)"]]) > 10

@@ -51,7 +51,9 @@ class Held:
     @staticmethod
     def now() -> Held:
         current = asyncio.current_task()
-        tasks = frozenset(f"{t.get_name()}: {t.get_coro()!r}" for t in asyncio.all_tasks() if t is not current)
+        tasks = frozenset(
+            f"{t.get_name()}: {t.get_coro()!r}" for t in asyncio.all_tasks() if t is not current
+        )
         fds = []
         for fd in os.listdir("/proc/self/fd"):
             try:
@@ -137,7 +139,9 @@ def setup(tmp_path: Path, nats: LocalNatsCluster, broker: Mosquitto) -> Setup:
             ],
         }
     ]
-    data = province_config(sites, listen=listen, defaults={"interval": "1s", "timeout": "2s", "hard_after": 1})
+    data = province_config(
+        sites, listen=listen, defaults={"interval": "1s", "timeout": "2s", "hard_after": 1}
+    )
     data["storage"] = {"path": str(tmp_path / "state.sqlite")}
     data["mqtt"] = {"host": broker.host, "port": broker.port, "client_id": f"lifecycle-{tmp_path.name}"}
     data["telemetry"] = {"enabled": True}
@@ -155,7 +159,8 @@ async def _warm_up(setup: Setup) -> Held:
     """One whole run first: what the process keeps for good (imports, pools) is in place after it."""
     async with run_daemon(setup.write()) as daemon:
         await wait_until(lambda: sum(daemon.scheduler.stats().polls.values()) > 0)
-        assert daemon.telemetry_in is not None and daemon.trap_receiver is not None
+        assert daemon.telemetry_in is not None
+        assert daemon.trap_receiver is not None
         assert daemon.cluster is not None
         await wait_until(lambda: daemon.cluster is not None and not daemon.cluster.node.degraded)
     return Held.now()
@@ -169,7 +174,9 @@ async def test_a_whole_run_leaves_nothing(setup: Setup) -> None:
     await assert_nothing_left(before)
 
 
-async def _fails_to_start(setup: Setup, error: type[BaseException] | tuple[type[BaseException], ...]) -> Daemon:
+async def _fails_to_start(
+    setup: Setup, error: type[BaseException] | tuple[type[BaseException], ...]
+) -> Daemon:
     daemon = Daemon(setup.write())
     with pytest.raises(error):
         await daemon.start()

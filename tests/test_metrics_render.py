@@ -3,9 +3,12 @@ the per-site cache (changes, reloads), promtool, and the endpoint (worker thread
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import gzip
 import shutil
 import subprocess
+import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -27,9 +30,17 @@ from uptimewatch.export.exposition import (
     format_value,
     gzip_accepted,
     render,
+    render_body,
+    scrape,
 )
 from uptimewatch.export.metrics import HealthCollector
-from uptimewatch.export.site_series import FIELD_GAUGES, SITE_FAMILIES, SiteSeriesCache, site_families
+from uptimewatch.export.site_series import (
+    FIELD_GAUGES,
+    GROUP_SITES,
+    SITE_FAMILIES,
+    SiteSeriesCache,
+    site_families,
+)
 from uptimewatch.ledger import Ledger
 from uptimewatch.model.checks import CheckState
 from uptimewatch.model.health import (
@@ -82,7 +93,8 @@ def reference_families(snap: HealthSnapshot) -> list[Metric]:
             (
                 "uptimewatch_device_check_state",
                 "State of one health check of a device, after hysteresis: "
-                "0 ok, 1 warning, 2 critical, 3 unknown.",
+                "0 ok, 1 warning, 2 critical, 3 unknown. "
+                "Checks that are ok are left out (but link.rx_level) unless the metrics detail is full.",
             ),
             (
                 "uptimewatch_icmp_loss_ratio",
@@ -90,7 +102,8 @@ def reference_families(snap: HealthSnapshot) -> list[Metric]:
             ),
             (
                 "uptimewatch_icmp_rtt_seconds",
-                "Round-trip time of the last ping burst in seconds: stat=min, avg or max over its replies.",
+                "Round-trip time of the last ping burst in seconds: stat=avg or max over its replies "
+                "(and min with the full metrics detail).",
             ),
             (
                 "uptimewatch_icmp_jitter_seconds",
@@ -166,6 +179,27 @@ def reference_families(snap: HealthSnapshot) -> list[Metric]:
         for state, n in counts.items():
             sites.add_metric((district, carrier, state.value), n)
     return [site_state, since, *per_device.values(), sites]
+
+
+def standard_families(snap: HealthSnapshot) -> list[Metric]:
+    """The reference in the standard detail: no snmp_up, no stat="min" round trip, check states
+    only when not ok (link.rx_level always)."""
+    out = []
+    for family in reference_families(snap):
+        if family.name == "uptimewatch_snmp_up":
+            continue
+        family.samples = [
+            s
+            for s in family.samples
+            if s.labels.get("stat") != "min"
+            and not (
+                s.name == "uptimewatch_device_check_state"
+                and s.value == float(CheckState.OK)
+                and s.labels["check"] != "link.rx_level"
+            )
+        ]
+        out.append(family)
+    return out
 
 
 class _Static:
@@ -300,12 +334,38 @@ SNAPSHOTS: dict[str, Callable[[], HealthSnapshot]] = {
 def test_the_text_is_what_prometheus_client_wrote(which: str) -> None:
     snap = SNAPSHOTS[which]()
     before = generate_latest(_Static(reference_families(snap))).decode()
-    ours = render(site_families(SiteSeriesCache(), snap)).decode()
+    ours = render(site_families(SiteSeriesCache(), snap, full=True)).decode()
     assert series_set(ours) == series_set(before)
     if snap.sites:
         assert len(series_set(ours)) > 10
     # the same bytes even: label order, value formatting, help text and family order
     assert ours == before
+    # the standard detail: the same text, less what it leaves out
+    standard = render(site_families(SiteSeriesCache(), snap)).decode()
+    assert standard == generate_latest(_Static(standard_families(snap))).decode()
+    if snap.sites:
+        assert len(series_set(standard)) < len(series_set(ours))
+
+
+def test_the_standard_detail_keeps_every_series_the_shipped_rules_and_dashboards_read() -> None:
+    snap = busy_model().snapshot()
+    full = series_set(render(site_families(SiteSeriesCache(), snap, full=True)).decode())
+    standard = series_set(render(site_families(SiteSeriesCache(), snap)).decode())
+    left_out = full - standard
+    assert {name for name, _labels, _value in left_out} == {
+        "uptimewatch_snmp_up",
+        "uptimewatch_icmp_rtt_seconds",
+        "uptimewatch_device_check_state",
+    }
+    for name, labels, value in left_out:
+        shown = dict(labels)
+        if name == "uptimewatch_icmp_rtt_seconds":
+            assert shown["stat"] == "min"
+        if name == "uptimewatch_device_check_state":
+            assert value == "0.0"
+            assert shown["check"] != "link.rx_level"
+    # a check that is not ok is there in both
+    assert any(n == "uptimewatch_device_check_state" and v != "0.0" for n, _l, v in standard)
 
 
 def test_values_are_formatted_as_go_does() -> None:
@@ -351,13 +411,13 @@ def test_only_the_sites_that_changed_are_rendered_again() -> None:
     sites = list(model.snapshot().sites)
     s2 = sites.index("s2")
     loss_index = [name for name, _help in SITE_FAMILIES].index("uptimewatch_icmp_loss_ratio")
-    for i, (old, new) in enumerate(zip(first.families[loss_index], second.families[loss_index], strict=True)):
-        # the other sites' text is reused as is, the changed site's rebuilt
-        assert (old is new) == (i != s2)
+    assert len(first.texts(loss_index)) == 1  # four sites: one group
+    assert first.groups[0].texts[loss_index] != second.groups[0].texts[loss_index]
     text = _model_text(model, cache)
     assert 'uptimewatch_icmp_loss_ratio{device="bts2",role="bts",site="s2"} 0.0' in text
     assert 'uptimewatch_icmp_rtt_seconds{device="bts2",role="bts",site="s2",stat="avg"} 0.0075' in text
-    assert text == generate_latest(_Static(reference_families(model.snapshot()))).decode()
+    assert text == generate_latest(_Static(standard_families(model.snapshot()))).decode()
+    assert s2 >= 0
 
 
 def test_a_reload_drops_removed_sites_and_relabels_moved_ones() -> None:
@@ -377,7 +437,7 @@ def test_a_reload_drops_removed_sites_and_relabels_moved_ones() -> None:
     assert len(cache) == 3
     assert 'uptimewatch_site_state{carrier="viettel",commune="c1",district="d1",site="s4",state=' in after
     assert 'district="d2",site="s4"' not in after
-    assert after == generate_latest(_Static(reference_families(model.snapshot()))).decode()
+    assert after == generate_latest(_Static(standard_families(model.snapshot()))).decode()
 
 
 # -- promtool and the endpoint ------------------------------------------------------------------
@@ -424,6 +484,9 @@ class _Context:
     def snapshot(self) -> HealthSnapshot:
         return self.model.snapshot()
 
+    def prepare_scrape(self) -> bool:
+        return self.model.refresh(1)  # one site per step: a scrape takes several here
+
     def readiness(self) -> tuple[bool, str]:
         return True, "ready"
 
@@ -432,6 +495,9 @@ class _Context:
 
     def trusted_origins(self) -> list[str]:
         return []
+
+    def site_pollers(self, site_id: str) -> tuple[str, ...]:
+        return ()
 
     def extend_app(self, app: web.Application) -> None:
         pass
@@ -489,9 +555,100 @@ async def test_the_endpoint_gzips_for_prometheus_and_follows_changes(served: Any
     _headers, packed = await _get(url, "gzip")
     text = gzip.decompress(packed).decode()
     assert 'uptimewatch_power_battery_runtime_seconds{device="pwr1",role="power",site="s1"} 1020.0' in text
-    assert 'uptimewatch_snmp_up{device="pwr2",role="power",site="s2"} 0.0' in text
-    expected = generate_latest(_Static(reference_families(ctx.model.snapshot()))).decode()
+    assert 'uptimewatch_snmp_poll_duration_seconds{device="pwr2",role="power",site="s2"} ' in text
+    assert "uptimewatch_snmp_up" not in text  # the full detail only
+    expected = generate_latest(_Static(standard_families(ctx.model.snapshot()))).decode()
     assert expected in text
+
+
+def many_sites(n: int) -> HealthSnapshot:
+    """``n`` sites shaped like the awkward one, each with its own ids and values."""
+    template = awkward_snapshot().sites['tram "Pà Cò"']
+    sites = {}
+    for i in range(n):
+        site_id = f"site-{i:03d}"
+        devices = tuple(
+            dataclasses.replace(d, site_id=site_id, fields={**d.fields, "link.rx_level_dbm": -60.0 - i})
+            for d in template.devices
+        )
+        sites[site_id] = dataclasses.replace(template, site_id=site_id, devices=devices)
+    return HealthSnapshot(T0, sites, ())
+
+
+def _gzip_body(cache: SiteSeriesCache, snap: HealthSnapshot) -> tuple[bytes, bytes]:
+    families = site_families(cache, snap)
+    return render(families), render_body(site_families(cache, snap), gzip=True)
+
+
+def test_the_gzip_answer_is_the_text_and_recompresses_only_the_changed_groups() -> None:
+    cache = SiteSeriesCache()
+    snap = many_sites(3 * GROUP_SITES + 5)  # four groups, the last one short
+    text, packed = _gzip_body(cache, snap)
+    assert gzip.decompress(packed) == text  # CRC-32 and length checked by the gzip module
+    assert zlib.decompress(packed, wbits=31) == text
+    assert len(packed) < len(text) / 4
+    groups = cache.series(snap).groups
+    assert len(groups) == 4
+    pieces = [list(g.packed) for g in groups]
+
+    # one site of the third group changes: that group's text and pieces are new, the rest kept
+    changed = dict(snap.sites)
+    site_id = f"site-{2 * GROUP_SITES + 1:03d}"
+    changed[site_id] = dataclasses.replace(changed[site_id], state=SiteState.DOWN)
+    snap2 = HealthSnapshot(T0, changed, ())
+    text2, packed2 = _gzip_body(cache, snap2)
+    assert gzip.decompress(packed2) == text2 != text
+    assert f'site="{site_id}",state="down"}} 1.0\n' in text2.decode()
+    groups2 = cache.series(snap2).groups
+    assert [g is h for g, h in zip(groups, groups2, strict=True)] == [True, True, False, True]
+    for number, group in enumerate(groups2):
+        same = [a is b for a, b in zip(pieces[number], group.packed, strict=True) if a]
+        assert all(same) == (number != 2)
+    # the same answer as compressing the whole text at once would give, once unpacked
+    assert gzip.decompress(packed2) == gzip.decompress(gzip.compress(text2))
+
+
+def test_a_site_added_in_the_middle_regroups_and_still_unpacks_to_the_text() -> None:
+    cache = SiteSeriesCache()
+    snap = many_sites(2 * GROUP_SITES)
+    _gzip_body(cache, snap)
+    sites = list(snap.sites.items())
+    extra = many_sites(1).sites["site-000"]
+    extra = dataclasses.replace(extra, site_id="new-site")
+    sites.insert(3, ("new-site", extra))
+    snap2 = HealthSnapshot(T0, dict(sites), ())
+    text, packed = _gzip_body(cache, snap2)
+    assert gzip.decompress(packed) == text
+    assert text == render(site_families(SiteSeriesCache(), snap2))
+    assert len(cache) == 2 * GROUP_SITES + 1
+
+
+async def test_a_scrape_brings_the_snapshot_up_to_date_in_steps_that_let_others_run() -> None:
+    model = busy_model()
+    model.snapshot()
+    at = T0 + 20 * MINUTE
+    for site, device in (("s1", "pwr1"), ("s2", "pwr2"), ("s3", "bts3"), ("s4", "lnk4")):
+        model.ingest(snmp(site, device, at, UPS_OK))
+    registry = CollectorRegistry()
+    HealthCollector(model.snapshot, lambda: STATS, lambda: RUNTIME, registry=registry, process_metrics=False)
+    steps: list[int] = []
+    others: list[int] = []
+
+    def prepare() -> bool:
+        steps.append(len(others))
+        return model.refresh(1)
+
+    async def other() -> None:
+        for _ in range(10):
+            others.append(1)
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(other())
+    body, _headers = await scrape(registry, "", prepare)
+    await task
+    assert len(steps) >= 3  # several changed sites, one per step
+    assert steps[-1] > steps[0]  # the other task ran between the steps
+    assert body == render(registry.collect())
 
 
 def _timeout() -> ProbeError:

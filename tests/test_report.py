@@ -103,30 +103,35 @@ async def test_cli_markdown_csv_html(
 
     assert main(base) == 0
     md = capsys.readouterr().out
+    # (the province of tests/fixtures/daemon.py speaks English, the default)
     assert (
-        "| Trạm Pà Cò | 1 | 93.478 % | 20.50 | 1.00 | 1.50 | 1.00 | 0.00 | 0.00 | 2.50 | 2 | 45 min |" in md
+        "| Trạm Pà Cò | 1 | 93.478\u00a0% | 20.50 | 1.00 | 1.50 | 1.00 | 0.00 | 0.00 | 2.50 | 2 | 45 min |"
+        in md
     )
-    assert "| **Total** | 3 | 95.614 % |" in md
+    assert "| **Total** | 3 | 95.614\u00a0% |" in md
     assert "base station: no reply to ping (3/3 lost)" in md
+    assert "| 1 Nov 2026 03:00 | 1 Nov 2026 04:00 | 1 hr |" in md
 
     out = tmp_path / "report.csv"
     assert main([*base, "--by", "district", "--format", "csv", "-o", str(out)]) == 0
     table = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
-    by_group = {r["group"]: r for r in table}
-    assert by_group["d1"]["name"] == "Huyện Mai Châu"
-    assert by_group["d2"]["name"] == "Huyện Đà Bắc"
-    assert float(by_group["d1"]["availability_percent"]) == pytest.approx(100 * 33.5 / 35, abs=1e-4)
-    assert by_group["d1"]["unreachable_s"] == "3600"
-    assert by_group["d2"]["maintenance_s"] == "7200"
-    assert by_group["total"]["incidents"] == "3"
-    assert by_group["total"]["mttr_s"] == "3000"
+    by_group = {r["Group"]: r for r in table}
+    assert by_group["d1"]["Name"] == "Huyện Mai Châu"
+    assert by_group["d2"]["Name"] == "Huyện Đà Bắc"
+    assert by_group["d1"]["Period"] == "Report"
+    assert float(by_group["d1"]["Availability (%)"]) == pytest.approx(100 * 33.5 / 35, abs=1e-4)
+    assert by_group["d1"]["Unreachable (s)"] == "3600"
+    assert by_group["d2"]["Maintenance (s)"] == "7200"
+    assert by_group["total"]["Incidents"] == "3"
+    assert by_group["total"]["MTTR (s)"] == "3000"
 
     assert main([*base, "--format", "csv", "--incidents", "-o", str(out)]) == 0
     incidents = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
-    assert [(r["site"], r["start"], r["duration_s"], r["on_battery_s"]) for r in incidents] == [
-        ("bts-a", "2026-11-01 03:00", "3600", "7200"),
-        ("bts-b", "2026-11-01 05:00", "3600", "0"),
-        ("bts-a", "2026-11-01 20:00", "1800", "0"),
+    got = [(r["Site ID"], r["Start"], r["End"], r["Duration (s)"], r["On battery (s)"]) for r in incidents]
+    assert got == [
+        ("bts-a", "2026-11-01T03:00:00+07:00", "2026-11-01T04:00:00+07:00", "3600", "7200"),
+        ("bts-b", "2026-11-01T05:00:00+07:00", "2026-11-01T06:00:00+07:00", "3600", "0"),
+        ("bts-a", "2026-11-01T20:00:00+07:00", "2026-11-01T20:30:00+07:00", "1800", "0"),
     ]
 
     page = tmp_path / "report.html"
@@ -139,10 +144,10 @@ async def test_cli_markdown_csv_html(
     assert parsed.external == [], "the report must not load anything"
     main_table = parsed.tables[0]
     assert main_table[0][:3] == ["District", "Sites", "Availability"]
-    assert main_table[1][:3] == ["Huyện Mai Châu (d1)", "2", "95.714 %"]
-    assert main_table[-1][:3] == ["Total", "3", "95.614 %"]
+    assert main_table[1][:3] == ["Huyện Mai Châu", "2", "95.714\u00a0%"]
+    assert main_table[-1][:3] == ["Total", "3", "95.614\u00a0%"]
     phases = next(t for t in parsed.tables if t[0][1:] == ["Before", "During", "After"])
-    assert phases[1] == ["Availability", "100.000 %", "75.000 %", "75.000 %"]
+    assert phases[1] == ["Availability", "100.000\u00a0%", "75.000\u00a0%", "75.000\u00a0%"]
     assert "Trạm Pà Cò" in text
     assert "@media print" in text
 

@@ -64,6 +64,10 @@ def _profiles_dir(loaded: LoadedConfig) -> Path:
     return path if path.is_absolute() else loaded.source.parent / path
 
 
+#: sites whose status a scrape brings up to date per step on the event loop (~25 ms of work)
+SCRAPE_STEP_SITES = 400
+
+
 def _load(path: Path) -> Loaded:
     """Blocking: config and profiles are read together, so a reload validates both or neither.
     The file is parsed and resolved once; the profiles are loaded from the directory it names."""
@@ -191,17 +195,22 @@ class Daemon:
             self._ingest if self.cluster is None else self.cluster.observe,
             max_concurrency={"snmp": sched.max_concurrency, "icmp": sched.icmp_max_concurrency},
         )
-        HealthCollector(
-            self.snapshot,
+        health = HealthCollector(
+            self.snapshot if self.cluster is None else self.cluster.exported(self.snapshot),
             self.scheduler.stats,
             self._runtime,
-            registry=self.registry,
+            registry=self.registry if self.cluster is None else None,
             get_outbox_stats=self.notify.stats,
             get_alert_stats=self.alerts.stats,
             get_time_to_dark=lambda: self.power.time_to_dark(time.time()),
             get_intake_stats=self._intake_stats,
+            get_full_detail=lambda: self._loaded.config.server.metrics_detail == "full",
         )
-        self.registry.register(TaskCollector(self.supervisor.stats, self.ledger.stats))
+        tasks = TaskCollector(self.supervisor.stats, self.ledger.stats)
+        if self.cluster is None:
+            self.registry.register(tasks)
+        else:  # only the sites this node owns, and its own series labelled with its id
+            self.cluster.register_metrics(self.registry, [health, tasks])
 
         runner = web.AppRunner(build_app(self), access_log=None, handle_signals=False)
         await runner.setup()
@@ -340,6 +349,10 @@ class Daemon:
         await runtime.start()
         return runtime
 
+    def site_pollers(self, site_id: str) -> tuple[str, ...]:
+        """The nodes that poll ``site_id``, best first (the first owns it); () when alone."""
+        return () if self.cluster is None else self.cluster.node.pollers(site_id)
+
     def _polled(self, devices: Sequence[ResolvedDevice]) -> Sequence[ResolvedDevice]:
         polled = devices if self.cluster is None else self.cluster.polled(devices)
         self._polled_sites = {d.site_id for d in polled}
@@ -372,6 +385,10 @@ class Daemon:
 
     def snapshot(self) -> HealthSnapshot:
         return self.health.snapshot()
+
+    def prepare_scrape(self) -> bool:
+        """One bounded step of the snapshot a scrape is about to take (see exposition.scrape)."""
+        return self.health.refresh(SCRAPE_STEP_SITES)
 
     def trusted_origins(self) -> list[str]:
         return self._loaded.config.server.trusted_origins

@@ -79,6 +79,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--snmp-port", type=int, default=None, help="UDP port of the simulated devices (default 161 as root)"
     )
     demo.add_argument("--scenario", default=None, help="scenario file (default: WORKDIR/scenario.yaml)")
+    demo.add_argument(
+        "--nodes",
+        type=int,
+        default=1,
+        help="watch the province with N uptimewatch processes over a local 3-server NATS cluster "
+        "(docs/cluster.md); the first listens on --listen, the others on the ports after it",
+    )
+    demo.add_argument(
+        "--kill-leader-at",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="with --nodes: kill -9 the leader after SECONDS, report the failover, restart it a minute later",
+    )
     demo.set_defaults(handler=_lazy("uptimewatch.demo:cli_demo"))
 
     report = sub.add_parser("report", help="availability report from the daemon's ledger (docs/reports.md)")
@@ -87,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--from", dest="start", help="first day (YYYY-MM-DD) or time, province time zone")
     report.add_argument("--to", dest="end", help="last day, included (YYYY-MM-DD), or an end time")
     report.add_argument("--by", choices=["site", "commune", "district", "carrier"], default="site")
-    report.add_argument("--format", choices=["md", "csv", "html"], default="md")
+    report.add_argument("--format", choices=["md", "csv", "html", "pdf"], default="md")
+    report.add_argument("--lang", choices=["vi", "en"], default=None, help="default: province.language")
     report.add_argument("--incidents", action="store_true", help="CSV: the incidents instead of the table")
     period = report.add_mutually_exclusive_group()
     period.add_argument("--critical-period", help="a dated period by name (alerting.critical_periods)")

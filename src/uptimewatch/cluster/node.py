@@ -109,6 +109,7 @@ class ClusterNode:
         self._nats_ready = False
         self._assignment: dict[str, tuple[str, ...]] = {}
         self._owned: frozenset[str] | None = None  # None: every site (alone, or degraded)
+        self._primary: frozenset[str] = frozenset()  # sites whose first vantage point we are
         self._healthy: frozenset[str] = frozenset({self.node_id})
         self._vantage = 1
         self._quorum = 1
@@ -354,7 +355,7 @@ class ClusterNode:
             finally:
                 if watcher is not None:  # its subscription's heartbeat task ends with it
                     with contextlib.suppress(*_NATS_ERRORS):
-                        await watcher.stop()
+                        await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py leaves it unannotated
             await asyncio.sleep(self.config.heartbeat_interval)
 
     # -- the leader lease ---------------------------------------------------------------------
@@ -497,6 +498,9 @@ class ClusterNode:
             self._quorum = sharding.quorum(self.config.quorum, self._vantage)
             self._assignment = sharding.assign((s.site_id for s in sites), eligible, self._vantage)
             owned = frozenset(s for s, nodes in self._assignment.items() if self.node_id in nodes)
+            primary = frozenset(s for s, nodes in self._assignment.items() if nodes[:1] == (self.node_id,))
+            if primary != self._primary:
+                self._primary = primary  # replaced only on change: the metrics' view caches on it
         if owned != self._owned:
             before = self._owned
             self._owned = owned
@@ -523,6 +527,11 @@ class ClusterNode:
         if self._owned is None:
             return frozenset(s.site_id for s in self._sites())
         return self._owned
+
+    def primary_sites(self) -> frozenset[str] | None:
+        """The sites this node exports on ``/metrics``: those it is the first vantage point of.
+        None: every site (alone or degraded, this node is the only one that judges them)."""
+        return None if self._owned is None else self._primary
 
     def pollers(self, site_id: str) -> tuple[str, ...]:
         return self._assignment.get(site_id, (self.node_id,) if self._owned is None else ())
@@ -646,8 +655,10 @@ class ClusterNode:
                     "degraded": self.degraded,
                 }
             )
+        # as `uptimewatch cluster status`: a lease whose holder is seen dead names no leader
+        alive = {n["id"] for n in nodes_out if n["alive"]}
         return {
-            "leader": self.leader,
+            "leader": self.leader if self.leader in alive else None,
             "node": self.node_id,
             "degraded": self.degraded,
             "vantage_points": self._vantage,

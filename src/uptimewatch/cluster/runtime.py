@@ -10,9 +10,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client.registry import Collector
+
 from ..config.loader import LoadedConfig
 from ..config.resolve import ResolvedDevice
+from ..export.ownership import NodeLabels, OwnedSnapshots
+from ..model.health import HealthSnapshot
 from ..model.observation import Observation
+from .metrics import ClusterCollector
 from .node import ClusterNode, SiteRef
 
 log = logging.getLogger(__name__)
@@ -59,6 +65,21 @@ class ClusterRuntime:
 
     def polled(self, devices: Sequence[ResolvedDevice]) -> list[ResolvedDevice]:
         return [d for d in devices if self.node.owns(d.site_id)]
+
+    def exported(self, snapshot: Callable[[], HealthSnapshot]) -> Callable[[], HealthSnapshot]:
+        """What ``/metrics`` renders: the snapshot cut to the sites this node is primary for."""
+        return OwnedSnapshots(snapshot, self.node.primary_sites).get
+
+    def register_metrics(self, registry: CollectorRegistry, collectors: Sequence[Collector]) -> None:
+        """The daemon's collectors, the process metrics and the cluster's own, with a ``node`` label
+        on every series that is not a site's (docs/metrics.md)."""
+        own = [
+            *collectors,
+            ClusterCollector(self.node),
+            ProcessCollector(registry=None),
+            PlatformCollector(registry=None),
+        ]
+        registry.register(NodeLabels(self.node.node_id, own))
 
     def reconfigure(self, loaded: LoadedConfig) -> None:
         self._refs = site_refs(loaded)

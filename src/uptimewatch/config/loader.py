@@ -9,9 +9,7 @@ time.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import difflib
-import gc
 import hashlib
 import importlib
 import ipaddress
@@ -28,7 +26,9 @@ from typing import Any, Union
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from ..primitives import ID_PATTERN
+from ..gcpause import no_cycle_collection
+from ..primitives import ID_PATTERN, shown, valid_port
+from ..yaml_limits import YamlLimitError, load_checked, number_problem
 from .alerting import check_references as check_alerting
 from .models import Config, Device, Site, SnmpVersion
 from .resolve import ResolvedDevice, resolve_device
@@ -121,8 +121,29 @@ except ImportError:  # PyYAML built without libyaml
     from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class _Unreadable:
+    """A scalar that cannot be taken as what it looks like (a 5,000-digit number); reported, with
+    its field, when the tree is prepared."""
+
+    problem: str
+    mark: yaml.Mark
+    text: str
+
+    def __str__(self) -> str:
+        return self.text if len(self.text) <= 24 else f"{self.text[:20]}..."
+
+
 class _PositionLoader(_SafeLoader):
     """SafeLoader that builds :class:`_Map` / :class:`_Seq` so values can be traced to lines."""
+
+    def construct_checked_number(self, node: yaml.ScalarNode) -> Any:
+        problem = number_problem(node)
+        if problem is not None:
+            return _Unreadable(problem, node.start_mark, node.value)
+        if node.tag == "tag:yaml.org,2002:int":
+            return self.construct_yaml_int(node)
+        return self.construct_yaml_float(node)
 
     def construct_positioned_map(self, node: yaml.MappingNode) -> Iterator[_Map]:
         data = _Map()
@@ -166,6 +187,8 @@ class _PositionLoader(_SafeLoader):
 
 _PositionLoader.add_constructor("tag:yaml.org,2002:map", _PositionLoader.construct_positioned_map)
 _PositionLoader.add_constructor("tag:yaml.org,2002:seq", _PositionLoader.construct_positioned_seq)
+_PositionLoader.add_constructor("tag:yaml.org,2002:int", _PositionLoader.construct_checked_number)
+_PositionLoader.add_constructor("tag:yaml.org,2002:float", _PositionLoader.construct_checked_number)
 
 
 @dataclass
@@ -285,6 +308,10 @@ def _prepare(node: Any, loc: Loc, ctx: _Context) -> Any:
         return items
     if isinstance(node, str):
         return _expand_env(node, loc, ctx)
+    if isinstance(node, _Unreadable):
+        ctx.failed.append(loc)
+        ctx.add(loc, node.problem, at=_mark(node.mark))
+        return None
     return node
 
 
@@ -355,7 +382,7 @@ def _schema_message(error: Any, loc: Loc) -> str:
         return f"required key '{loc[-1]}' is missing" if loc else "required key is missing"
     if kind == "string_pattern_mismatch" and loc and loc[-1] == "id":
         return (
-            f"invalid id {error['input']!r}: use letters, digits, '_', '.' and '-', "
+            f"invalid id {shown(error['input'])}: use letters, digits, '_', '.' and '-', "
             "start with a letter or digit, at most 64 characters"
         )
     message = str(error["msg"])
@@ -364,7 +391,7 @@ def _schema_message(error: Any, loc: Loc) -> str:
     # never echo what was given for a secret, even when it has the wrong type
     secret = any(isinstance(p, str) and p in _SECRETS for p in loc)
     if not secret and isinstance(value, str | int | float | bool) and kind not in ("value_error",):
-        message += f" (got {value!r})"
+        message += f" (got {shown(value)})"
     return message
 
 
@@ -528,7 +555,7 @@ def _check_listen(raw: dict[str, Any], ctx: _Context) -> None:
     if not isinstance(listen, str):
         return
     host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not valid_port(port):
         return  # the schema reports a malformed HOST:PORT
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
@@ -619,20 +646,6 @@ def _fail(ctx: _Context) -> ConfigError:
     return ConfigError(ordered)
 
 
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    # A province file becomes millions of small objects, none of them garbage; the cyclic collector
-    # would rescan them over and over (3x the parse time at 100,000 devices). Reference counting
-    # still frees everything meanwhile, and the pause lasts one load.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 KnownProfiles = Collection[str] | Callable[[Config], Collection[str]] | None
 
 
@@ -643,7 +656,7 @@ def load_config(path: str | Path, *, known_profiles: KnownProfiles = None) -> Lo
     A callable gets the validated configuration (whose ``profiles_dir`` says where to look) and
     returns the names, so the file is parsed once even when the profiles depend on it.
     """
-    with _collector_paused():
+    with no_cycle_collection():
         return _load(Path(path), known_profiles)
 
 
@@ -660,7 +673,10 @@ def _load(source: Path, known_profiles: KnownProfiles) -> LoadedConfig:
         ctx.add((), f"not UTF-8 text (byte {exc.start})")
         raise _fail(ctx) from None
     try:
-        document = yaml.load(text, Loader=_PositionLoader)
+        document = load_checked(_PositionLoader(text))
+    except YamlLimitError as exc:
+        ctx.add((), str(exc.problem), at=_mark(exc.problem_mark) if exc.problem_mark else None)
+        raise _fail(ctx) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = f"YAML syntax error: {exc.problem or 'invalid YAML'}"

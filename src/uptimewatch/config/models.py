@@ -24,7 +24,7 @@ from pydantic import (
 
 from ..i18n import Language
 from ..notify.config import NotifyConfig
-from ..primitives import Duration, Identifier
+from ..primitives import Duration, Identifier, valid_port
 from .alerting import AlertingConfig
 from .cluster import ClusterConfig
 
@@ -389,6 +389,12 @@ class ServerSettings(Strict):
         description="Origins (`https://noc.example.vn`) besides the daemon's own whose web pages may"
         " call the mutating API (acks, silences, reload); every other browser origin gets 403.",
     )
+    metrics_detail: Literal["standard", "full"] = Field(
+        default="standard",
+        description="Series /metrics exports per device: `standard` leaves out what the JSON API shows"
+        " and no shipped dashboard or rule reads (about half the series); `full` exports them too"
+        " (docs/metrics.md).",
+    )
     reload_timeout: Duration = Field(
         default=60.0,
         gt=0,
@@ -401,7 +407,7 @@ class ServerSettings(Strict):
     @classmethod
     def _listen(cls, value: str) -> str:
         _host, sep, port = value.rpartition(":")
-        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        if not sep or not valid_port(port):
             raise ValueError("listen must be HOST:PORT, e.g. 127.0.0.1:9847")
         return value
 
@@ -537,7 +543,7 @@ class TrapSettings(Strict):
     @classmethod
     def _listen(cls, value: str) -> str:
         host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not sep or not host or not valid_port(port):
             raise ValueError("listen must be HOST:PORT, e.g. 127.0.0.1:9162")
         return value
 

@@ -50,6 +50,11 @@ as `FILE:LINE: FIELD: MESSAGE`, for example
 - **Ids** (`id` keys) are 1 to 64 letters, digits, `_`, `.` or `-`, starting with a letter or a
   digit. Device ids are unique within their site; every other id is unique in its list (communes:
   within their district).
+- **Limits on the YAML itself**: anchors and aliases (`&snmp`, `*snmp`, `<<: *snmp`) work, but
+  aliases may add at most 1,000,000 nodes to what the file holds (a "billion laughs" file is
+  refused at once, naming the line where it passes that), an alias may not point into its own
+  node, nesting stops at 100 levels, and a number has at most 100 characters (a float that would
+  be infinity is an error; write `.inf` to mean it). Profile files follow the same limits.
 
 ## The defaults cascade
 

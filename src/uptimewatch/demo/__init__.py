@@ -7,6 +7,10 @@ device on 127.16.0.0 and up), the daemon (``uptimewatch.app``), and the scenario
 (``<workdir>/scenario.yaml``, copied from the shipped one on first run, so it can be edited).
 Ctrl-C, SIGTERM or ``--duration`` stop everything it started.
 
+With ``--nodes N`` (``make demo-cluster``) the province is watched by N ``uptimewatch run``
+processes sharing a 3-server NATS cluster on loopback instead of the in-process daemon
+(:mod:`.cluster`); ``--kill-leader-at SECONDS`` kills the leader part-way through to show failover.
+
 ICMP: every 127.x address answers pings in the kernel. As root, the demo makes its faults real to
 ping as well: an nftables table of its own (``table inet uptimewatch_demo``) drops echo requests
 to every device that is silent (dead, rebooting, dark, or cut off behind a cut or faded link), so
@@ -27,6 +31,7 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .agent import SnmpAgent
 from .alerting import add_alerting
@@ -37,6 +42,9 @@ from .firewall import DEFAULT_TABLE, FirewallError, IcmpFirewall, unavailable_re
 from .mailsink import MailSink, install_routes
 from .province import DEFAULT_SITES, FIRST_NET, DemoProvince, generate_province
 from .scenario import PlannedStep, ScenarioError, default_scenario_path, load_scenario, plan, run_scenario
+
+if TYPE_CHECKING:
+    from .cluster import DemoCluster
 
 __all__ = [
     "DemoOptions",
@@ -71,18 +79,27 @@ class DemoOptions:
     first_net: int = FIRST_NET  # second octet of the first site's addresses: 127.16.1.x
     nft_table: str = DEFAULT_TABLE  # the nftables table the demo owns (root only)
     mqtt: bool = True  # start mosquitto when installed
+    nodes: int = 1  # more than 1: that many `uptimewatch run` processes over a local NATS cluster
+    kill_leader_at: float | None = None  # with nodes: kill -9 the leader after this many seconds
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> DemoOptions:
         scenario = getattr(args, "scenario", None)
+        nodes = getattr(args, "nodes", None)
+        nodes = 1 if nodes is None else nodes
+        if nodes < 1:
+            raise ValueError("--nodes must be at least 1")
+        workdir = Path("var/demo" if nodes == 1 else "var/demo-cluster")
         return cls(
             sites=args.sites or DEFAULT_SITES,
             listen=args.listen or "127.0.0.1:9847",
-            workdir=Path(args.workdir) if args.workdir else Path("var/demo"),
+            workdir=Path(args.workdir) if args.workdir else workdir,
             duration=args.duration,
             snmp_port=getattr(args, "snmp_port", None),
             scenario=Path(scenario) if scenario else None,
             daemon=not getattr(args, "no_daemon", False),
+            nodes=nodes,
+            kill_leader_at=getattr(args, "kill_leader_at", None),
         )
 
     def port(self) -> int:
@@ -102,12 +119,13 @@ class DemoRuntime:
     mail: MailSink | None
     broker: Mosquitto | None
     firewall: IcmpFirewall | None
+    cluster: DemoCluster | None = None  # with --nodes: the NATS servers and the node processes
 
 
 def cli_demo(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(run_demo(DemoOptions.from_args(args)))
-    except (OSError, ScenarioError, ModelError, ValueError) as exc:
+    except (OSError, ScenarioError, ModelError, ValueError, RuntimeError) as exc:
         print(f"uptimewatch demo: {exc}", file=sys.stderr)
         return 1
 
@@ -146,6 +164,17 @@ async def _daemon(opts: DemoOptions, config_path: Path, mail: MailSink | None) -
         yield str(daemon.url)
     finally:
         await daemon.stop()
+
+
+@contextlib.asynccontextmanager
+async def _cluster(opts: DemoOptions, config: dict[str, object]) -> AsyncIterator[DemoCluster | None]:
+    if not opts.daemon or opts.nodes < 2:
+        yield None
+        return
+    from .cluster import DemoCluster  # NATS and the node processes only for a cluster demo
+
+    async with DemoCluster(Path(opts.workdir), config, opts.listen, opts.nodes) as cluster:
+        yield cluster
 
 
 @contextlib.asynccontextmanager
@@ -269,13 +298,22 @@ async def run_demo(
                 )
             await asyncio.to_thread(province.write_config, config_path)
             agent = await stack.enter_async_context(SnmpAgent(sim, port))
-            daemon_url = await stack.enter_async_context(_daemon(opts, config_path, mail))
+            cluster = await stack.enter_async_context(_cluster(opts, province.config))
+            if cluster is None:
+                daemon_url = await stack.enter_async_context(_daemon(opts, config_path, mail))
+            else:
+                daemon_url = cluster.nodes[0].url
 
             out(
                 f"uptimewatch demo: {len(province.sites)} sites, {len(province.devices)} simulated devices "
                 f"on {_address_range(province)} port {port}; config {config_path}"
             )
-            if daemon_url:
+            if cluster is not None:
+                from .cluster import describe
+
+                for line in describe(cluster):
+                    out(line)
+            elif daemon_url:
                 out(
                     f"  status page  {daemon_url}/\n"
                     f"  metrics      {daemon_url}/metrics\n"
@@ -284,10 +322,8 @@ async def run_demo(
                     f"  health       {daemon_url}/healthz"
                 )
             if mail is not None:
-                out(
-                    f"  mail         {mail.directory}/ (*.eml; SMTP sink on {mail.host}:{mail.port}; "
-                    f"list at {daemon_url}/demo/mail)"
-                )
+                listed = f"; list at {daemon_url}/demo/mail" if cluster is None else ""
+                out(f"  mail         {mail.directory}/ (*.eml; SMTP sink on {mail.host}:{mail.port}{listed})")
             if broker is not None:
                 province_id = province.config["province"]["id"]
                 out(
@@ -309,8 +345,10 @@ async def run_demo(
                 wake.set()
 
             if on_start is not None:
-                on_start(DemoRuntime(province, sim, config_path, daemon_url, mail, broker, firewall))
+                on_start(DemoRuntime(province, sim, config_path, daemon_url, mail, broker, firewall, cluster))
             tasks.append(asyncio.create_task(run_scenario(steps, sim, on_step=on_step)))
+            if cluster is not None and opts.kill_leader_at is not None:
+                tasks.append(asyncio.create_task(cluster.kill_leader_at(opts.kill_leader_at, out)))
             if firewall is not None:
                 period = max(0.5, len(province.devices) / 20_000)
                 tasks.append(asyncio.create_task(_keep_firewall(firewall, sim, wake, period)))

@@ -5,7 +5,14 @@ prometheus_client formats about 170,000 samples a second: for hundreds of thousa
 per-site families therefore arrive as :class:`PrerenderedFamily` objects whose text is produced
 (and cached) by their owner; everything else (the daemon's own counters, process and platform
 metrics) still goes through prometheus_client. :func:`scrape` does the cheap part, collecting, on
-the event loop and the text, joining and gzip in a worker thread.
+the event loop, in steps that each hold it briefly, and the text, joining and gzip in a worker
+thread.
+
+Gzip: a prerendered family may also hand over its text as deflate pieces compressed earlier, each
+ended by a full flush (byte-aligned, with no back-reference before its start, so pieces can be put
+between any others). The answer is one gzip member: the small families compressed on the spot,
+the cached pieces copied in as they are, the CRC-32 and length computed over the text. Only the
+pieces whose text changed since the previous scrape are compressed again.
 
 The output is the same text format prometheus_client writes (labels sorted by name, values as Go
 formats them), so generic consumers and our own tests see no difference.
@@ -13,6 +20,8 @@ formats them), so generic consumers and our own tests see no difference.
 
 from __future__ import annotations
 
+import asyncio
+import struct
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 
@@ -66,10 +75,19 @@ class PrerenderedFamily(Metric):
     ``chunks`` is called at most once, lazily: by :func:`render` in the worker thread, or, for a
     consumer that reads ``samples`` (prometheus_client's own ``generate_latest``, tests), by
     parsing the text back, which is slow but gives exactly the samples the text holds.
+    ``packed``, when given, returns the same text as raw deflate pieces, one per chunk, each
+    ended by a full flush (see the module's docstring).
     """
 
-    def __init__(self, name: str, documentation: str, chunks: Callable[[], Sequence[bytes]]) -> None:
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        chunks: Callable[[], Sequence[bytes]],
+        packed: Callable[[], Sequence[bytes]] | None = None,
+    ) -> None:
         self._chunks_fn = chunks
+        self._packed_fn = packed
         self._chunks: Sequence[bytes] | None = None
         self._parsed: list[Sample] | None = None
         super().__init__(name, documentation, "gauge")
@@ -94,6 +112,10 @@ class PrerenderedFamily(Metric):
         if self._chunks is None:
             self._chunks = self._chunks_fn()
         return self._chunks
+
+    def packed(self) -> Sequence[bytes] | None:
+        """The chunks as deflate pieces, or None when the family has no compressed form."""
+        return None if self._packed_fn is None else self._packed_fn()
 
 
 class _Metrics:
@@ -146,25 +168,71 @@ def gzip_accepted(accept_encoding: str) -> bool:
     return False
 
 
+#: a gzip member's header: deflate, no name, no mtime, unknown OS (RFC 1952)
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+
+
 def render_body(metrics: Iterable[Metric], gzip: bool) -> bytes:
     """The answer's body: the text, or a gzip member of it."""
     if not gzip:
         return render(metrics)
-    # Compressed family by family, the whole uncompressed text (216 MB for 100,000 devices) never
-    # exists at once. wbits 31: a gzip member. zlib releases the GIL while it compresses.
-    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
-    out = [compressor.compress(b"".join(part)) for part in render_parts(metrics)]
+    # The whole uncompressed text (100 MB for 100,000 devices) never exists at once: the small
+    # families are compressed here, the big ones come as the pieces their owner keeps.
+    # wbits -15: raw deflate, with our own gzip header and trailer around it.
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -15)
+    crc = 0
+    size = 0
+    out = [_GZIP_HEADER]
+    plain: list[Metric] = []
+
+    def text(data: bytes) -> None:
+        nonlocal crc, size
+        crc = zlib.crc32(data, crc)
+        size += len(data)
+        out.append(compressor.compress(data))
+
+    for metric in [*metrics, None]:
+        if metric is not None and not isinstance(metric, PrerenderedFamily):
+            plain.append(metric)
+            continue
+        if plain:
+            text(generate_latest(_Metrics(plain)))
+            plain = []
+        if metric is None:
+            break
+        pieces = metric.packed()
+        if pieces is None:
+            text(metric.header() + b"".join(metric.chunks()))
+            continue
+        text(metric.header())
+        out.append(compressor.flush(zlib.Z_FULL_FLUSH))  # byte-aligned: the pieces follow
+        for chunk in metric.chunks():
+            crc = zlib.crc32(chunk, crc)
+            size += len(chunk)
+        out.extend(pieces)
     out.append(compressor.flush())
+    out.append(struct.pack("<II", crc, size & 0xFFFFFFFF))
     return b"".join(out)
 
 
-async def scrape(registry: CollectorRegistry, accept_encoding: str = "") -> tuple[bytes, dict[str, str]]:
+async def scrape(
+    registry: CollectorRegistry,
+    accept_encoding: str = "",
+    prepare: Callable[[], bool] | None = None,
+) -> tuple[bytes, dict[str, str]]:
     """One ``/metrics`` answer: the body and its headers.
 
     Collectors run here on the event loop, since they read the daemon's live state (a collector
     must return plain data, not views of it); the text is written in a worker thread, where the
-    prerendered families read only immutable snapshots.
+    prerendered families read only immutable snapshots. ``prepare``, when given, is one bounded
+    step of the work the collectors would otherwise do in one piece (the health snapshot after a
+    cycle of changes), returning True while more remains: it runs first, yielding to the loop
+    between steps.
     """
+    more = prepare is not None and prepare()
+    while more:
+        await asyncio.sleep(0)  # a turn for everything else between two steps
+        more = prepare is not None and prepare()
     metrics = list(registry.collect())
     gzip = gzip_accepted(accept_encoding)
     body = await executors.RENDER.run(render_body, metrics, gzip)

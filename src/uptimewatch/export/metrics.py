@@ -5,7 +5,8 @@ to unregister anything: sites and devices that left the configuration simply sto
 Label values come from configuration ids only, never from device answers or secrets.
 
 The per-site and per-device families (nearly all series) are written as text by
-:mod:`.site_series` and cached per site; serve them with :func:`.exposition.scrape`, which writes
+:mod:`.site_series` and cached per site, in the standard detail unless ``get_full_detail`` says
+otherwise; serve them with :func:`.exposition.scrape`, which writes
 the text off the event loop. prometheus_client's ``generate_latest`` still works on the registry
 (slowly: it parses that text back), which is what tests and tools use.
 
@@ -137,7 +138,9 @@ class HealthCollector:
         get_alert_stats: Callable[[], AlertStats] | None = None,
         get_time_to_dark: Callable[[], Mapping[str, float]] | None = None,
         get_intake_stats: Callable[[], IntakeStats] | None = None,
+        get_full_detail: Callable[[], bool] | None = None,
     ) -> None:
+        self._get_full_detail = get_full_detail
         self._get_intake_stats = get_intake_stats
         self._get_time_to_dark = get_time_to_dark
         self._get_alert_stats = get_alert_stats
@@ -178,7 +181,8 @@ class HealthCollector:
     def _health(self, snap: HealthSnapshot) -> Iterator[Metric]:
         # The per-site and per-device families (nearly every series) come as prerendered text,
         # rebuilt only for the sites that changed since the previous scrape: see site_series.
-        yield from site_families(self._site_cache, snap)
+        full = self._get_full_detail() if self._get_full_detail is not None else False
+        yield from site_families(self._site_cache, snap, full=full)
         yield self._district_sites(snap)
 
     @staticmethod
@@ -276,8 +280,16 @@ def build_registry(
     get_snapshot: Callable[[], HealthSnapshot],
     get_scheduler_stats: Callable[[], SchedulerStats],
     get_runtime: Callable[[], RuntimeInfo],
+    *,
+    full_detail: bool = False,
 ) -> CollectorRegistry:
     """A fresh registry holding the health collector plus process and platform metrics."""
     registry = CollectorRegistry()
-    HealthCollector(get_snapshot, get_scheduler_stats, get_runtime, registry=registry)
+    HealthCollector(
+        get_snapshot,
+        get_scheduler_stats,
+        get_runtime,
+        registry=registry,
+        get_full_detail=lambda: full_detail,
+    )
     return registry

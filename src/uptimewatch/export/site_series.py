@@ -1,29 +1,39 @@
 """The per-site and per-device families: their text, cached per site until the site changes.
 
-These families hold nearly every series of a scrape (about twenty per device). The text of one
-site's samples depends on nothing but its :class:`SiteStatus`, an immutable object the health model
-replaces when anything about the site changes, so the object itself is the cache key: a scrape
-re-renders only the sites that changed since the previous one, and a reload that removes a site
-drops its text with it (the cache follows the snapshot's site list).
+These families hold nearly every series of a scrape (about ten per device in the standard
+detail, twenty in the full one). The text of one site's samples depends on nothing but its
+:class:`SiteStatus`, an immutable object the health model replaces when anything about the site
+changes, so the object itself is the cache key: a scrape re-renders only the sites that changed
+since the previous one, and a reload that removes a site drops its text with it (the cache follows
+the snapshot's site list).
 
 All samples of a family must be contiguous in the exposition, so every site keeps one chunk per
-family and a scrape joins the chunks family by family.
+family. Consecutive sites form groups of :data:`GROUP_SITES`; a group keeps, per family, the joined
+text of its sites and, once a gzip answer needed it, that text compressed as a self-contained
+deflate piece (see :mod:`.exposition`). A scrape after 1% of the sites changed therefore
+compresses only the groups those sites are in, not the whole 100 MB of text.
+
+Detail: the standard set leaves out what the JSON API already shows and no shipped dashboard or
+rule reads (``uptimewatch_snmp_up``, the ``stat="min"`` round trip, check states that are ok,
+except the ``link.rx_level`` checks the LinkRxLevelLow rule tells configured thresholds by);
+``server.metrics_detail: full`` exports everything (docs/metrics.md).
 """
 
 from __future__ import annotations
 
-import gc
 import threading
+import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
-from operator import attrgetter
+from operator import attrgetter, is_
 
+from ..gcpause import no_cycle_collection
 from ..model.checks import CheckState
 from ..model.health import HealthSnapshot, SiteState, SiteStatus
 from ..model.observation import FieldValue
-from .exposition import PrerenderedFamily, escape_label_value, format_value
+from .exposition import GZIP_LEVEL, PrerenderedFamily, escape_label_value, format_value
 
 _STATES: tuple[SiteState, ...] = tuple(SiteState)
 
@@ -99,7 +109,8 @@ SITE_FAMILIES: tuple[tuple[str, str], ...] = (
     ),
     (
         "uptimewatch_device_check_state",
-        "State of one health check of a device, after hysteresis: 0 ok, 1 warning, 2 critical, 3 unknown.",
+        "State of one health check of a device, after hysteresis: 0 ok, 1 warning, 2 critical, 3 unknown. "
+        "Checks that are ok are left out (but link.rx_level) unless the metrics detail is full.",
     ),
     (
         "uptimewatch_icmp_loss_ratio",
@@ -107,7 +118,8 @@ SITE_FAMILIES: tuple[tuple[str, str], ...] = (
     ),
     (
         "uptimewatch_icmp_rtt_seconds",
-        "Round-trip time of the last ping burst in seconds: stat=min, avg or max over its replies.",
+        "Round-trip time of the last ping burst in seconds: stat=avg or max over its replies "
+        "(and min with the full metrics detail).",
     ),
     (
         "uptimewatch_icmp_jitter_seconds",
@@ -132,6 +144,13 @@ _RTT_STATS = (
     ("avg", "icmp.rtt_avg_seconds"),
     ("max", "icmp.rtt_max_seconds"),
 )
+_RTT_STATS_STANDARD = _RTT_STATS[1:]
+
+#: families only the full detail exports
+FULL_ONLY_FAMILIES = frozenset({"uptimewatch_snmp_up"})
+#: checks whose state the standard detail exports even when ok: the shipped LinkRxLevelLow rule
+#: tells a device with configured thresholds from one on the -75 dBm fallback by its presence
+ALWAYS_EXPORTED_CHECKS = frozenset({"link.rx_level"})
 _CHECK_VALUES = {state: format_value(float(state)) for state in CheckState}
 _FIELD_SPECS = tuple((name, field, scale) for name, field, scale, _help in FIELD_GAUGES)
 _EMPTY = b""
@@ -150,10 +169,11 @@ def _text(value: FieldValue, scale: float = 1.0) -> str | None:
     return text
 
 
-def _render_site(site: SiteStatus) -> tuple[bytes, ...]:
+def _render_site(site: SiteStatus, full: bool) -> tuple[bytes, ...]:
     """One chunk of sample lines per entry of SITE_FAMILIES (empty where the site has none).
 
     Labels are written in name order, as prometheus_client writes them, so the text is the same.
+    ``full``: every series; otherwise the standard set (see the module's docstring).
     """
     esc = escape_label_value
     fmt = format_value
@@ -174,6 +194,8 @@ def _render_site(site: SiteStatus) -> tuple[bytes, ...]:
         if site.since is not None
         else ""
     )
+    rtt_stats = _RTT_STATS if full else _RTT_STATS_STANDARD
+    ok = CheckState.OK
     up: list[str] = []
     checks: list[str] = []
     loss: list[str] = []
@@ -187,10 +209,11 @@ def _render_site(site: SiteStatus) -> tuple[bytes, ...]:
         if dev.reachable is not None:
             up.append(f"uptimewatch_device_up{{{base}}} {'1.0' if dev.reachable else '0.0'}\n")
         for chk in dev.checks:
-            checks.append(
-                f'uptimewatch_device_check_state{{check="{esc(chk.name)}",{base}}} '
-                f"{_CHECK_VALUES[chk.hard_state]}\n"
-            )
+            if full or chk.hard_state is not ok or chk.name in ALWAYS_EXPORTED_CHECKS:
+                checks.append(
+                    f'uptimewatch_device_check_state{{check="{esc(chk.name)}",{base}}} '
+                    f"{_CHECK_VALUES[chk.hard_state]}\n"
+                )
         fields = dev.fields
         probes = dev.probes
         icmp = probes.get("icmp")
@@ -198,7 +221,7 @@ def _render_site(site: SiteStatus) -> tuple[bytes, ...]:
             text = _text(fields.get("icmp.loss_ratio"))
             if text is not None:
                 loss.append(f"uptimewatch_icmp_loss_ratio{{{base}}} {text}\n")
-            for stat, key in _RTT_STATS:
+            for stat, key in rtt_stats:
                 text = _text(fields.get(key))
                 if text is not None:
                     rtt.append(f'uptimewatch_icmp_rtt_seconds{{{base},stat="{stat}"}} {text}\n')
@@ -208,7 +231,8 @@ def _render_site(site: SiteStatus) -> tuple[bytes, ...]:
         snmp = probes.get("snmp")
         if snmp is not None:
             snmp_ok = snmp.error_kind is None
-            snmp_up.append(f"uptimewatch_snmp_up{{{base}}} {'1.0' if snmp_ok else '0.0'}\n")
+            if full:
+                snmp_up.append(f"uptimewatch_snmp_up{{{base}}} {'1.0' if snmp_ok else '0.0'}\n")
             duration.append(f"uptimewatch_snmp_poll_duration_seconds{{{base}}} {fmt(snmp.duration_s)}\n")
             if not snmp_ok:
                 # the snapshot keeps last known power/link values, but on a graph a stale value
@@ -230,18 +254,42 @@ def _render_site(site: SiteStatus) -> tuple[bytes, ...]:
     )
 
 
+#: consecutive sites (in snapshot order) whose text is joined, and compressed, as one piece per
+#: family: small enough that a few changed sites recompress little, large enough that deflate
+#: still finds the repetitions of the label sets
+GROUP_SITES = 16
+
+
+class _Group:
+    """Per family, the joined text of up to GROUP_SITES consecutive sites, and its deflate piece
+    once a gzip answer asked for it. Built for one tuple of SiteStatus objects, never changed."""
+
+    __slots__ = ("packed", "sites", "texts")
+
+    def __init__(self, sites: tuple[SiteStatus, ...], texts: tuple[bytes, ...]) -> None:
+        self.sites = sites
+        self.texts = texts
+        self.packed: list[bytes | None] = [None] * len(texts)
+
+
 @dataclass(frozen=True, slots=True)
 class SiteSeries:
-    """The per-site families of one snapshot: per family, the chunks of every site in order."""
+    """The per-site families of one snapshot, as groups of consecutive sites."""
 
-    families: tuple[tuple[bytes, ...], ...]
+    groups: tuple[_Group, ...]
     #: sites per (district, carrier, state), for uptimewatch_sites
     counts: Counter[tuple[str, str, SiteState]]
     rendered: int  # sites whose text had to be (re)built for this snapshot
+    full: bool
+
+    def texts(self, index: int) -> list[bytes]:
+        """Family ``index`` of SITE_FAMILIES: its text, one piece per group."""
+        return [g.texts[index] for g in self.groups]
 
 
 class SiteSeriesCache:
-    """Per site, the text of its samples in each family, kept while its SiteStatus stays the same.
+    """Per site, the text of its samples in each family, kept while its SiteStatus stays the same;
+    per group of sites, the joined text and its compressed piece.
 
     Thread-safe: a scrape renders in a worker thread and two scrapes may overlap.
     """
@@ -249,53 +297,87 @@ class SiteSeriesCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._sites: dict[str, tuple[SiteStatus, tuple[bytes, ...]]] = {}
+        self._groups: list[_Group] = []
+        self._full = False
         self._last: tuple[HealthSnapshot, SiteSeries] | None = None
+        # one compressor for every piece: a full flush ends each piece and resets its state, so
+        # no piece refers back into another
+        self._compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -15)
 
-    def series(self, snap: HealthSnapshot) -> SiteSeries:
+    def series(self, snap: HealthSnapshot, full: bool = False) -> SiteSeries:
         with self._lock:
             last = self._last
-            if last is not None and last[0] is snap:
+            if last is not None and last[0] is snap and last[1].full == full:
                 return last[1]
             # many short-lived strings and no cycles: a cycle collection meanwhile finds nothing
-            gc_was_enabled = gc.isenabled()
-            gc.disable()
-            try:
-                series = self._build(snap)
-            finally:
-                if gc_was_enabled:
-                    gc.enable()
+            with no_cycle_collection():
+                series = self._build(snap, full)
             self._last = (snap, series)
             return series
 
-    def _build(self, snap: HealthSnapshot) -> SiteSeries:
+    def _build(self, snap: HealthSnapshot, full: bool) -> SiteSeries:
+        if full != self._full:  # the detail changed (a reload): every text is different
+            self._sites, self._groups, self._full = {}, [], full
         old = self._sites
+        old_groups = self._groups
         entries: dict[str, tuple[SiteStatus, tuple[bytes, ...]]] = {}
+        groups: list[_Group] = []
         rendered = 0
-        for site_id, site in snap.sites.items():
-            entry = old.get(site_id)
-            if entry is None or entry[0] is not site:
-                entry = (site, _render_site(site))
-                rendered += 1
-            entries[site_id] = entry
+        statuses = list(snap.sites.values())
+        for number, start in enumerate(range(0, len(statuses), GROUP_SITES)):
+            members = tuple(statuses[start : start + GROUP_SITES])
+            group = old_groups[number] if number < len(old_groups) else None
+            if group is not None and len(group.sites) == len(members) and all(map(is_, group.sites, members)):
+                for site in members:
+                    entries[site.site_id] = old[site.site_id]
+                groups.append(group)
+                continue
+            chunks = []
+            for site in members:
+                entry = old.get(site.site_id)
+                if entry is None or entry[0] is not site:
+                    entry = (site, _render_site(site, full))
+                    rendered += 1
+                entries[site.site_id] = entry
+                chunks.append(entry[1])
+            groups.append(_Group(members, tuple(map(_EMPTY.join, zip(*chunks, strict=True)))))
         # only the snapshot's sites stay: a site removed by a reload takes its text with it
         self._sites = entries
-        # transposed in C: per family, the chunks of every site in snapshot order
-        families = tuple(zip(*(chunks for _site, chunks in entries.values()), strict=True))
-        if not families:
-            families = tuple(() for _ in SITE_FAMILIES)
-        counts = Counter(map(_COUNT_KEY, snap.sites.values()))
-        return SiteSeries(families, counts, rendered)
+        self._groups = groups
+        counts = Counter(map(_COUNT_KEY, statuses))
+        return SiteSeries(tuple(groups), counts, rendered, full)
+
+    def packed(self, series: SiteSeries, index: int) -> list[bytes]:
+        """Family ``index`` of ``series`` as deflate pieces, one per group, each ended by a full
+        flush (byte-aligned, no reference to anything before it): compressed once per group."""
+        out: list[bytes] = []
+        with self._lock:
+            compressor = self._compressor
+            for group in series.groups:
+                piece = group.packed[index]
+                if piece is None:
+                    text = group.texts[index]
+                    piece = (
+                        compressor.compress(text) + compressor.flush(zlib.Z_FULL_FLUSH) if text else _EMPTY
+                    )
+                    group.packed[index] = piece
+                out.append(piece)
+        return out
 
     def __len__(self) -> int:
         return len(self._sites)
 
 
-def _family_chunks(cache: SiteSeriesCache, snap: HealthSnapshot, index: int) -> Sequence[bytes]:
-    return cache.series(snap).families[index]
+def _family_chunks(cache: SiteSeriesCache, snap: HealthSnapshot, full: bool, index: int) -> Sequence[bytes]:
+    return cache.series(snap, full).texts(index)
 
 
-def _sites_chunks(cache: SiteSeriesCache, snap: HealthSnapshot) -> list[bytes]:
-    series = cache.series(snap)
+def _family_packed(cache: SiteSeriesCache, snap: HealthSnapshot, full: bool, index: int) -> Sequence[bytes]:
+    return cache.packed(cache.series(snap, full), index)
+
+
+def _sites_chunks(cache: SiteSeriesCache, snap: HealthSnapshot, full: bool) -> list[bytes]:
+    series = cache.series(snap, full)
     by_dc: dict[tuple[str, str], dict[SiteState, int]] = {}
     for (district, carrier, state), n in series.counts.items():
         counts = by_dc.get((district, carrier))
@@ -312,12 +394,21 @@ def _sites_chunks(cache: SiteSeriesCache, snap: HealthSnapshot) -> list[bytes]:
     return ["".join(lines).encode()]
 
 
-def site_families(cache: SiteSeriesCache, snap: HealthSnapshot) -> list[PrerenderedFamily]:
-    """The per-site families of ``snap`` plus uptimewatch_sites, rendered when first read."""
+def site_families(
+    cache: SiteSeriesCache, snap: HealthSnapshot, *, full: bool = False
+) -> list[PrerenderedFamily]:
+    """The per-site families of ``snap`` plus uptimewatch_sites, rendered when first read; the
+    standard set, or every series with ``full``."""
 
     out = [
-        PrerenderedFamily(name, help_text, partial(_family_chunks, cache, snap, i))
+        PrerenderedFamily(
+            name,
+            help_text,
+            partial(_family_chunks, cache, snap, full, i),
+            partial(_family_packed, cache, snap, full, i),
+        )
         for i, (name, help_text) in enumerate(SITE_FAMILIES)
+        if full or name not in FULL_ONLY_FAMILIES
     ]
-    out.append(PrerenderedFamily(*SITES_FAMILY, partial(_sites_chunks, cache, snap)))
+    out.append(PrerenderedFamily(*SITES_FAMILY, partial(_sites_chunks, cache, snap, full)))
     return out

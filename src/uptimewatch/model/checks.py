@@ -170,6 +170,10 @@ def snmp_check(obs: Observation, role: str) -> Result:
     if kind is ErrorKind.NO_SUCH_OBJECT:
         why = Text(N_("SNMP agent has none of the polled objects: {error}"), {"error": err.message})
         return (CheckState.WARNING, why, True)
+    if kind is ErrorKind.BAD_REPLY:
+        # none of the asked objects came back, so nothing says the agent is there and well
+        why = Text(N_("SNMP reply does not match the request: {error}"), {"error": err.message})
+        return (CheckState.CRITICAL, why, None)
     if kind is ErrorKind.BAD_VALUE:
         return (
             CheckState.WARNING,

@@ -174,14 +174,26 @@ def _decode_int(data: bytes, pos: int, limit: int) -> tuple[int, int]:
     return int.from_bytes(data[start:end], "big", signed=True), end
 
 
+#: the largest sub-identifier SNMP carries (RFC 2578, 7.1.3)
+_MAX_ARC = 2**32 - 1
+#: the first two arcs share one sub-identifier: 2.x is 80 + x, and x may be up to 2^32-1
+_MAX_FIRST = _MAX_ARC + 80
+
+
 def decode_oid(content: bytes) -> OidTuple:
     arcs: list[int] = []
     value = 0
+    limit = _MAX_FIRST
     for byte in content:
         value = (value << 7) | (byte & 0x7F)
+        if value > limit:
+            # checked while the arc grows: 60 KB of continuation octets would otherwise build one
+            # 400,000-bit number, seven bits at a time (seconds of CPU for one datagram)
+            raise BerError("OBJECT IDENTIFIER sub-identifier above 2^32-1")
         if not byte & 0x80:
             arcs.append(value)
             value = 0
+            limit = _MAX_ARC
     if not arcs or content[-1] & 0x80:
         raise BerError("malformed OBJECT IDENTIFIER")
     first = arcs[0]

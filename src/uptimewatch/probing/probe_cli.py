@@ -20,6 +20,7 @@ from .. import executors
 from ..config.models import AuthProtocol, PrivProtocol, Role, SnmpVersion
 from ..config.resolve import BUILTIN, IcmpTarget, ResolvedDevice, SnmpTarget
 from ..model.observation import ErrorKind, FieldValue, Observation
+from ..primitives import valid_port
 from ..profiles import ProfileCatalog, ProfileError, load_profiles
 
 EXIT_OK, EXIT_PROFILES, EXIT_NO_ANSWER = 0, 1, 2
@@ -39,7 +40,7 @@ def split_target(target: str) -> tuple[str, int]:
         host, _, port = text.partition(":")
     else:
         host, port = text, "161"
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not host or not valid_port(port):
         raise UsageError(f"target {target!r} is not HOST or HOST:PORT")
     return host, int(port)
 

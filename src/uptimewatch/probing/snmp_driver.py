@@ -7,9 +7,11 @@ transport's own form; a :class:`RowReader` tells the driver a row's OID and turn
 :class:`Varbind` once the driver keeps it. The own-codec transport (:mod:`.snmp_fast`) and the
 pysnmp one (:mod:`.snmp_transport`) sit underneath, and so does any later one.
 
-Caps come from the target: ``max_rows`` and ``max_requests`` bound a walk (an agent that loops or
-never ends a table cannot hold a poll), an OID that does not increase ends it, and every PDU sent,
-retries included, is counted in :attr:`SnmpResponse.requests`.
+A GET response must answer the names asked, one varbind each, in order (RFC 3416): anything else
+is a ``bad_reply`` error, never a poll whose fields are all null. Caps come from the target:
+``max_rows`` and ``max_requests`` bound a walk (an agent that loops or never ends a table cannot
+hold a poll), an OID that does not increase ends it, and every PDU sent, retries included, is
+counted in :attr:`SnmpResponse.requests`.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ __all__ = [
     "Reply",
     "Request",
     "RowReader",
+    "bad_reply_error",
     "closed_error",
     "get",
     "oid_key",
@@ -79,6 +82,11 @@ class RowReader(Protocol[Row_contra]):
 
     def oid(self, row: Row_contra) -> tuple[int, ...]: ...
 
+    def named(self, row: Row_contra, oid: str) -> bool:
+        """Whether the row's OID is ``oid`` (dotted, as in :class:`Request`), without decoding more
+        of a row than that takes."""
+        ...
+
     def ends_view(self, row: Row_contra) -> bool:
         """Whether the row is an endOfMibView exception."""
         ...
@@ -120,6 +128,37 @@ def status_error(status: int, index: int, oids: Sequence[str]) -> ProbeError:
     else:
         kind = ErrorKind.BAD_VALUE
     return ProbeError(kind, f"agent answered {name}{where}")
+
+
+def bad_reply_error(target: SnmpTarget, why: str) -> ProbeError:
+    return ProbeError(ErrorKind.BAD_REPLY, f"bad reply from {target.host}:{target.port}: {why}")
+
+
+def _mismatch(reply_rows: Sequence[Row], rows: RowReader[Row], asked: Sequence[str]) -> str | None:
+    """Why a GET response does not answer ``asked``, or None when it does.
+
+    RFC 3416 (4.2.1): the response holds one varbind per requested name, in the order asked,
+    each with that name. Anything else answers another question: a confused or forged agent, a
+    reply meant for someone else. Its fields would all be null, and the device would look fine.
+    """
+    if len(reply_rows) != len(asked):
+        return f"{len(asked)} OID(s) asked, {len(reply_rows)} varbind(s) answered"
+    named = rows.named
+    for i, (row, oid) in enumerate(zip(reply_rows, asked, strict=True)):
+        if not named(row, oid):
+            return f"varbind {i + 1} of {len(asked)} names {_short(rows, row)}, not the {oid} asked"
+    return None
+
+
+def _short(rows: RowReader[Row], row: Row) -> str:
+    """A hostile agent's OID in a message: at most a dozen sub-identifiers of it."""
+    try:
+        oid = rows.oid(row)
+    except Exception:  # whatever the transport's decoder makes of it: the message is all we need
+        return "an undecodable OID"
+    if len(oid) <= 12:
+        return format_oid(oid)
+    return f"{format_oid(oid[:12])}... ({len(oid)} sub-identifiers)"
 
 
 def _failure(reply: Reply[object], target: SnmpTarget) -> ProbeError | None:
@@ -170,6 +209,8 @@ async def get(
             continue
         if status:
             return SnmpResponse(error=status_error(status, index, chunk), requests=requests)
+        if (why := _mismatch(reply.rows, rows, chunk)) is not None:
+            return SnmpResponse(error=bad_reply_error(target, why), requests=requests)
         convert = rows.varbind
         out.extend([convert(row) for row in reply.rows])
     if missing_v1:

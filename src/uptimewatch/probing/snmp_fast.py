@@ -71,6 +71,12 @@ _EMPTY: Final = {
 _Reply = tuple[int, int, list[ber.RawVarbind]]  # error-status (or _TIMED_OUT/_CLOSED), index, varbinds
 
 
+@functools.lru_cache(maxsize=_OID_CACHE_SIZE)
+def _encoded_name(oid: str) -> bytes:
+    """The content octets of a requested OID (profiles ask the same few hundred)."""
+    return ber.encode_oid(ber.parse_oid(oid))
+
+
 class _BadValue(Exception):
     """A response value the SNMPv2-SMI types cannot hold."""
 
@@ -144,6 +150,16 @@ class _Rows:
     @staticmethod
     def oid(row: ber.RawVarbind) -> tuple[int, ...]:
         return ber.decode_oid(row[0])
+
+    @staticmethod
+    def named(row: ber.RawVarbind, oid: str) -> bool:
+        raw = row[0]
+        if raw == _encoded_name(oid):
+            return True
+        try:  # the same OID in a non-minimal encoding (leading 0x80 octets) is still the same OID
+            return ber.decode_oid(raw) == ber.parse_oid(oid)
+        except ber.BerError:
+            return False
 
     @staticmethod
     def ends_view(row: ber.RawVarbind) -> bool:

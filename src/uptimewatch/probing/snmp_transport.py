@@ -36,6 +36,7 @@ from ..config.models import AuthProtocol, PrivProtocol, SnmpVersion
 from ..config.resolve import SnmpTarget
 from ..model.observation import ErrorKind, ProbeError
 from . import snmp_driver
+from .ber import parse_oid
 from .snmp_driver import MAX_VARBINDS_PER_PDU, Reply, Request, closed_error
 from .snmp_fast import CompositeSnmpTransport, FastSnmpTransport
 from .snmp_net import RECEIVE_BUFFER_BYTES, ReceiveBuffer, resolve_udp
@@ -276,12 +277,22 @@ def _pdu(request: Request, varbinds: Sequence[_Raw]) -> Any:
     return pdu
 
 
+@functools.lru_cache(maxsize=65_536)
+def _parsed_name(oid: str) -> tuple[int, ...]:
+    """A requested OID as pysnmp's ``asTuple()`` gives it (profiles ask the same few hundred)."""
+    return parse_oid(oid)
+
+
 class _Rows:
     """How the driver reads pysnmp's (name, value) pairs."""
 
     @staticmethod
     def oid(row: _Raw) -> tuple[int, ...]:
         return tuple(row[0].asTuple())
+
+    @staticmethod
+    def named(row: _Raw, oid: str) -> bool:
+        return tuple(row[0].asTuple()) == _parsed_name(oid)
 
     @staticmethod
     def ends_view(row: _Raw) -> bool:

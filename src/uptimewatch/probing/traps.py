@@ -506,12 +506,15 @@ def profile_traps(directory: str | Path) -> dict[str, KnownTrap]:
     from pydantic import ValidationError
 
     from ..profiles import profile_files
+    from ..profiles._yaml import load_yaml
     from ..profiles.schema import ProfileSpec
 
     out: dict[str, KnownTrap] = {}
     for path in profile_files([directory]):
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+            raw, problems = load_yaml(path.read_text(encoding="utf-8"))
+            if problems:
+                continue
             spec = ProfileSpec.model_validate(raw)
         except (OSError, UnicodeDecodeError, yaml.YAMLError, ValidationError):
             continue

@@ -6,7 +6,9 @@ from collections.abc import Hashable, Sequence
 from typing import Any
 
 import yaml
-from yaml.nodes import MappingNode, Node, SequenceNode
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from ..yaml_limits import load_checked, number_problem
 
 
 class LineDict(dict[Any, Any]):
@@ -53,6 +55,9 @@ def _mapping(loader: _Loader, node: Node) -> LineDict:
         if key in result:
             loader.issues.append((line, f"duplicate key {key!r} (first at line {result.lines[key]})"))
             continue
+        if isinstance(value_node, ScalarNode) and (problem := number_problem(value_node)):
+            loader.issues.append((value_node.start_mark.line + 1, f"{key}: {problem}"))
+            continue
         result[key] = loader.construct_object(value_node, deep=True)
         result.lines[key] = line
     return result
@@ -68,19 +73,34 @@ def _sequence(loader: _Loader, node: Node) -> LineList:
 
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def _number(loader: _Loader, node: Node) -> Any:
+    # a mapping value is checked with its key's name above; this catches keys and list items
+    assert isinstance(node, ScalarNode)
+    problem = number_problem(node)
+    if problem is not None:
+        loader.issues.append((node.start_mark.line + 1, problem))
+        return None
+    if node.tag == "tag:yaml.org,2002:int":
+        return loader.construct_yaml_int(node)
+    return loader.construct_yaml_float(node)
+
+
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _sequence)
+_Loader.add_constructor("tag:yaml.org,2002:int", _number)
+_Loader.add_constructor("tag:yaml.org,2002:float", _number)
 
 
 def load_yaml(text: str) -> tuple[Any, list[tuple[int, str]]]:
     """Parse one YAML document; returns the data and (line, message) issues such as duplicate keys.
 
-    Raises ``yaml.YAMLError`` on a syntax error (its ``problem_mark`` has the position).
+    Raises ``yaml.YAMLError`` on a syntax error (its ``problem_mark`` has the position), and
+    :class:`~uptimewatch.yaml_limits.YamlLimitError` on an alias bomb, a recursive alias or
+    nesting too deep.
     """
     loader = _Loader(text)
-    try:
-        data = loader.get_single_data()
-    finally:
-        loader.dispose()
+    data = load_checked(loader)
     return data, loader.issues
 
 

@@ -12,6 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from ..config.models import Thresholds
+from ..yaml_limits import YamlLimitError
 from ._yaml import line_of, load_yaml
 from .compiled import SYS_OBJECT_ID, CompiledProfile
 from .compiler import Issue, compile_profile, valid_field
@@ -211,6 +212,10 @@ def _parse_file(path: Path, issues: list[Issue]) -> tuple[ProfileSpec, Any] | No
         return None
     try:
         raw, yaml_issues = load_yaml(text)
+    except YamlLimitError as exc:
+        mark = exc.problem_mark
+        issues.append(Issue(where, mark.line + 1 if mark else None, "", str(exc.problem)))
+        return None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)

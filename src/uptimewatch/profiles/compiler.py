@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..model.observation import FieldValue
+from ..primitives import shown
 from .compiled import (
     TRUTH_VALUE,
     CompiledDerived,
@@ -89,10 +90,41 @@ def check_value_spec(spec: ValueSpec, loc: tuple[int | str, ...], report: Report
     if spec.map is not None:
         for key in spec.map:
             if not _key_fits(kind, key):
-                report((*loc, "map", key), f"map key {key!r} cannot be a raw value of type {kind}")
+                report(
+                    (*loc, "map", key),
+                    f"map key {shown(key)} cannot be a raw value of type {kind}{_why(kind, key)}",
+                )
     for i, sentinel in enumerate(spec.sentinels):
         if not _key_fits(kind, sentinel):
-            report((*loc, "sentinels", i), f"sentinel {sentinel!r} cannot be a raw value of type {kind}")
+            report(
+                (*loc, "sentinels", i),
+                f"sentinel {shown(sentinel)} cannot be a raw value of type {kind}{_why(kind, sentinel)}",
+            )
+
+
+_BAD_KEY: Any = object()
+
+
+def _raw_key(kind: str, key: Any) -> Any:
+    """A map key or sentinel as the decoder compares it; ``_BAD_KEY`` for an OID that
+    :func:`check_value_spec` has already reported."""
+    if kind != "oid":
+        return key
+    try:
+        return normalize_oid(key)
+    except ValueError:
+        return _BAD_KEY
+
+
+def _why(kind: str, key: Any) -> str:
+    """What is wrong with an OID-typed key, after a colon; nothing for other types."""
+    if kind != "oid":
+        return ""
+    try:
+        normalize_oid(key)
+    except ValueError as exc:
+        return f": {exc}"
+    return ""
 
 
 def _key_fits(kind: str, key: Any) -> bool:
@@ -123,7 +155,7 @@ def value_decoder(name: str, spec: ValueSpec) -> ValueDecoder:
             mul = int(spec.scale) if float(spec.scale).is_integer() else spec.scale
     mapping: dict[Any, FieldValue] | None = None
     if spec.map is not None:
-        mapping = {normalize_oid(k) if spec.type == "oid" else k: v for k, v in spec.map.items()}
+        mapping = {key: v for k, v in spec.map.items() if (key := _raw_key(spec.type, k)) is not _BAD_KEY}
     elif spec.type == "bool":
         mapping = dict(TRUTH_VALUE)
     before, after = split_template(name) if INDEX in name else (name, "")
@@ -135,7 +167,7 @@ def value_decoder(name: str, spec: ValueSpec) -> ValueDecoder:
         div=div,
         signed=spec.signed,
         mask=spec.mask,
-        sentinels=frozenset(normalize_oid(s) if spec.type == "oid" else s for s in spec.sentinels),
+        sentinels=frozenset(key for s in spec.sentinels if (key := _raw_key(spec.type, s)) is not _BAD_KEY),
         mapping=mapping,
         keep_unmapped=spec.unmapped == "keep",
         pmin=spec.plausible.min if spec.plausible else None,

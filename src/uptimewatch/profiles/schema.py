@@ -8,13 +8,17 @@ which reports them with the same file:line precision.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from ..config.models import Thresholds
+from ..primitives import shown
 
 _OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
+#: SMIv2 (RFC 2578, 3.5): an OID has at most 128 sub-identifiers, each 0 to 2^32-1
+MAX_OID_ARCS: Final = 128
+MAX_OID_ARC: Final = 2**32 - 1
 #: ``device.uptime_seconds``, ``power.input_voltage_volts[{index}]``, ``_ups.output_source``
 FIELD_NAME = re.compile(r"^_?[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+(\[[^\[\]\s]+\])?$")
 INDEX = "{index}"
@@ -35,9 +39,26 @@ def normalize_oid(value: Any) -> str:
     if not _OID.match(oid):
         if any(c.isalpha() for c in oid):
             raise ValueError(
-                f"{value!r} is not a numeric OID: profiles use numeric OIDs only (snmptranslate -On)"
+                f"{shown(value)} is not a numeric OID: profiles use numeric OIDs only (snmptranslate -On)"
             )
-        raise ValueError(f"{value!r} is not a valid numeric OID")
+        raise ValueError(f"{shown(value)} is not a valid numeric OID")
+    arcs = oid.split(".")
+    if len(arcs) > MAX_OID_ARCS:
+        raise ValueError(
+            f"{shown(value)} has {len(arcs)} sub-identifiers; SNMP allows at most {MAX_OID_ARCS}"
+        )
+    for arc in arcs:
+        # the length test first: int() refuses more than 4,300 digits
+        if len(arc) > 10 or int(arc) > MAX_OID_ARC:
+            raise ValueError(
+                f"{shown(value)}: sub-identifier {arc if len(arc) <= 24 else f'{arc[:20]}...'} "
+                f"is above {MAX_OID_ARC} (2^32-1), the largest SNMP can carry"
+            )
+    if arcs[0] in ("0", "1") and int(arcs[1]) >= 40:
+        raise ValueError(
+            f"{shown(value)}: under {arcs[0]} the second sub-identifier is 0 to 39 (X.690 encodes "
+            f"the first two in one number)"
+        )
     return oid
 
 

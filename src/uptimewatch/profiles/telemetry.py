@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..model.observation import FieldValue
+from ._yaml import load_yaml
 from .compiled import fmt
 from .schema import FIELD_NAME, Plausible, Scalar
 
@@ -227,7 +228,10 @@ def load_telemetry_profiles(directory: str | Path) -> dict[str, TelemetryProfile
     out: dict[str, TelemetryProfile] = {}
     for path in sorted(p for p in root.iterdir() if p.suffix in (".yaml", ".yml")):
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+            raw, yaml_problems = load_yaml(path.read_text(encoding="utf-8"))
+            if yaml_problems:
+                problems.extend(f"{path}:{line}: {message}" for line, message in yaml_problems)
+                continue
             spec = TelemetryProfileSpec.model_validate(raw)
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
             problems.append(f"{path}: cannot read: {exc}")

@@ -1,4 +1,9 @@
-"""``uptimewatch report``: availability tables from the daemon's ledger, read-only."""
+"""``uptimewatch report``: availability tables from the daemon's ledger, read-only.
+
+The language is ``province.language`` unless ``--lang`` says otherwise. Reading months of
+ledger takes a while: on a terminal, a progress line on stderr says how far it got (nothing on
+a pipe, see :mod:`uptimewatch.progress`).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,16 @@ import argparse
 import datetime as dt
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from ..config.loader import ConfigError, load_config
-from .compute import GroupBy, availability, critical_period, read_ledger
+from ..i18n import Translator, translator
+from ..progress import Progress
+from .compute import Availability, CriticalReport, GroupBy, Ledger, availability, critical_period, read_ledger
+from .pdf import PdfUnavailableError, html_to_pdf
 from .render import Report, to_csv, to_html, to_markdown
 
 
@@ -55,12 +64,25 @@ def cli_report(args: argparse.Namespace) -> int:
         return 1
     config = loaded.config
     tz = ZoneInfo(config.province.timezone)
+    language = args.lang or config.province.language
+    t = translator(language, tz=tz)
+    if args.format == "pdf" and not args.output and sys.stdout.isatty():
+        print("uptimewatch report: a PDF goes to a file: give -o FILE.pdf", file=sys.stderr)
+        return 2
     db = Path(args.db) if args.db else loaded.store_path()
+    progress = Progress(_describe(t, "read"))
     try:
-        ledger = read_ledger(db, province=config.province.id, now=time.time())
+        ledger = read_ledger(
+            db,
+            province=config.province.id,
+            now=time.time(),
+            progress=lambda done, total: _step(progress, done, total),
+        )
     except (FileNotFoundError, ValueError) as exc:
+        progress.close()
         print(f"uptimewatch report: {exc}", file=sys.stderr)
         return 1
+    progress.start(_site_steps(ledger, args), _describe(t, "compute"))
 
     by: GroupBy = args.by
     names = group_names(config)
@@ -76,7 +98,7 @@ def cli_report(args: argparse.Namespace) -> int:
             if end <= start:
                 print("uptimewatch report: --to must be after --from", file=sys.stderr)
                 return 2
-            main = availability(ledger, start, end, by, names)
+            main = availability(ledger, start, end, by, names, on_site=progress.advance)
         margin = args.margin * 3600.0 if args.margin is not None else None
         crit_by: GroupBy = by if args.start else "district"
         if args.critical_period:
@@ -97,6 +119,7 @@ def cli_report(args: argparse.Namespace) -> int:
                 margin=margin,
                 by=crit_by,
                 names=names,
+                on_site=progress.advance,
             )
         elif args.window:
             start_w = parse_time(args.window[0], tz)
@@ -105,20 +128,52 @@ def cli_report(args: argparse.Namespace) -> int:
                 print("uptimewatch report: the window must end after it starts", file=sys.stderr)
                 return 2
             critical = critical_period(
-                ledger, "window", start_w, end_w, margin=margin, by=crit_by, names=names
+                ledger,
+                t.gettext("chosen window"),
+                start_w,
+                end_w,
+                margin=margin,
+                by=crit_by,
+                names=names,
+                on_site=progress.advance,
             )
     except ValueError as exc:
+        progress.close()
         print(f"uptimewatch report: {exc}", file=sys.stderr)
         return 2
+    finally:
+        progress.close()
     if main is None and critical is None:
         print("uptimewatch report: give --from and --to, --critical-period or --window", file=sys.stderr)
         return 2
 
-    report = Report(config.province.name, tz, time.time(), main, critical)
+    report = Report(
+        config.province.name,
+        tz,
+        time.time(),
+        main,
+        critical,
+        language=t.language,
+        # the charts show districts whatever the tables are grouped by
+        districts=_by_district(ledger, main, names),
+        critical_districts=_critical_by_district(ledger, critical, margin, names),
+    )
     if args.format == "md":
         text = to_markdown(report)
     elif args.format == "csv":
         text = to_csv(report, incidents=args.incidents)
+    elif args.format == "pdf":
+        try:
+            pdf = html_to_pdf(to_html(report))
+        except PdfUnavailableError as exc:
+            print(f"uptimewatch report: {exc}", file=sys.stderr)
+            return 1
+        if args.output:
+            Path(args.output).write_bytes(pdf)
+        else:
+            sys.stdout.buffer.write(pdf)
+            sys.stdout.flush()
+        return 0
     else:
         text = to_html(report)
     if args.output:
@@ -127,3 +182,51 @@ def cli_report(args: argparse.Namespace) -> int:
         sys.stdout.reconfigure(encoding="utf-8")  # type: ignore[union-attr]
         sys.stdout.write(text)
     return 0
+
+
+def _describe(t: Translator, stage: str) -> Callable[[int, int | None], str]:
+    def describe(done: int, total: int | None) -> str:
+        share = t.percent(done / total) if total else ""
+        if stage == "read":
+            return t.gettext(
+                "Reading the ledger: {done:num0} of {total:num0} intervals ({share})",
+                done=done,
+                total=total or 0,
+                share=share,
+            )
+        return t.gettext(
+            "Computing availability: {done:num0} of {total:num0} sites ({share})",
+            done=done,
+            total=total or 0,
+            share=share,
+        )
+
+    return describe
+
+
+def _step(progress: Progress, done: int, total: int) -> None:
+    if progress.total != total:
+        progress.start(total)
+    progress.advance(done - progress.done)
+
+
+def _site_steps(ledger: Ledger, args: argparse.Namespace) -> int:
+    """How many site computations the report makes (each table walks every site once)."""
+    tables = (1 if args.start or args.end else 0) + (3 if args.critical_period or args.window else 0)
+    return len(ledger.sites) * max(1, tables)
+
+
+def _by_district(ledger: Ledger, main: Availability | None, names: dict[str, str]) -> Availability | None:
+    if main is None or main.by == "district":
+        return None
+    return availability(ledger, main.start, main.end, "district", names)
+
+
+def _critical_by_district(
+    ledger: Ledger, critical: CriticalReport | None, margin: float | None, names: dict[str, str]
+) -> CriticalReport | None:
+    if critical is None or dict(critical.phases)["during"].by == "district":
+        return None
+    return critical_period(
+        ledger, critical.name, critical.start, critical.end, margin=margin, by="district", names=names
+    )

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
 
+from ..i18n import Phrase, phrase_loads
 from ..ledger.maintenance import MaintenanceSpan, site_labels
 
 GroupBy = Literal["site", "commune", "district", "carrier"]
@@ -31,7 +32,7 @@ BUCKETS: Final = ("up", "degraded", "down", "unreachable", "maintenance", "no_da
 @dataclass(frozen=True, slots=True)
 class Span:
     state: str
-    reason: str
+    reason: Phrase  # as the daemon recorded it: rendered in the report's language
     start: float
     end: float | None  # None: still open
 
@@ -53,7 +54,7 @@ class Incident:
     start: float
     end: float | None  # None: the site was still down when the data ends
     duration_s: float  # from start to end (or to the end of the data)
-    cause: str
+    cause: Phrase
     on_battery_s: float  # battery time from the mains failure up to the end of the incident
 
 
@@ -194,10 +195,13 @@ def site_row(ledger: Ledger, site: SiteInfo, start: float, end: float) -> tuple[
     return row, incidents
 
 
-def _down_runs(spans: Sequence[Span], data_end: float) -> list[tuple[float, float | None, str]]:
+DownRun = tuple[float, float | None, Phrase]
+
+
+def _down_runs(spans: Sequence[Span], data_end: float) -> list[DownRun]:
     """Consecutive ``down`` spans joined into one run each: (start, end or None, first reason)."""
-    runs: list[tuple[float, float | None, str]] = []
-    current: tuple[float, float | None, str] | None = None
+    runs: list[DownRun] = []
+    current: DownRun | None = None
     for span in sorted(spans, key=lambda s: s.start):
         if span.state == "down":
             if current is not None and current[1] is not None and span.start <= current[1]:
@@ -230,14 +234,19 @@ def availability(
     end: float,
     by: GroupBy = "site",
     names: Mapping[str, str] | None = None,
+    *,
+    on_site: Callable[[], None] | None = None,
 ) -> Availability:
-    """The table for [start, end); ``names`` gives display names of groups (district ids...)."""
+    """The table for [start, end); ``names`` gives display names of groups (district ids...).
+    ``on_site`` is called after each site (progress of a long report)."""
     names = names or {}
     groups: dict[str, Row] = {}
     total = Row("total", "Total")
     incidents: list[Incident] = []
     for site in sorted(ledger.sites.values(), key=lambda s: s.site_id):
         row, found = site_row(ledger, site, start, end)
+        if on_site is not None:
+            on_site()
         if row.seconds["no_data"] >= end - start and not found:
             continue  # the site did not exist in the window
         incidents += found
@@ -257,9 +266,20 @@ def availability(
 # -- reading the database ------------------------------------------------------------------------
 
 
-def read_ledger(path: Path, *, province: str = "", now: float | None = None) -> Ledger:
+#: Rows read between two progress calls.
+_BATCH: Final = 5000
+
+
+def read_ledger(
+    path: Path,
+    *,
+    province: str = "",
+    now: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Ledger:
     """Read the daemon's database read-only. Intervals still open end at the last heartbeat
-    (the daemon writes one every few seconds while running)."""
+    (the daemon writes one every few seconds while running). ``progress(rows read, rows in
+    all)`` is called as the intervals come in (months of ledger take a while)."""
     if not path.exists():
         raise FileNotFoundError(f"no ledger database at {path}")
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -271,10 +291,19 @@ def read_ledger(path: Path, *, province: str = "", now: float | None = None) -> 
             )
         }
         states: dict[str, list[Span]] = {}
-        for site_id, state, reason, s, e in conn.execute(
+        total = conn.execute("SELECT COUNT(*) FROM ledger_site_interval").fetchone()[0]
+        if progress is not None:
+            progress(0, total)
+        cursor = conn.execute(
             "SELECT site_id, state, reason, start_at, end_at FROM ledger_site_interval ORDER BY start_at, id"
-        ):
-            states.setdefault(site_id, []).append(Span(state, reason, s, e))
+        )
+        done = 0
+        while batch := cursor.fetchmany(_BATCH):
+            for site_id, state, reason, s, e in batch:
+                states.setdefault(site_id, []).append(Span(state, phrase_loads(reason), s, e))
+            done += len(batch)
+            if progress is not None:
+                progress(done, total)
         battery: dict[str, list[tuple[float, float | None]]] = {}
         for site_id, s, e in conn.execute(
             "SELECT site_id, start_at, end_at FROM ledger_battery_interval ORDER BY start_at"
@@ -318,11 +347,12 @@ def critical_period(
     margin: float | None = None,
     by: GroupBy = "district",
     names: Mapping[str, str] | None = None,
+    on_site: Callable[[], None] | None = None,
 ) -> CriticalReport:
     span = margin if margin is not None else end - start
     phases = (
-        ("before", availability(ledger, start - span, start, by, names)),
-        ("during", availability(ledger, start, end, by, names)),
-        ("after", availability(ledger, end, end + span, by, names)),
+        ("before", availability(ledger, start - span, start, by, names, on_site=on_site)),
+        ("during", availability(ledger, start, end, by, names, on_site=on_site)),
+        ("after", availability(ledger, end, end + span, by, names, on_site=on_site)),
     )
     return CriticalReport(name, start, end, phases)

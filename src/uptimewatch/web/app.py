@@ -62,16 +62,26 @@ def _dumps(data: Any) -> str:
 async def metrics(request: web.Request) -> web.Response:
     # the text is written in a worker thread, gzipped when the scraper accepts it (Prometheus does)
     ctx = request.app[CONTEXT_KEY]
-    body, headers = await scrape(ctx.registry, request.headers.get("Accept-Encoding", ""))
+    body, headers = await scrape(ctx.registry, request.headers.get("Accept-Encoding", ""), ctx.prepare_scrape)
     return web.Response(body=body, headers=headers)
 
 
+def _placed(summary: dict[str, Any], ctx: WebContext) -> dict[str, Any]:
+    """Name the nodes that poll the site, best first (the first owns it); alone, nothing is added."""
+    nodes = ctx.site_pollers(summary["id"] if "id" in summary else summary["site_id"])
+    if nodes:
+        summary["owner"] = nodes[0]
+        summary["polled_by"] = list(nodes)
+    return summary
+
+
 async def sites(request: web.Request) -> web.Response:
-    snap = request.app[CONTEXT_KEY].snapshot()
+    ctx = request.app[CONTEXT_KEY]
+    snap = ctx.snapshot()
     filters = {k: request.query[k] for k in ("district", "commune", "carrier", "state") if k in request.query}
     out = []
     for site in snap.sites.values():
-        summary = _site_summary(site)
+        summary = _placed(_site_summary(site), ctx)
         if all(str(summary[k]) == v for k, v in filters.items()):
             out.append(summary)
     return _json({"generated_at": snap.generated_at, "count": len(out), "sites": out})
@@ -82,7 +92,7 @@ async def site_detail(request: web.Request) -> web.Response:
     site = snap.sites.get(request.match_info["site_id"])
     if site is None:
         return _json({"error": f"no site {request.match_info['site_id']!r}"}, status=404)
-    return _json(to_jsonable(site))
+    return _json(_placed(to_jsonable(site), request.app[CONTEXT_KEY]))
 
 
 async def summary(request: web.Request) -> web.Response:

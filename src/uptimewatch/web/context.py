@@ -73,11 +73,20 @@ class WebContext(Protocol):
 
     def snapshot(self) -> HealthSnapshot: ...
 
+    def prepare_scrape(self) -> bool:
+        """One bounded step of the work a scrape would do on the loop; True while more remains."""
+        ...
+
     def readiness(self) -> tuple[bool, str]: ...
 
     async def reload(self) -> ReloadResult: ...
 
     def trusted_origins(self) -> list[str]: ...
+
+    def site_pollers(self, site_id: str) -> tuple[str, ...]:
+        """The nodes that poll a site, best first (the first owns it and exports its metrics);
+        () for a daemon that runs alone, whose sites then carry no such fields."""
+        ...
 
     def extend_app(self, app: web.Application) -> None:
         """Let the parts that serve their own routes (alerts, the cluster) add them."""
