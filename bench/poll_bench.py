@@ -736,6 +736,7 @@ def child_memory(config: Path, samples: dict[str, Observation]) -> dict[str, Any
     device; then one reload of the same file as ``Daemon.reload`` does it (``app._load`` in a
     worker thread, the model and the scheduler reconfigured on the loop): its CPU and loop time."""
     from uptimewatch import app
+    from uptimewatch.gcpause import settle_after_load
 
     gc.collect()
     rss0 = _rss_bytes()
@@ -745,23 +746,27 @@ def child_memory(config: Path, samples: dict[str, Observation]) -> dict[str, Any
     gc.collect()
     heap, _peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
+    rss_unsettled = _rss_bytes()
+    settle_after_load()  # as the daemon does after a (re)load
     rss1 = _rss_bytes()
-    gc.freeze()  # as the daemon does after a (re)load
 
     cpu0, wall0 = time.process_time(), time.perf_counter()
     loaded = app._load(config).config  # the daemon runs this in a worker thread
     cpu1, wall1 = time.process_time(), time.perf_counter()
     health.reconfigure(loaded.config, loaded.devices)
     scheduler.reconcile(loaded.devices)
-    gc.freeze()
     cpu2, wall2 = time.process_time(), time.perf_counter()
+    settle_after_load()
+    cpu3 = time.process_time()
     return {
         "devices": n,
         "heap_bytes_per_device": heap / n,
         "rss_bytes_per_device": (rss1 - rss0) / n,
         "rss_bytes": rss1,
+        "rss_bytes_before_settling": rss_unsettled,
+        "rss_bytes_after_reload": _rss_bytes(),
         "reload": {
-            "cpu_s": cpu2 - cpu0,
+            "cpu_s": cpu3 - cpu0,
             "parse_cpu_s": cpu1 - cpu0,
             "thread_wall_s": wall1 - wall0,
             "loop_s": wall2 - wall1,
@@ -769,6 +774,23 @@ def child_memory(config: Path, samples: dict[str, Observation]) -> dict[str, Any
         },
         "kept": bool(health and scheduler),
     }
+
+
+class GcPauses:
+    """A gc callback: the time the cycle collector ran, in all and its longest pass."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.longest = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        spent = time.perf_counter() - self._started
+        self.total += spent
+        self.longest = max(self.longest, spent)
 
 
 def child_render(config: Path, samples: dict[str, Observation]) -> dict[str, Any]:
@@ -794,6 +816,8 @@ def child_render(config: Path, samples: dict[str, Observation]) -> dict[str, Any
     runtime = RuntimeInfo(True, time.time(), True, __version__)
     registry = build_registry(health.snapshot, pipe.scheduler.stats, lambda: runtime)
     gc.freeze()
+    gc_pauses = GcPauses()
+    gc.callbacks.append(gc_pauses)
 
     def change(site_ids: Sequence[str]) -> None:
         for site_id in site_ids:
@@ -806,18 +830,18 @@ def child_render(config: Path, samples: dict[str, Observation]) -> dict[str, Any
         # date in steps on the loop (each step one piece of loop time), the last step and the
         # collecting as one piece, then text + gzip in a thread
         c0, t0 = time.process_time(), time.perf_counter()
-        pieces = []
+        pieces = []  # (wall, of it in cycle-collector passes)
         more = True
         while more:
-            s0 = time.perf_counter()
+            s0, g0 = time.perf_counter(), gc_pauses.total
             more = health.refresh(SCRAPE_STEP_SITES)
-            pieces.append(time.perf_counter() - s0)
-        s0 = time.perf_counter()
+            pieces.append((time.perf_counter() - s0, gc_pauses.total - g0))
+        s0, g0 = time.perf_counter(), gc_pauses.total
         health.snapshot()
         t1 = time.perf_counter()
         metrics = list(registry.collect())
         c2, t2 = time.process_time(), time.perf_counter()
-        pieces.append(t2 - s0)
+        pieces.append((t2 - s0, gc_pauses.total - g0))
         packed = render_body(metrics, gzip=True)
         c3, t3 = time.process_time(), time.perf_counter()
         body = render(metrics) if keep else b""  # the same text unpacked (series cached: untimed)
@@ -826,7 +850,11 @@ def child_render(config: Path, samples: dict[str, Observation]) -> dict[str, Any
             "collect_s": t2 - t1,
             "loop_s": t2 - t0,
             "loop_steps": len(pieces),
-            "loop_max_s": max(pieces),
+            "loop_max_s": max(wall for wall, _gc in pieces),
+            # the longest piece without the cycle collector's passes that fell into it: those
+            # walk the whole young heap, whoever allocates last (see bench/README.md)
+            "loop_max_no_gc_s": max(wall - in_gc for wall, in_gc in pieces),
+            "gc_s": sum(in_gc for _wall, in_gc in pieces),
             "thread_s": t3 - t2,
             "cpu_s": c3 - c0,
             "loop_cpu_s": c2 - c0,
@@ -861,6 +889,8 @@ def child_render(config: Path, samples: dict[str, Observation]) -> dict[str, Any
         # the longest piece a scrape holds the loop for (one snapshot step, or the last step
         # with the collecting)
         "loop_max_s": max(r["loop_max_s"] for r in (first, full, *some, same)),
+        "loop_max_no_gc_s": max(r["loop_max_no_gc_s"] for r in (first, full, *some, same)),
+        "gc_max_s": gc_pauses.longest,
         "bytes": len(body),
         "gzip_bytes": first["gzip_bytes"],
         "series": sum(1 for line in body.splitlines() if line and not line.startswith(b"#")),
@@ -1218,6 +1248,10 @@ async def bench(args: argparse.Namespace, workdir: Path) -> tuple[Report, dict[s
                     "  longest event-loop block of a scrape",
                     r["loop_max_s"],
                     f"{r['loop_max_s'] * 1000:,.0f} ms",
+                )
+                report.info(
+                    "  same, without the cycle collector's passes in it; its longest pass",
+                    f"{r['loop_max_no_gc_s'] * 1000:,.0f} ms; {r['gc_max_s'] * 1000:,.0f} ms",
                 )
             else:
                 report.info(

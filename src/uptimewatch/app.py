@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import inspect
 import logging
 import signal
@@ -32,6 +31,7 @@ from .config.models import Config
 from .config.resolve import ResolvedDevice
 from .export.metrics import HealthCollector, IntakeStats, RuntimeInfo
 from .export.tasks import TaskCollector
+from .gcpause import settle_after_load
 from .ledger import Ledger
 from .model.health import HealthModel, HealthSnapshot, StateChange
 from .model.history import RecentSamples
@@ -224,7 +224,7 @@ class Daemon:
         plan = await prepare_intake(first, self._intake())
         self.trap_receiver, self.telemetry_in = await plan.commit()
         _on_stop(stack, "trap receiver and telemetry", self._stop_intake)
-        gc.freeze()  # config and model objects live for the whole run: keep them out of GC passes
+        settle_after_load()  # config and model objects live for the whole run: out of GC passes
         if (interval := self._notifier.watchdog_interval()) is not None:
             watchdog = asyncio.create_task(self._watchdog(interval / 2), name="uptimewatch-watchdog")
             _on_stop(stack, "watchdog", lambda: _cancel(watchdog))
@@ -301,7 +301,7 @@ class Daemon:
         await self.notify.commit_reload(loaded.config, prepared.channels)
         await self.alerts.reconfigure(loaded, prepared.authenticator)
         self._reload_state = _ReloadState(True, time.time(), "")
-        gc.freeze()
+        settle_after_load()
         new_listen = self._listen_override or loaded.config.server.listen
         if new_listen != self.listen:
             log.warning("server.listen changed to %s: takes effect after a restart", new_listen)
@@ -410,6 +410,7 @@ class Daemon:
             config_last_reload_success_timestamp=self._reload_state.success_timestamp,
             icmp_usable=self.icmp.usable,
             version=__version__,
+            icmp_malformed_packets=self.icmp.malformed_packets,
         )
 
     @property

@@ -44,6 +44,7 @@ class RuntimeInfo:
     config_last_reload_success_timestamp: float
     icmp_usable: bool
     version: str
+    icmp_malformed_packets: int = 0
 
 
 def alert_families(stats: AlertStats) -> Iterator[Metric]:
@@ -266,6 +267,12 @@ class HealthCollector:
             "1 when the daemon can send ICMP echo (ping); 0 when it lacks the privilege and judges "
             "devices by SNMP alone.",
             value=1.0 if info.icmp_usable else 0.0,
+        )
+        yield CounterMetricFamily(
+            "uptimewatch_icmp_malformed_packets",
+            "ICMP packets received too short for what their headers say (a truncated error, a quoted "
+            "IP header cut short); they are dropped, and logged at most once a minute.",
+            value=info.icmp_malformed_packets,
         )
         build = GaugeMetricFamily(
             "uptimewatch_build_info",

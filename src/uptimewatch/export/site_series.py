@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from functools import partial
 from operator import attrgetter, is_
 
+from ..config.models import Role
 from ..gcpause import no_cycle_collection
 from ..model.checks import CheckState
 from ..model.health import HealthSnapshot, SiteState, SiteStatus
@@ -152,6 +153,12 @@ FULL_ONLY_FAMILIES = frozenset({"uptimewatch_snmp_up"})
 #: tells a device with configured thresholds from one on the -75 dBm fallback by its presence
 ALWAYS_EXPORTED_CHECKS = frozenset({"link.rx_level"})
 _CHECK_VALUES = {state: format_value(float(state)) for state in CheckState}
+#: per current state, the tail of each uptimewatch_site_state line (an enum's .value is slow)
+_STATE_TAILS = {
+    current: tuple(f',state="{state.value}"}} {"1.0" if state is current else "0.0"}\n' for state in _STATES)
+    for current in _STATES
+}
+_ROLE_TEXT = {role: role.value for role in Role}
 _FIELD_SPECS = tuple((name, field, scale) for name, field, scale, _help in FIELD_GAUGES)
 _EMPTY = b""
 _COUNT_KEY = attrgetter("district", "carrier", "state")
@@ -181,13 +188,8 @@ def _render_site(site: SiteStatus, full: bool) -> tuple[bytes, ...]:
         f'carrier="{esc(site.carrier)}",commune="{esc(site.commune or "")}",'
         f'district="{esc(site.district)}",site="{esc(site.site_id)}"'
     )
-    current = site.state
     state_lines = "".join(
-        [
-            f'uptimewatch_site_state{{{site_labels},state="{state.value}"}} '
-            f"{'1.0' if state is current else '0.0'}\n"
-            for state in _STATES
-        ]
+        [f"uptimewatch_site_state{{{site_labels}{tail}" for tail in _STATE_TAILS[site.state]]
     )
     since = (
         f"uptimewatch_site_state_since_timestamp_seconds{{{site_labels}}} {fmt(site.since)}\n"
@@ -205,7 +207,7 @@ def _render_site(site: SiteStatus, full: bool) -> tuple[bytes, ...]:
     duration: list[str] = []
     gauges: list[list[str]] = [[] for _ in _FIELD_SPECS]
     for dev in site.devices:
-        base = f'device="{esc(dev.device_id)}",role="{esc(dev.role.value)}",site="{esc(dev.site_id)}"'
+        base = f'device="{esc(dev.device_id)}",role="{_ROLE_TEXT[dev.role]}",site="{esc(dev.site_id)}"'
         if dev.reachable is not None:
             up.append(f"uptimewatch_device_up{{{base}}} {'1.0' if dev.reachable else '0.0'}\n")
         for chk in dev.checks:
@@ -257,7 +259,7 @@ def _render_site(site: SiteStatus, full: bool) -> tuple[bytes, ...]:
 #: consecutive sites (in snapshot order) whose text is joined, and compressed, as one piece per
 #: family: small enough that a few changed sites recompress little, large enough that deflate
 #: still finds the repetitions of the label sets
-GROUP_SITES = 16
+GROUP_SITES = 8
 
 
 class _Group:
@@ -318,9 +320,8 @@ class SiteSeriesCache:
     def _build(self, snap: HealthSnapshot, full: bool) -> SiteSeries:
         if full != self._full:  # the detail changed (a reload): every text is different
             self._sites, self._groups, self._full = {}, [], full
-        old = self._sites
+        texts = self._sites  # updated in place: a scrape after a few changes touches a few sites
         old_groups = self._groups
-        entries: dict[str, tuple[SiteStatus, tuple[bytes, ...]]] = {}
         groups: list[_Group] = []
         rendered = 0
         statuses = list(snap.sites.values())
@@ -328,21 +329,19 @@ class SiteSeriesCache:
             members = tuple(statuses[start : start + GROUP_SITES])
             group = old_groups[number] if number < len(old_groups) else None
             if group is not None and len(group.sites) == len(members) and all(map(is_, group.sites, members)):
-                for site in members:
-                    entries[site.site_id] = old[site.site_id]
                 groups.append(group)
                 continue
             chunks = []
             for site in members:
-                entry = old.get(site.site_id)
+                entry = texts.get(site.site_id)
                 if entry is None or entry[0] is not site:
-                    entry = (site, _render_site(site, full))
+                    entry = texts[site.site_id] = (site, _render_site(site, full))
                     rendered += 1
-                entries[site.site_id] = entry
                 chunks.append(entry[1])
             groups.append(_Group(members, tuple(map(_EMPTY.join, zip(*chunks, strict=True)))))
-        # only the snapshot's sites stay: a site removed by a reload takes its text with it
-        self._sites = entries
+        if len(texts) != len(statuses):
+            # only the snapshot's sites stay: a site removed by a reload takes its text with it
+            self._sites = {site_id: texts[site_id] for site_id in snap.sites}
         self._groups = groups
         counts = Counter(map(_COUNT_KEY, statuses))
         return SiteSeries(tuple(groups), counts, rendered, full)

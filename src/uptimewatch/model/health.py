@@ -63,6 +63,7 @@ from .checks import (
     Result,
     icmp_checks,
     role_text,
+    shared_text,
     snmp_check,
 )
 from .observation import ErrorKind, FieldValue, Observation
@@ -698,7 +699,7 @@ class HealthModel:
                     {"polled": len(polled), "total": len(devices)},
                 )
             elif len(devices) > 1:
-                reason = Text(N_("all {n} devices OK"), {"n": len(devices)})
+                reason = shared_text(N_("all {n} devices OK"), "n", len(devices))
             else:
                 reason = Text(N_("device OK"))
         state, reason, at = self._confirm(site, state, reason, at)
