@@ -222,8 +222,12 @@ class Daemon:
         _on_stop(stack, "scheduler", self.scheduler.stop)
         self.scheduler.reconcile(self._polled(loaded.devices))
         plan = await prepare_intake(first, self._intake())
-        self.trap_receiver, self.telemetry_in = await plan.commit()
         _on_stop(stack, "trap receiver and telemetry", self._stop_intake)
+        try:
+            self.trap_receiver, self.telemetry_in = await plan.commit()
+        except BaseException:  # not expected (a commit swaps, it acquires nothing); give back the ports
+            await plan.abort()
+            raise
         settle_after_load()  # config and model objects live for the whole run: out of GC passes
         if (interval := self._notifier.watchdog_interval()) is not None:
             watchdog = asyncio.create_task(self._watchdog(interval / 2), name="uptimewatch-watchdog")

@@ -54,6 +54,52 @@ LEADER_KEY = "leader"
 _NATS_ERRORS = (nats.errors.Error, nats.js.errors.Error, OSError, asyncio.TimeoutError)
 
 
+async def _end(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait for it to end, even if the caller is cancelled meanwhile (the
+    caller's cancellation is raised once it has). Cancel again while it runs: nats-py awaits
+    through ``asyncio.wait_for``, which on Python 3.11 can swallow a cancellation that races its
+    result (gh-86296), and a task that lost its cancellation would wait on its queue for good."""
+    interrupted = False
+    while not task.done():
+        task.cancel()
+        try:
+            await asyncio.wait({task}, timeout=0.1)
+        except asyncio.CancelledError:
+            interrupted = True
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.warning("cluster: task %s ended with %s", task.get_name(), type(exc).__name__)
+    if interrupted:
+        raise asyncio.CancelledError
+
+
+async def _watch_all(bucket: KeyValue) -> KeyValue.KeyWatcher:
+    """``bucket.watchall()``, but a cancellation that lands while it sets up lets it finish and
+    stops what it made: its subscription's heartbeat task would otherwise outlive the node."""
+    setup = asyncio.ensure_future(bucket.watchall())
+    try:
+        return await asyncio.shield(setup)
+    except asyncio.CancelledError:
+        with contextlib.suppress(*_NATS_ERRORS, asyncio.CancelledError):
+            await _stop_watcher(await setup)
+        raise
+
+
+async def _stop_watcher(watcher: KeyValue.KeyWatcher) -> None:
+    """Stop a KV watcher and wait until its subscription's delivery task has ended.
+
+    nats-py cancels that task once; while it sits in the watcher's ``asyncio.wait_for`` for the
+    set-up to finish, CPython 3.11's ``wait_for`` can swallow the cancellation (gh-86296), and the
+    task then waits on a queue nobody feeds for good. The one private read of nats-py here, kept
+    in this function: the task that delivers the subscription's messages."""
+    try:
+        with contextlib.suppress(*_NATS_ERRORS):
+            await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py leaves it unannotated
+    finally:
+        delivery = getattr(watcher._sub, "_wait_for_msgs_task", None)
+        if isinstance(delivery, asyncio.Task):
+            await _end(delivery)
+
+
 @dataclass(frozen=True, slots=True)
 class SiteRef:
     """What sharding needs of a site: its id, district (for the subject) and poll interval."""
@@ -159,11 +205,7 @@ class ClusterNode:
         self._stopping = True
         tasks = [*self._tasks, *([self._watch] if self._watch is not None else [])]
         self._tasks, self._watch = [], None
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await asyncio.gather(*(_end(task) for task in tasks))
         if self._subscription is not None:
             # its heartbeat and flow-control tasks end with it, not with the connection
             with contextlib.suppress(*_NATS_ERRORS):
@@ -326,11 +368,11 @@ class ClusterNode:
         self._members.update(hb, mono_now=time.monotonic(), wall_now=time.time())
 
     async def _watch_nodes(self) -> None:
-        while True:
+        while not self._stopping:
             assert self._kv_nodes is not None
             watcher: KeyValue.KeyWatcher | None = None
             try:
-                watcher = await self._kv_nodes.watchall()
+                watcher = await _watch_all(self._kv_nodes)
                 async for entry in watcher:
                     if entry is None:
                         continue  # the end of the initial values
@@ -353,9 +395,8 @@ class ClusterNode:
             except Exception as exc:
                 log.warning("cluster: node watch ended (%s); watching again", type(exc).__name__)
             finally:
-                if watcher is not None:  # its subscription's heartbeat task ends with it
-                    with contextlib.suppress(*_NATS_ERRORS):
-                        await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py leaves it unannotated
+                if watcher is not None:  # its subscription's tasks end with it
+                    await _stop_watcher(watcher)
             await asyncio.sleep(self.config.heartbeat_interval)
 
     # -- the leader lease ---------------------------------------------------------------------
