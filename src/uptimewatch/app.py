@@ -33,6 +33,7 @@ from .export.metrics import HealthCollector, IntakeStats, RuntimeInfo
 from .export.tasks import TaskCollector
 from .gcpause import settle_after_load
 from .ledger import Ledger
+from .looplag import LoopLag
 from .model.health import HealthModel, HealthSnapshot, StateChange
 from .model.history import RecentSamples
 from .model.observation import Observation
@@ -150,6 +151,13 @@ class Daemon:
         self._reload_state.success_timestamp = time.time()
         _on_stop(stack, "systemd notification socket", self._notifier.close)
 
+        # from the start on: a busy start-up is measured too
+        self.loop_lag = LoopLag(
+            threshold=lambda: self._loaded.config.scheduler.overload_lag,
+            clear_after=lambda: self._loaded.config.scheduler.overload_clear_after,
+        )
+        self.loop_lag.start()
+        _on_stop(stack, "event-loop lag probe", self.loop_lag.stop)
         self.icmp = icmp.IcmpProber(await executors.CONFIG.run(icmp.detect_privilege))
         _on_stop(stack, "ICMP sockets", self.icmp.close)
         if not self.icmp.usable:
@@ -181,6 +189,7 @@ class Daemon:
         )
         # TimeToDarkSoon reads the estimates as plain data at each evaluation; reloads carry it over
         self.alerts.set_power_view(self.power)
+        self.alerts.set_monitor_view(self.loop_lag)  # MonitorOverloaded
         await self.alerts.start()
         _on_stop(stack, "alert engine", self.alerts.stop)
         self.cluster = await self._start_cluster(loaded)
@@ -194,6 +203,7 @@ class Daemon:
             probes,
             self._ingest if self.cluster is None else self.cluster.observe,
             max_concurrency={"snmp": sched.max_concurrency, "icmp": sched.icmp_max_concurrency},
+            overload=self.loop_lag,
         )
         health = HealthCollector(
             self.snapshot if self.cluster is None else self.cluster.exported(self.snapshot),
@@ -415,6 +425,7 @@ class Daemon:
             icmp_usable=self.icmp.usable,
             version=__version__,
             icmp_malformed_packets=self.icmp.malformed_packets,
+            event_loop_lag=self.loop_lag.recent(),
         )
 
     @property

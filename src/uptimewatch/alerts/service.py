@@ -41,7 +41,7 @@ from .engine import (
     step,
 )
 from .routing import Policy
-from .rules import Evaluator, PowerView
+from .rules import Evaluator, MonitorView, PowerView
 from .silences import Silence, new_silence_id
 from .store import AlertStore
 
@@ -179,6 +179,10 @@ class AlertService:
     def set_power_view(self, power: PowerView) -> None:
         """Where TimeToDarkSoon reads its estimates; kept across reloads."""
         self._evaluator.power = power
+
+    def set_monitor_view(self, monitor: MonitorView) -> None:
+        """Where MonitorOverloaded reads the event loop's lag; kept across reloads."""
+        self._evaluator.monitor = monitor
 
     # -- the loop ----------------------------------------------------------------------------------
 
