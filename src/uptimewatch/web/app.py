@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from ..export.exposition import scrape
+from ..i18n import normalize_language
 from ..model.health import SiteStatus
 from ..model.outages import outages, rechecking
 from ..power import dispatch_list
@@ -18,6 +19,7 @@ from .context import ReloadResult, WebContext
 from .csrf import middleware as csrf_middleware
 from .jsonable import to_jsonable
 from .status import setup_status
+from .status.i18n import speaker
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +107,10 @@ async def power_time_to_dark(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT_KEY]
     snap = ctx.snapshot()
     now = time.time()
-    rows = dispatch_list(ctx.power.sites(), snap, now)
+    # reasons in English unless ?lang= asks otherwise (the status page asks in its language)
+    lang = request.query.get("lang")
+    say = speaker(normalize_language(lang, default="en"), None) if lang else str
+    rows = dispatch_list(ctx.power.sites(), snap, now, say)
     on_battery = sum(1 for r in rows if r["status"] == "on_battery")
     return _json({"generated_at": now, "on_battery": on_battery, "count": len(rows), "sites": rows})
 
