@@ -120,6 +120,8 @@ class ClusterNode:
         self._lease_renewed = 0.0
         self.leader_since: float | None = None
         self.on_leadership: Callable[[bool], None] = lambda leading: None
+        #: run at the end of each (re)join, e.g. the alert replica's buckets
+        self.on_setup: list[Callable[[], Awaitable[None]]] = []
         self.counters: dict[str, int] = {
             "published": 0,
             "publish_errors": 0,
@@ -130,6 +132,7 @@ class ClusterNode:
         }
         self._http: aiohttp.ClientSession | None = None
         self._stopping = False
+        self.started = False  # start() tried to join (whether or not NATS answered)
 
     # -- start and stop ---------------------------------------------------------------------
 
@@ -145,6 +148,7 @@ class ClusterNode:
                 self.node_id,
             )
         self._recompute()
+        self.started = True
         self._tasks = [
             asyncio.create_task(self._tick_loop(), name="cluster-tick"),
             asyncio.create_task(self._publish_loop(), name="cluster-publish"),
@@ -233,6 +237,8 @@ class ClusterNode:
         except nats.js.errors.BadRequestError:
             await js.stream_info(STREAM)  # exists with other limits: use it as it is
             log.warning("cluster: stream %s exists with other settings; using it as it is", STREAM)
+        for hook in self.on_setup:
+            await hook()
         await self._beat()
         self._tasks.append(asyncio.create_task(self._watch_nodes(), name="cluster-watch"))
         await js.subscribe(
@@ -581,6 +587,18 @@ class ClusterNode:
                 self.counters["publish_errors"] += 1
 
     # -- what the API shows ---------------------------------------------------------------------
+
+    @property
+    def nc(self) -> NatsClient | None:
+        return self._nc
+
+    @property
+    def js(self) -> JetStreamContext | None:
+        return self._js
+
+    @property
+    def nats_ready(self) -> bool:
+        return self._nats_ready
 
     @property
     def leader(self) -> str | None:
