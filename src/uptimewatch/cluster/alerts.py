@@ -42,7 +42,7 @@ from ..alerts.service import AlertService, NoLeader
 from ..alerts.silences import Silence
 from ..notify.outbox import Outbox
 from ..notify.types import Notification
-from .node import ClusterNode
+from .node import ClusterNode, end_task, stop_watcher, watch_keys
 
 log = logging.getLogger(__name__)
 
@@ -162,13 +162,12 @@ class AlertReplica:
             ]
 
     async def stop(self) -> None:
-        tasks = [*self._tasks, *([self._takeover] if self._takeover is not None else [])]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks = []
+        tasks = [*self._tasks, *(t for t in (self._takeover, self._unsubscribing) if t is not None)]
+        self._tasks, self._takeover, self._unsubscribing = [], None, None
+        await asyncio.gather(*(end_task(task) for task in tasks))
+        if self._sub is not None:
+            sub, self._sub = self._sub, None
+            await self._unsubscribe(sub)
         # deliveries finished while stopping: their keys go before the connection does
         while not self._deletes.empty() and self._kv_notices is not None:
             with contextlib.suppress(*_NATS_ERRORS):
@@ -348,9 +347,10 @@ class AlertReplica:
     async def _watch_state(self) -> None:
         while True:
             kv = self._kv_state
+            watcher: KeyValue.KeyWatcher | None = None
             try:
                 assert kv is not None
-                watcher = await kv.watch(STATE_KEY)
+                watcher = await watch_keys(kv, STATE_KEY)
                 async for entry in watcher:
                     if entry is None or not entry.value or self.leading():
                         continue
@@ -364,6 +364,9 @@ class AlertReplica:
                 raise
             except Exception as exc:
                 log.warning("cluster: alert state watch ended (%s); watching again", type(exc).__name__)
+            finally:
+                if watcher is not None:  # its subscription's tasks end with it
+                    await stop_watcher(watcher)
             await asyncio.sleep(self._node.config.heartbeat_interval)
 
 
