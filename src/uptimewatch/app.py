@@ -181,6 +181,9 @@ class Daemon:
             get_site=lambda sid: self.snapshot().site(sid),
             supervisor=self.supervisor,
         )
+        if loaded.config.cluster is not None:
+            # several nodes: only the alert leader sends (until the cluster has started: nobody)
+            self.notify.dispatcher.sending = lambda: self.cluster is not None and self.cluster.leading()
         await self.notify.start()
         _on_stop(stack, "notifications", self.notify.stop)
         self.outbox = self.notify.outbox  # the alert engine hands its notices over here
@@ -190,11 +193,12 @@ class Daemon:
         # TimeToDarkSoon reads the estimates as plain data at each evaluation; reloads carry it over
         self.alerts.set_power_view(self.power)
         self.alerts.set_monitor_view(self.loop_lag)  # MonitorOverloaded
+        self.cluster = self._build_cluster(loaded)  # before the engine runs: it steps only when leading
         await self.alerts.start()
         _on_stop(stack, "alert engine", self.alerts.stop)
-        self.cluster = await self._start_cluster(loaded)
         if self.cluster is not None:
             _on_stop(stack, "cluster", self.cluster.stop)
+            await self.cluster.start()
         probes: dict[str, ProbeFn] = {"snmp": self._poll_snmp}
         if self.icmp.usable:
             probes["icmp"] = self.icmp.probe
@@ -348,20 +352,20 @@ class Daemon:
 
     # -- several nodes (docs/cluster.md): the only places the cluster touches the daemon ---------
 
-    async def _start_cluster(self, loaded: LoadedConfig) -> ClusterRuntime | None:
+    def _build_cluster(self, loaded: LoadedConfig) -> ClusterRuntime | None:
         if loaded.config.cluster is None:
             return None
         from .cluster.runtime import ClusterRuntime  # NATS is imported only by clustered daemons
 
-        runtime = ClusterRuntime(
+        return ClusterRuntime(
             loaded,
             url=f"http://{self.listen}",
             ingest=self._ingest,
             on_assignment=self._reassigned,
             ping=self.icmp.answers,
+            alerts=self.alerts,
+            outbox=self.outbox,
         )
-        await runtime.start()
-        return runtime
 
     def site_pollers(self, site_id: str) -> tuple[str, ...]:
         """The nodes that poll ``site_id``, best first (the first owns it); () when alone."""

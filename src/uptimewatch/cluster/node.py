@@ -54,7 +54,7 @@ LEADER_KEY = "leader"
 _NATS_ERRORS = (nats.errors.Error, nats.js.errors.Error, OSError, asyncio.TimeoutError)
 
 
-async def _end(task: asyncio.Task[None]) -> None:
+async def end_task(task: asyncio.Task[None]) -> None:
     """Cancel ``task`` and wait for it to end, even if the caller is cancelled meanwhile (the
     caller's cancellation is raised once it has). Cancel again while it runs: nats-py awaits
     through ``asyncio.wait_for``, which on Python 3.11 can swallow a cancellation that races its
@@ -72,19 +72,19 @@ async def _end(task: asyncio.Task[None]) -> None:
         raise asyncio.CancelledError
 
 
-async def _watch_all(bucket: KeyValue) -> KeyValue.KeyWatcher:
-    """``bucket.watchall()``, but a cancellation that lands while it sets up lets it finish and
+async def watch_keys(bucket: KeyValue, keys: str = ">") -> KeyValue.KeyWatcher:
+    """``bucket.watch(keys)``, but a cancellation that lands while it sets up lets it finish and
     stops what it made: its subscription's heartbeat task would otherwise outlive the node."""
-    setup = asyncio.ensure_future(bucket.watchall())
+    setup = asyncio.ensure_future(bucket.watch(keys))
     try:
         return await asyncio.shield(setup)
     except asyncio.CancelledError:
         with contextlib.suppress(*_NATS_ERRORS, asyncio.CancelledError):
-            await _stop_watcher(await setup)
+            await stop_watcher(await setup)
         raise
 
 
-async def _stop_watcher(watcher: KeyValue.KeyWatcher) -> None:
+async def stop_watcher(watcher: KeyValue.KeyWatcher) -> None:
     """Stop a KV watcher and wait until its subscription's delivery task has ended.
 
     nats-py cancels that task once; while it sits in the watcher's ``asyncio.wait_for`` for the
@@ -97,7 +97,7 @@ async def _stop_watcher(watcher: KeyValue.KeyWatcher) -> None:
     finally:
         delivery = getattr(watcher._sub, "_wait_for_msgs_task", None)
         if isinstance(delivery, asyncio.Task):
-            await _end(delivery)
+            await end_task(delivery)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +168,8 @@ class ClusterNode:
         self._lease_renewed = 0.0
         self.leader_since: float | None = None
         self.on_leadership: Callable[[bool], None] = lambda leading: None
+        #: run at the end of each (re)join, e.g. the alert replica's buckets
+        self.on_setup: list[Callable[[], Awaitable[None]]] = []
         self.counters: dict[str, int] = {
             "published": 0,
             "publish_errors": 0,
@@ -178,6 +180,7 @@ class ClusterNode:
         }
         self._http: aiohttp.ClientSession | None = None
         self._stopping = False
+        self.started = False  # start() tried to join (whether or not NATS answered)
 
     # -- start and stop ---------------------------------------------------------------------
 
@@ -196,6 +199,7 @@ class ClusterNode:
             await self.stop()  # nothing of a failed start stays open
             raise
         self._recompute()
+        self.started = True
         self._tasks += [
             asyncio.create_task(self._tick_loop(), name="cluster-tick"),
             asyncio.create_task(self._publish_loop(), name="cluster-publish"),
@@ -205,7 +209,7 @@ class ClusterNode:
         self._stopping = True
         tasks = [*self._tasks, *([self._watch] if self._watch is not None else [])]
         self._tasks, self._watch = [], None
-        await asyncio.gather(*(_end(task) for task in tasks))
+        await asyncio.gather(*(end_task(task) for task in tasks))
         if self._subscription is not None:
             # its heartbeat and flow-control tasks end with it, not with the connection
             with contextlib.suppress(*_NATS_ERRORS):
@@ -286,6 +290,8 @@ class ClusterNode:
         except nats.js.errors.BadRequestError:
             await js.stream_info(STREAM)  # exists with other limits: use it as it is
             log.warning("cluster: stream %s exists with other settings; using it as it is", STREAM)
+        for hook in self.on_setup:
+            await hook()
         await self._beat()
         if self._watch is None or self._watch.done():
             self._watch = asyncio.create_task(self._watch_nodes(), name="cluster-watch")
@@ -372,7 +378,7 @@ class ClusterNode:
             assert self._kv_nodes is not None
             watcher: KeyValue.KeyWatcher | None = None
             try:
-                watcher = await _watch_all(self._kv_nodes)
+                watcher = await watch_keys(self._kv_nodes)
                 async for entry in watcher:
                     if entry is None:
                         continue  # the end of the initial values
@@ -396,7 +402,7 @@ class ClusterNode:
                 log.warning("cluster: node watch ended (%s); watching again", type(exc).__name__)
             finally:
                 if watcher is not None:  # its subscription's tasks end with it
-                    await _stop_watcher(watcher)
+                    await stop_watcher(watcher)
             await asyncio.sleep(self.config.heartbeat_interval)
 
     # -- the leader lease ---------------------------------------------------------------------
@@ -642,6 +648,18 @@ class ClusterNode:
                 self.counters["publish_errors"] += 1
 
     # -- what the API shows ---------------------------------------------------------------------
+
+    @property
+    def nc(self) -> NatsClient | None:
+        return self._nc
+
+    @property
+    def js(self) -> JetStreamContext | None:
+        return self._js
+
+    @property
+    def nats_ready(self) -> bool:
+        return self._nats_ready
 
     @property
     def leader(self) -> str | None:
