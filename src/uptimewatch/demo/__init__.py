@@ -34,14 +34,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .agent import SnmpAgent
+from .agent_process import AgentProcesses, processes_for
 from .alerting import add_alerting
 from .broker import BrokerError, Mosquitto
-from .device_models import ModelError, load_models
+from .device_models import ModelError
 from .devices import SimClock, Simulator
 from .firewall import DEFAULT_TABLE, FirewallError, IcmpFirewall, unavailable_reason
 from .mailsink import MailSink, install_routes
 from .province import DEFAULT_SITES, FIRST_NET, DemoProvince, generate_province
-from .scenario import PlannedStep, ScenarioError, default_scenario_path, load_scenario, plan, run_scenario
+from .scenario import PlannedStep, ScenarioError, default_scenario_path, run_scenario
+from .world import WorldSpec, build_world
 
 if TYPE_CHECKING:
     from .cluster import DemoCluster
@@ -257,22 +259,14 @@ async def run_demo(
     ``on_start`` is called once everything runs, just before the scenario starts."""
     loop = asyncio.get_running_loop()
     port = opts.port()
-    province = await asyncio.to_thread(
-        generate_province,
-        opts.sites,
-        snmp_port=port,
-        listen=opts.listen,
-        districts=opts.districts,
-        interval=opts.interval,
-        first_net=opts.first_net,
-    )
     config_path = Path(opts.workdir) / "config.yaml"
     scenario_path = await asyncio.to_thread(_prepare_scenario, opts)
-    scenario = await asyncio.to_thread(load_scenario, scenario_path)
-    steps = plan(scenario, province, strict=False)
-    models = await asyncio.to_thread(load_models)
-    province.accelerate(scenario.speed)
-    sim = Simulator(province.sites, province.devices, models, SimClock(scenario.speed))
+    spec = WorldSpec(
+        opts.sites, opts.districts, opts.interval, opts.first_net, port, opts.listen, scenario_path
+    )
+    origin = loop.time()  # simulation second 0, in every process
+    world = await asyncio.to_thread(build_world, spec, origin=origin)
+    province, scenario, steps, sim = world.province, world.scenario, world.steps, world.sim
 
     stop = asyncio.Event()
     handled: list[signal.Signals] = []
@@ -297,7 +291,14 @@ async def run_demo(
                     external_url=url,
                 )
             await asyncio.to_thread(province.write_config, config_path)
-            agent = await stack.enter_async_context(SnmpAgent(sim, port))
+            # a large province's agents get processes of their own: in the daemon's process
+            # they would take the CPU its event loop needs, and every reply would come late
+            count = processes_for(len(sim.devices))
+            agent: SnmpAgent | AgentProcesses
+            if count:
+                agent = await stack.enter_async_context(AgentProcesses(spec, origin, count))
+            else:
+                agent = await stack.enter_async_context(SnmpAgent(sim, port))
             cluster = await stack.enter_async_context(_cluster(opts, province.config))
             if cluster is None:
                 daemon_url = await stack.enter_async_context(_daemon(opts, config_path, mail))
@@ -308,6 +309,9 @@ async def run_demo(
                 f"uptimewatch demo: {len(province.sites)} sites, {len(province.devices)} simulated devices "
                 f"on {_address_range(province)} port {port}; config {config_path}"
             )
+            if isinstance(agent, AgentProcesses):
+                pids = ", ".join(map(str, agent.pids))
+                out(f"  agents       {count} processes of their own (pids {pids})")
             if cluster is not None:
                 from .cluster import describe
 
@@ -346,7 +350,10 @@ async def run_demo(
 
             if on_start is not None:
                 on_start(DemoRuntime(province, sim, config_path, daemon_url, mail, broker, firewall, cluster))
-            tasks.append(asyncio.create_task(run_scenario(steps, sim, on_step=on_step)))
+            started = loop.time()
+            if isinstance(agent, AgentProcesses):
+                agent.start_scenario(started)
+            tasks.append(asyncio.create_task(run_scenario(steps, sim, on_step=on_step, start=started)))
             if cluster is not None and opts.kill_leader_at is not None:
                 tasks.append(asyncio.create_task(cluster.kill_leader_at(opts.kill_leader_at, out)))
             if firewall is not None:
@@ -363,7 +370,8 @@ async def run_demo(
                 for task in tasks:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
-            out(f"stopping: the agents answered {agent.stats.responses} of {agent.stats.requests} requests")
+            answered = await agent.counters() if isinstance(agent, AgentProcesses) else agent.stats
+            out(f"stopping: the agents answered {answered.responses} of {answered.requests} requests")
             if mail is not None:
                 out(f"  {len(mail.messages)} alert emails in {mail.directory}/")
     finally:
