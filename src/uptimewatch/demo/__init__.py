@@ -42,7 +42,7 @@ from .devices import SimClock, Simulator
 from .firewall import DEFAULT_TABLE, FirewallError, IcmpFirewall, unavailable_reason
 from .mailsink import MailSink, install_routes
 from .province import DEFAULT_SITES, FIRST_NET, DemoProvince, generate_province
-from .scenario import PlannedStep, ScenarioError, default_scenario_path, run_scenario
+from .scenario import PlannedStep, ScenarioError, default_scenario_path, run_rounds
 from .world import WorldSpec, build_world
 
 if TYPE_CHECKING:
@@ -350,10 +350,21 @@ async def run_demo(
 
             if on_start is not None:
                 on_start(DemoRuntime(province, sim, config_path, daemon_url, mail, broker, firewall, cluster))
+
+            def on_round(round_no: int, planned: list[PlannedStep]) -> None:
+                if round_no and planned:  # the first round is listed above
+                    first = planned[0]
+                    when = _clock(first.real_at)
+                    out(f"[T+{when}] scenario round {round_no + 1}: the same steps on the next sites")
+
+            if scenario.repeat:
+                out(f"  then again every {_clock(scenario.round_length / scenario.speed)}, on the next sites")
+            # every agent process plays the same rounds from the same moment
             started = loop.time()
             if isinstance(agent, AgentProcesses):
                 agent.start_scenario(started)
-            tasks.append(asyncio.create_task(run_scenario(steps, sim, on_step=on_step, start=started)))
+            rounds = run_rounds(scenario, province, sim, on_step=on_step, on_round=on_round, start=started)
+            tasks.append(asyncio.create_task(rounds))
             if cluster is not None and opts.kill_leader_at is not None:
                 tasks.append(asyncio.create_task(cluster.kill_leader_at(opts.kill_leader_at, out)))
             if firewall is not None:

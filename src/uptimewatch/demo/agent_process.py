@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .agent import AgentStats, SnmpAgent
-from .scenario import run_scenario
+from .scenario import run_rounds
 from .world import WorldSpec, build_world, shard
 
 #: the demo serves its agents in its own process up to this many devices
@@ -161,7 +161,8 @@ async def _serve(spec: WorldSpec, origin: float, index: int, count: int) -> Agen
         for line in lines:
             word, _, value = line.decode().partition(" ")
             if word == "start" and scenario is None:
-                scenario = asyncio.create_task(run_scenario(world.steps, world.sim, start=float(value)))
+                rounds = run_rounds(world.scenario, world.province, world.sim, start=float(value))
+                scenario = asyncio.create_task(rounds)
             elif word == "stats":
                 print(_counters(agent.stats), flush=True)
 
