@@ -5,11 +5,12 @@ the time a callback that was ready had to wait (a busy section of code, a CPU th
 not give us, thousands of requests at once). A reply that reached the socket in time waits just
 as long, so a poll that timed out while the loop was that late says nothing about the device.
 
-The scheduler asks :meth:`LoopLag.late_since` about every timed-out poll; the alert engine asks
-:meth:`LoopLag.overload` for ``MonitorOverloaded``; ``/metrics`` exports :meth:`LoopLag.recent`
-as ``uptimewatch_event_loop_lag_seconds``. A stall still in progress counts too: when the poll's
-deadline fires right after a long busy section, the timer has not run yet, but the time since it
-was due says how late the loop is.
+The scheduler asks :meth:`LoopLag.late_since` about every timed-out poll (a stall counts for
+the polls it overlaps, and for those started while its backlog drains: as long again after it);
+the alert engine asks :meth:`LoopLag.overload` for ``MonitorOverloaded``; ``/metrics`` exports
+:meth:`LoopLag.recent` as ``uptimewatch_event_loop_lag_seconds``. A stall still in progress
+counts too: when the poll's deadline fires right after a long busy section, the timer has not
+run yet, but the time since it was due says how late the loop is.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ PERIOD = 0.1
 FLOOR = 0.02
 #: how far back measurements are kept: longer than any poll and any clear-after delay
 HORIZON = 900.0
+#: samples are scanned back this far past a question's start for a stall whose drain reaches it
+HORIZON_MAX_LAG = 60.0
 #: the window of :meth:`LoopLag.recent`, the exported gauge
 RECENT = 10.0
 
@@ -121,10 +124,14 @@ class LoopLag:
 
     def _worst_since(self, start: float, now: float) -> float:
         worst = self._stalled(now)
-        # a sample woken at ``t`` with lag ``l`` covers the stall [t - l, t]
+        # a sample woken at ``t`` with lag ``l`` covers the stall [t - l, t], and as long again
+        # after it: the work that piled up meanwhile (polls due, replies queued, all at once)
+        # takes about that long to drain, and a poll started then waits behind it
         for woke, lag in reversed(self._samples):
-            if woke < start:
-                break
+            if woke + lag < start:
+                if woke + HORIZON_MAX_LAG < start:
+                    break
+                continue
             worst = max(worst, lag)
         return worst
 

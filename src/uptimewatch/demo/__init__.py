@@ -35,14 +35,16 @@ from typing import TYPE_CHECKING
 
 from ..i18n import translator
 from .agent import SnmpAgent
+from .agent_process import AgentProcesses, processes_for
 from .alerting import add_alerting
 from .broker import BrokerError, Mosquitto
-from .device_models import ModelError, load_models
+from .device_models import ModelError
 from .devices import SimClock, Simulator
 from .firewall import DEFAULT_TABLE, FirewallError, IcmpFirewall, unavailable_reason
 from .mailsink import MailSink, install_routes
 from .province import DEFAULT_SITES, FIRST_NET, DemoProvince, generate_province
-from .scenario import PlannedStep, ScenarioError, default_scenario_path, load_scenario, plan, run_rounds
+from .scenario import PlannedStep, ScenarioError, default_scenario_path, run_rounds
+from .world import WorldSpec, build_world
 
 if TYPE_CHECKING:
     from .cluster import DemoCluster
@@ -258,22 +260,14 @@ async def run_demo(
     ``on_start`` is called once everything runs, just before the scenario starts."""
     loop = asyncio.get_running_loop()
     port = opts.port()
-    province = await asyncio.to_thread(
-        generate_province,
-        opts.sites,
-        snmp_port=port,
-        listen=opts.listen,
-        districts=opts.districts,
-        interval=opts.interval,
-        first_net=opts.first_net,
-    )
     config_path = Path(opts.workdir) / "config.yaml"
     scenario_path = await asyncio.to_thread(_prepare_scenario, opts)
-    scenario = await asyncio.to_thread(load_scenario, scenario_path)
-    steps = plan(scenario, province, strict=False)
-    models = await asyncio.to_thread(load_models)
-    province.accelerate(scenario.speed)
-    sim = Simulator(province.sites, province.devices, models, SimClock(scenario.speed))
+    spec = WorldSpec(
+        opts.sites, opts.districts, opts.interval, opts.first_net, port, opts.listen, scenario_path
+    )
+    origin = loop.time()  # simulation second 0, in every process
+    world = await asyncio.to_thread(build_world, spec, origin=origin)
+    province, scenario, steps, sim = world.province, world.scenario, world.steps, world.sim
 
     stop = asyncio.Event()
     handled: list[signal.Signals] = []
@@ -298,7 +292,14 @@ async def run_demo(
                     external_url=url,
                 )
             await asyncio.to_thread(province.write_config, config_path)
-            agent = await stack.enter_async_context(SnmpAgent(sim, port))
+            # a large province's agents get processes of their own: in the daemon's process
+            # they would take the CPU its event loop needs, and every reply would come late
+            count = processes_for(len(sim.devices))
+            agent: SnmpAgent | AgentProcesses
+            if count:
+                agent = await stack.enter_async_context(AgentProcesses(spec, origin, count))
+            else:
+                agent = await stack.enter_async_context(SnmpAgent(sim, port))
             cluster = await stack.enter_async_context(_cluster(opts, province.config))
             if cluster is None:
                 daemon_url = await stack.enter_async_context(_daemon(opts, config_path, mail))
@@ -317,6 +318,9 @@ async def run_demo(
                     config=config_path,
                 )
             )
+            if isinstance(agent, AgentProcesses):
+                pids = ", ".join(map(str, agent.pids))
+                out(t.gettext("  agents       {n} processes of their own (pids {pids})", n=count, pids=pids))
             if cluster is not None:
                 from .cluster import describe
 
@@ -378,9 +382,12 @@ async def run_demo(
             if scenario.repeat:
                 every = _clock(scenario.round_length / scenario.speed)
                 out(t.gettext("  then again every {every}, on the next sites", every=every))
-            tasks.append(
-                asyncio.create_task(run_rounds(scenario, province, sim, on_step=on_step, on_round=on_round))
-            )
+            # every agent process plays the same rounds from the same moment
+            started = loop.time()
+            if isinstance(agent, AgentProcesses):
+                agent.start_scenario(started)
+            rounds = run_rounds(scenario, province, sim, on_step=on_step, on_round=on_round, start=started)
+            tasks.append(asyncio.create_task(rounds))
             if cluster is not None and opts.kill_leader_at is not None:
                 tasks.append(asyncio.create_task(cluster.kill_leader_at(opts.kill_leader_at, out)))
             if firewall is not None:
@@ -397,11 +404,12 @@ async def run_demo(
                 for task in tasks:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+            answered = await agent.counters() if isinstance(agent, AgentProcesses) else agent.stats
             out(
                 t.gettext(
                     "stopping: the agents answered {answered:num0} of {asked:num0} requests",
-                    answered=agent.stats.responses,
-                    asked=agent.stats.requests,
+                    answered=answered.responses,
+                    asked=answered.requests,
                 )
             )
             if mail is not None:

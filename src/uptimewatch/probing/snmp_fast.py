@@ -52,6 +52,7 @@ _OID_CACHE_SIZE: Final = 65_536
 
 # outcomes of one exchange that are not an agent's error-status (those are >= 0)
 _TIMED_OUT: Final = -1
+_MAX_DATAGRAM: Final = 65_535
 _CLOSED: Final = -2
 _VERSION_NUMBER: Final = {SnmpVersion.V1: ber.VERSION_1, SnmpVersion.V2C: ber.VERSION_2C}
 
@@ -93,12 +94,23 @@ class FastTransportStats:
     wrong_source: int = 0  # a pending request id, from an address or port it was not sent to
 
 
-class _Endpoint(asyncio.DatagramProtocol):
-    """The socket of one address family; every datagram goes straight to the transport."""
+#: datagrams read per wake-up of the socket before other callbacks get a turn
+_RECV_BATCH: Final = 256
 
-    def __init__(self, owner: FastSnmpTransport, family: int) -> None:
+
+class _Endpoint(asyncio.DatagramProtocol):
+    """The socket of one address family; every datagram goes straight to the transport.
+
+    asyncio's datagram transport reads one datagram per wake-up of the loop, and every poll of
+    the province shares this socket: on a busy loop, replies would queue in the socket faster
+    than one per iteration drains them, and time out there though the agents answered in time.
+    So each wake-up reads what is queued, up to :data:`_RECV_BATCH` datagrams.
+    """
+
+    def __init__(self, owner: FastSnmpTransport, family: int, sock: socket.socket | None = None) -> None:
         self.owner = owner
         self.family = family
+        self.sock = sock
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -106,7 +118,20 @@ class _Endpoint(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        self.owner._received(data, addr)
+        received = self.owner._received
+        received(data, addr)
+        sock = self.sock
+        if sock is None:
+            return
+        for _ in range(_RECV_BATCH - 1):
+            try:
+                data, addr = sock.recvfrom(_MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # as the transport's own read would: the next wake-up goes on
+                log.debug("SNMP socket error: %s", exc)
+                return
+            received(data, addr)
 
     def error_received(self, exc: Exception) -> None:
         # unconnected UDP: the kernel cannot say which request failed; that request times out
@@ -410,7 +435,7 @@ class FastSnmpTransport(snmp_driver.DrivenTransport[ber.RawVarbind, "_Peer"]):
             sock.bind(("::", 0) if family == socket.AF_INET6 else ("0.0.0.0", 0))
             sock.setblocking(False)
             _transport, endpoint = await asyncio.get_running_loop().create_datagram_endpoint(
-                lambda: _Endpoint(self, family), sock=sock
+                lambda: _Endpoint(self, family, sock), sock=sock
             )
         except BaseException:
             sock.close()
