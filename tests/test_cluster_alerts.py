@@ -289,3 +289,74 @@ def test_kill_9_of_the_leader_with_notices_pending_loses_none(alerting_nodes: Al
         f"leader failover after {took_over:.1f} s; notices delivered: {len(hook_ids)} by webhook,"
         f" {len(mail_ids)} by email; duplicated: {duplicated}"
     )
+
+
+def _delivered(nodes: AlertingNodes) -> tuple[Counter[str], Counter[str], set[str]]:
+    """Notice ids by webhook and by email, and the alerts the webhook heard firing."""
+    with nodes.hook.lock:
+        bodies = list(nodes.hook.bodies)
+    firing = {a["fingerprint"] for b in bodies if b["kind"] == "firing" for a in b["alerts"]}
+    mail = Counter(str(m.message["X-Uptimewatch-Notification-Id"]) for m in nodes.smtp.messages)
+    return Counter(str(b["id"]) for b in bodies), mail, firing
+
+
+def _fresh(nodes: AlertingNodes, node_id: str, since: float) -> bool:
+    sites = nodes.get(node_id, "/api/v1/sites")["sites"]
+    return len(sites) == DOWN_SITES + UP_SITES and all((s["last_observed_at"] or 0) > since for s in sites)
+
+
+def test_nats_restarts_one_then_all_lose_no_notice_and_restore_state(alerting_nodes: AlertingNodes) -> None:
+    nodes = alerting_nodes
+    nodes.smtp.stop()  # notices stay pending through both restarts
+    for node_id in ("n1", "n2", "n3"):
+        nodes.start(node_id)
+    for proc in nodes.procs.values():
+        proc.wait_ready()
+    everyone = {"n1", "n2", "n3"}
+    leader = wait_for(lambda: _agreed(nodes, everyone), 30, "3 live nodes and one leader", nodes.logs)
+    wait_for(lambda: len(_firing(nodes, leader)) == DOWN_SITES, 40, "every dead site firing", nodes.logs)
+    firing = set(_firing(nodes, leader))
+    acked = sorted(firing)[0]
+    status, body = nodes.post(leader, f"/api/v1/alerts/{acked}/ack", {"by": "noc", "comment": "đã biết"})
+    assert status == 200, body
+
+    # one server restarts: the other two keep the quorum, nobody notices
+    restarted_at = time.time()
+    nodes.nats.restart_server(nodes.nats.servers[0])
+    for node_id in everyone:
+        wait_for(lambda n=node_id: _fresh(nodes, n, restarted_at + 1), 20, f"observations on {node_id}")
+    assert _agreed(nodes, everyone), nodes.logs()
+
+    # all of them: the nodes go on alone (degraded), then find their state again
+    down_at = time.time()
+    nodes.nats.restart()
+    healthy_at = time.time()
+    back = wait_for(lambda: _agreed(nodes, everyone), 60, "one leader again after the outage", nodes.logs)
+    recovered = time.time() - down_at
+    rejoined = time.time() - healthy_at
+    for node_id in everyone:
+        wait_for(lambda n=node_id: _fresh(nodes, n, down_at + recovered), 20, f"observations on {node_id}")
+        wait_for(lambda n=node_id: set(_firing(nodes, n)) == firing, 10, f"alerts restored on {node_id}")
+        assert (_firing(nodes, node_id)[acked]["ack"] or {}).get("by") == "noc"
+
+    # the receivers come back: every notice decided before the outages arrives, at most twice
+    nodes.smtp.start()
+    nodes.hook.refusing = False
+    wait_for(lambda: firing <= _delivered(nodes)[2], 30, "every SiteDown on the webhook", nodes.logs)
+    wait_for(
+        lambda: _delivered(nodes)[0].keys() <= _delivered(nodes)[1].keys(),
+        30,
+        "the same by email",
+        nodes.logs,
+    )
+    time.sleep(2)
+    hook_ids, mail_ids, _ = _delivered(nodes)
+    assert hook_ids.keys() == mail_ids.keys(), (hook_ids, mail_ids)
+    assert max(hook_ids.values()) <= 2, hook_ids
+    assert max(mail_ids.values()) <= 2, mail_ids
+    duplicated = sum(c - 1 for c in hook_ids.values()) + sum(c - 1 for c in mail_ids.values())
+    print(
+        f"whole NATS cluster restart: servers healthy after {healthy_at - down_at:.1f} s, one leader"
+        f" again {rejoined:.1f} s later (leader {leader} -> {back});"
+        f" notices delivered: {len(hook_ids)} by webhook, {len(mail_ids)} by email; duplicated: {duplicated}"
+    )
