@@ -362,3 +362,33 @@ def test_hostile_telemetry_profiles_name_the_file(tmp_path: Path) -> None:
     assert "aliases expand this document" in problems[0]
     long = tmp_path / "long.yaml"
     assert problems[1] == f"{long}:2: version: number too long (5,000 characters; at most 100)"
+
+
+def test_without_anchors_the_depth_limit_is_the_same() -> None:
+    # a file with no '&' skips the alias walk: the depth check alone must refuse what it refused
+    from yaml import CSafeLoader
+    from yaml.nodes import Node
+
+    from uptimewatch.yaml_limits import MAX_DEPTH, check_depth
+
+    def node(text: str) -> Node:
+        composed = yaml.compose(text, Loader=CSafeLoader)
+        assert composed is not None
+        return composed
+
+    for depth in (MAX_DEPTH - 2, MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 1):
+        for leaf in ("1", "[]", "{a: 1}"):
+            text = "[" * depth + leaf + "]" * depth
+            outcomes = []
+            for check in (check_graph, check_depth):
+                try:
+                    check(node(text))
+                    outcomes.append(None)
+                except YamlLimitError as exc:
+                    outcomes.append(str(exc.problem))
+            assert outcomes[0] == outcomes[1], (depth, leaf, outcomes)
+    assert any(o is not None for o in outcomes)
+    lines = [f"{'  ' * i}b{i}:" for i in range(MAX_DEPTH + 2)]
+    deep = "\n".join(lines) + "\n" + "  " * (MAX_DEPTH + 2) + "x\n"
+    with pytest.raises(YamlLimitError, match="nested deeper"):
+        check_depth(node(deep))

@@ -33,7 +33,7 @@ from ..progress import Progress
 from ..yaml_limits import YamlLimitError, load_checked, number_problem
 from .alerting import check_references as check_alerting
 from .models import Config, Device, Site, SnmpVersion
-from .resolve import ResolvedDevice, resolve_device
+from .resolve import ResolvedDevice, SiteCascade, resolve_device
 from .secrets import secret_file_keys, secret_keys
 
 __all__ = [
@@ -600,9 +600,10 @@ def _check_devices(
 ) -> list[ResolvedDevice]:
     resolved: list[ResolvedDevice] = []
     total = sum(len(site.devices) for site in config.sites)
+    cache: SiteCascade = {}
     for si, site in enumerate(config.sites):
         for di, device in enumerate(site.devices):
-            target = resolve_device(config, site, device)
+            target = resolve_device(config, site, device, cache)
             resolved.append(target)
             _check_device(
                 si=si, site=site, di=di, device=device, target=target, known_profiles=known_profiles, ctx=ctx
@@ -688,7 +689,7 @@ def _load(source: Path, known_profiles: KnownProfiles, on_resolve: OnResolve | N
         ctx.add((), f"not UTF-8 text (byte {exc.start})")
         raise _fail(ctx) from None
     try:
-        document = load_checked(_PositionLoader(text))
+        document = load_checked(_PositionLoader(text), anchors="&" in text)
     except YamlLimitError as exc:
         ctx.add((), str(exc.problem), at=_mark(exc.problem_mark) if exc.problem_mark else None)
         raise _fail(ctx) from None

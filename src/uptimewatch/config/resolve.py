@@ -78,6 +78,8 @@ def overlay(base: M, top: M | None) -> M:
     for secret in ("community", "auth_key", "priv_key"):
         if f"{secret}_file" in top.model_fields_set and getattr(top, f"{secret}_file") is not None:
             updates.setdefault(secret, None)
+    if not updates:
+        return base  # settings are never changed once made: the same object serves both
     return base.model_copy(update=updates)
 
 
@@ -156,30 +158,53 @@ class ResolvedDevice:
         return (self.site_id, self.device_id)
 
 
-def effective_settings(config: Config, site: Site, device: Device) -> Settings:
+#: (id of the site's defaults, its district) -> the cascade down to the site, during one resolve
+SiteCascade = dict[tuple[int, str], Settings]
+
+
+def _site_settings(config: Config, site: Site, cache: SiteCascade | None) -> Settings:
+    key = (id(site.defaults), site.district)
+    if cache is not None and (hit := cache.get(key)) is not None:
+        return hit
     district = next((d for d in config.districts if d.id == site.district), None)
     merged = overlay(BUILTIN, config.defaults)
     merged = overlay(merged, district.defaults if district else None)
     merged = overlay(merged, site.defaults)
-    own = Settings.model_validate(
-        {
-            k: v
-            for k, v in {
-                "interval": device.interval,
-                "timeout": device.timeout,
-                "hard_after": device.hard_after,
-                "snmp": device.snmp,
-                "icmp": device.icmp,
-                "thresholds": device.thresholds,
-            }.items()
-            if v is not None
-        }
-    )
-    return overlay(merged, own)
+    if cache is not None and site.defaults is None:
+        # only sites without defaults of their own share an entry: an id() is unique only while
+        # its object lives, and None lives for ever
+        cache[key] = merged
+    return merged
 
 
-def resolve_device(config: Config, site: Site, device: Device) -> ResolvedDevice:
-    s = effective_settings(config, site, device)
+def effective_settings(
+    config: Config, site: Site, device: Device, cache: SiteCascade | None = None
+) -> Settings:
+    """The settings of ``device``: built-in, then the file's defaults, its district's, its site's,
+    its own. ``cache`` (one dict per resolve of a whole file) shares the cascade down to the site
+    among the devices of the same district, so 300,000 devices do not build it 300,000 times."""
+    merged = _site_settings(config, site, cache)
+    own_values = {
+        k: v
+        for k, v in {
+            "interval": device.interval,
+            "timeout": device.timeout,
+            "hard_after": device.hard_after,
+            "snmp": device.snmp,
+            "icmp": device.icmp,
+            "thresholds": device.thresholds,
+        }.items()
+        if v is not None
+    }
+    if not own_values:
+        return merged
+    return overlay(merged, Settings.model_validate(own_values))
+
+
+def resolve_device(
+    config: Config, site: Site, device: Device, cache: SiteCascade | None = None
+) -> ResolvedDevice:
+    s = effective_settings(config, site, device, cache)
     assert s.snmp is not None
     assert s.icmp is not None
     assert s.thresholds is not None
@@ -231,4 +256,5 @@ def resolve_device(config: Config, site: Site, device: Device) -> ResolvedDevice
 
 
 def resolve_all(config: Config) -> list[ResolvedDevice]:
-    return [resolve_device(config, site, dev) for site in config.sites for dev in site.devices]
+    cache: SiteCascade = {}
+    return [resolve_device(config, site, dev, cache) for site in config.sites for dev in site.devices]
