@@ -36,7 +36,14 @@ def test_shipped_scenario_resolves_against_the_default_province() -> None:
     assert [p.real_at for p in steps] == sorted(p.real_at for p in steps)
     first = steps[0]
     assert first.real_at == pytest.approx(first.step.at / scenario.speed)
-    assert "Mất điện lưới" in first.describe(province)
+    assert "Mất điện lưới" in first.describe(province)  # the step's own words
+    # the console line's own words are in the province's language too
+    assert ": mất điện lưới — " in first.describe(province)
+    fades = [p.describe(province) for p in steps if p.step.action == "rx_fade"]
+    assert "mưa làm suy hao 14 dB trên tuyến viba" in fades[0]
+    assert "hết suy hao do mưa" in fades[-1]
+    province.config["province"]["language"] = "en"
+    assert ": mains power fails — " in first.describe(province)
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..i18n import translator
 from .agent import SnmpAgent
 from .alerting import add_alerting
 from .broker import BrokerError, Mosquitto
@@ -304,9 +305,17 @@ async def run_demo(
             else:
                 daemon_url = cluster.nodes[0].url
 
+            t = translator(str(province.config["province"].get("language", "en")))
             out(
-                f"uptimewatch demo: {len(province.sites)} sites, {len(province.devices)} simulated devices "
-                f"on {_address_range(province)} port {port}; config {config_path}"
+                t.gettext(
+                    "uptimewatch demo: {sites:num0} sites, {devices:num0} simulated devices "
+                    "on {addresses} port {port}; config {config}",
+                    sites=len(province.sites),
+                    devices=len(province.devices),
+                    addresses=_address_range(province),
+                    port=str(port),  # a port, not a quantity: no thousands separator
+                    config=config_path,
+                )
             )
             if cluster is not None:
                 from .cluster import describe
@@ -315,11 +324,14 @@ async def run_demo(
                     out(line)
             elif daemon_url:
                 out(
-                    f"  status page  {daemon_url}/\n"
-                    f"  metrics      {daemon_url}/metrics\n"
-                    f"  API          {daemon_url}/api/v1/sites  (also /api/v1/alerts, "
-                    "/api/v1/topology/outages, /api/v1/power/time-to-dark)\n"
-                    f"  health       {daemon_url}/healthz"
+                    t.gettext(
+                        "  status page  {url}/\n"
+                        "  metrics      {url}/metrics\n"
+                        "  API          {url}/api/v1/sites  (also /api/v1/alerts, "
+                        "/api/v1/topology/outages, /api/v1/power/time-to-dark)\n"
+                        "  health       {url}/healthz",
+                        url=daemon_url,
+                    )
                 )
             if mail is not None:
                 listed = f"; list at {daemon_url}/demo/mail" if cluster is None else ""
@@ -334,7 +346,14 @@ async def run_demo(
                 out(f"  ping         faults drop ICMP echo requests (nftables table inet {firewall.table})")
             for note in notes:
                 out(note)
-            out(f"scenario {scenario.name!r} from {scenario_path} (speed x{scenario.speed:g}):")
+            out(
+                t.gettext(
+                    "scenario {name} from {path} (speed x{speed}):",
+                    name=repr(scenario.name),
+                    path=scenario_path,
+                    speed=f"{scenario.speed:g}",
+                )
+            )
             for p in steps:
                 out(f"  T+{_clock(p.real_at)}  {p.describe(province)}")
 
@@ -351,10 +370,14 @@ async def run_demo(
                 if round_no and planned:  # the first round is listed above
                     first = planned[0]
                     when = _clock(first.real_at)
-                    out(f"[T+{when}] scenario round {round_no + 1}: the same steps on the next sites")
+                    out(
+                        f"[T+{when}] "
+                        + t.gettext("scenario round {n}: the same steps on the next sites", n=round_no + 1)
+                    )
 
             if scenario.repeat:
-                out(f"  then again every {_clock(scenario.round_length / scenario.speed)}, on the next sites")
+                every = _clock(scenario.round_length / scenario.speed)
+                out(t.gettext("  then again every {every}, on the next sites", every=every))
             tasks.append(
                 asyncio.create_task(run_rounds(scenario, province, sim, on_step=on_step, on_round=on_round))
             )
@@ -374,9 +397,21 @@ async def run_demo(
                 for task in tasks:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
-            out(f"stopping: the agents answered {agent.stats.responses} of {agent.stats.requests} requests")
+            out(
+                t.gettext(
+                    "stopping: the agents answered {answered:num0} of {asked:num0} requests",
+                    answered=agent.stats.responses,
+                    asked=agent.stats.requests,
+                )
+            )
             if mail is not None:
-                out(f"  {len(mail.messages)} alert emails in {mail.directory}/")
+                out(
+                    t.gettext(
+                        "  {n:num0} alert emails in {directory}/",
+                        n=len(mail.messages),
+                        directory=mail.directory,
+                    )
+                )
     finally:
         for task in tasks:
             task.cancel()

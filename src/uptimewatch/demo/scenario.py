@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ..i18n import N_, translator
 from ..primitives import Duration
 from .device_models import data_dir
 from .devices import Simulator
@@ -103,11 +104,17 @@ class PlannedStep:
     real_at: float  # seconds after the scenario starts
 
     def describe(self, province: DemoProvince) -> str:
+        """One console line, in the province's language (the ``say`` text is the author's own)."""
         s = self.step
+        t = translator(str(province.config.get("province", {}).get("language", "en")))
         where = f"{province.site_name(self.site_id)} ({self.device_ref or self.site_id})"
-        what = _WORDS[s.action][0 if getattr(s, s.action) else 1]
+        what = t.gettext(_WORDS[s.action][0 if getattr(s, s.action) else 1])
         if s.action == "rx_fade":
-            what = f"rain fade of {s.rx_fade:g} dB on the radio hop" if s.rx_fade else "rain fade over"
+            what = (
+                t.gettext("rain fade of {db} dB on the radio hop", db=f"{s.rx_fade:g}")
+                if s.rx_fade
+                else t.gettext("rain fade over")
+            )
         text = f"{where}: {what}"
         if s.say:
             text += f" — {s.say.replace('{site}', province.site_name(self.site_id))}"
@@ -116,11 +123,14 @@ class PlannedStep:
 
 #: how each action reads when it is set (true / a number) and when it is cleared
 _WORDS: dict[str, tuple[str, str]] = {
-    "mains": ("mains power restored", "mains power fails"),
-    "generator": ("generator starts", "generator stops"),
-    "cut": ("transmission cut: the site and all sites behind it go silent", "transmission repaired"),
-    "dead": ("SNMP agent stops answering", "SNMP agent answers again"),
-    "reboot": ("reboots (sysUpTime back to 0)", "reboots"),
+    "mains": (N_("mains power restored"), N_("mains power fails")),
+    "generator": (N_("generator starts"), N_("generator stops")),
+    "cut": (
+        N_("transmission cut: the site and all sites behind it go silent"),
+        N_("transmission repaired"),
+    ),
+    "dead": (N_("SNMP agent stops answering"), N_("SNMP agent answers again")),
+    "reboot": (N_("reboots (sysUpTime back to 0)"), N_("reboots")),
     "rx_fade": ("", ""),
 }
 
