@@ -6,6 +6,8 @@
 #                                         never overwritten), mode 0640, group uptimewatch-config
 #   /etc/uptimewatch/secrets/             SNMPv3 keys and other secrets read by the config
 #   /etc/systemd/system/uptimewatch.service
+#   /etc/systemd/system/uptimewatch@.service, uptimewatch-nats.service   for a cluster (docs/cluster.md);
+#                                         installed, never enabled: `systemctl enable --now uptimewatch@n1`
 #
 # Usage: deploy/install.sh [--root DIR] [--from WHEEL|SOURCE_DIR] [--python PYTHON]
 #   --root DIR    install under DIR instead of / (also: DESTDIR=DIR); nothing outside DIR is touched,
@@ -86,12 +88,14 @@ say "installing uptimewatch from $from"
 # 3. Shared files: rules, dashboards and examples the operator copies from, refreshed every time.
 share=$prefix/share/uptimewatch
 install -d -m 0755 "$share" "$prefix/share/doc"
-for d in prometheus grafana alertmanager systemd; do
+for d in prometheus grafana alertmanager systemd nats; do
     rm -rf "${share:?}/$d"
     cp -R "$here/$d" "$share/$d"
 done
 [ -f "$here/../config.example.yaml" ] && install -m 0644 "$here/../config.example.yaml" "$share/config.example.yaml"
-[ -f "$here/../docs/deploy.md" ] && install -m 0644 "$here/../docs/deploy.md" "$prefix/share/doc/deploy.md"
+for doc in deploy cluster; do
+    [ -f "$here/../docs/$doc.md" ] && install -m 0644 "$here/../docs/$doc.md" "$prefix/share/doc/$doc.md"
+done
 
 # 4. Configuration: created once, never overwritten; secrets readable by the service's group only.
 install -d -m 0750 "$etc" "$etc/secrets"
@@ -109,6 +113,8 @@ fi
 # 5. The unit. Ours to replace; local changes belong in `systemctl edit uptimewatch` drop-ins.
 install -d -m 0755 "$root/etc/systemd/system"
 install -m 0644 "$here/systemd/uptimewatch.service" "$root/etc/systemd/system/uptimewatch.service"
+install -m 0644 "$here/systemd/uptimewatch@.service" "$root/etc/systemd/system/uptimewatch@.service"
+install -m 0644 "$here/nats/uptimewatch-nats.service" "$root/etc/systemd/system/uptimewatch-nats.service"
 
 if [ -z "$root" ] && [ -d /run/systemd/system ]; then
     systemctl daemon-reload

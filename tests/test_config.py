@@ -279,7 +279,8 @@ def test_check_config_passes_on_a_fresh_machine(tmp_path: Path, monkeypatch: pyt
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "OK: 4 sites, 9 devices, 2 districts, 2 carriers"
+    # the example's province reads Vietnamese
+    assert result.stdout.strip() == "Hợp lệ: 4 trạm, 9 thiết bị, 2 huyện, 2 nhà mạng"
     assert result.stderr == ""
     # the placeholders are what it read: no secret of a real deployment ships in the repository
     for key in [k for k in os.environ if k.startswith("UPTIMEWATCH_")]:
@@ -552,11 +553,19 @@ def _check_config(path: Path, env: dict[str, str] | None = None) -> subprocess.C
     )
 
 
-def test_check_config_ok(example_env: dict[str, str]) -> None:
+def test_check_config_ok(example_env: dict[str, str], tmp_path: Path) -> None:
     result = _check_config(EXAMPLE, example_env)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "OK: 4 sites, 9 devices, 2 districts, 2 carriers"
+    assert result.stdout.strip() == "Hợp lệ: 4 trạm, 9 thiết bị, 2 huyện, 2 nhà mạng"
     assert result.stderr == ""
+    # the same file with an English-reading province
+    english = tmp_path / "english.yaml"
+    english.write_text(
+        EXAMPLE.read_text(encoding="utf-8").replace("  language: vi ", "  language: en "), encoding="utf-8"
+    )
+    result = _check_config(english, example_env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "OK: 4 sites, 9 devices, 2 districts, 2 carriers"
 
 
 def test_check_config_reports_every_issue(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -568,3 +577,49 @@ def test_check_config_reports_every_issue(monkeypatch: pytest.MonkeyPatch) -> No
     lines = result.stderr.splitlines()
     expected = [f"{path}{want.removeprefix(path.name)}" for want in _expectations(path)]
     assert lines == expected
+
+
+def _check_config_on(path: Path, stderr: int) -> subprocess.CompletedProcess[bytes]:
+    argv = [sys.executable, "-m", "uptimewatch.cli", "check-config", str(path)]
+    return subprocess.run(argv, stdout=subprocess.PIPE, stderr=stderr, timeout=120, check=False)
+
+
+def test_a_large_inventory_shows_progress_on_a_tty_and_nothing_on_a_pipe(tmp_path: Path) -> None:
+    from uptimewatch.demo.province import generate_province
+
+    province = generate_province(400)  # three devices a site: past the line's 1,000-device floor
+    assert province.config["province"]["language"] == "vi"
+    devices = sum(len(s["devices"]) for s in province.config["sites"])
+    path = tmp_path / "large.yaml"
+    path.write_text(yaml.safe_dump(province.config, allow_unicode=True), encoding="utf-8")
+
+    piped = _check_config_on(path, subprocess.PIPE)
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stderr == b""
+    shown = f"{devices:,}".replace(",", ".")  # Vietnamese groups thousands with a dot
+    assert piped.stdout.decode().startswith(f"Hợp lệ: 400 trạm, {shown} thiết bị, ")
+
+    leader, follower = os.openpty()
+    try:
+        on_tty = _check_config_on(path, follower)
+        os.close(follower)
+        follower = -1
+        written = b""
+        while chunk := _read_pty(leader):
+            written += chunk
+    finally:
+        os.close(leader)
+        if follower >= 0:
+            os.close(follower)
+    assert on_tty.returncode == 0
+    text = written.decode()
+    assert f"\rĐang kiểm tra danh mục: {shown}/{shown} thiết bị (100%)" in text
+    assert text.endswith("\n")
+    assert on_tty.stdout == piped.stdout  # the summary on stdout is the same either way
+
+
+def _read_pty(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # the other side is closed and drained
+        return b""

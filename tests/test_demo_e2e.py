@@ -139,7 +139,7 @@ async def test_shortened_scenario_is_detected_alerted_mailed_and_reported(tmp_pa
         behind_hub1 = set(province.downstream(hub1))
         assert len(behind_hub1) == SITES // DISTRICTS - 1
         text = "\n".join(run.lines)
-        for what in ("status page", "/metrics", "/api/v1/sites", str(rt.mail.directory)):
+        for what in ("trang trạng thái", "/metrics", "/api/v1/sites", str(rt.mail.directory)):
             assert what in text
 
         # -- mains failure at hub#0: on battery, then ranked first for a generator --------------

@@ -88,7 +88,7 @@ async def test_simulator_only_run_serves_runs_the_scenario_and_cleans_up(tmp_pat
     )
     lines = Lines()
     task = asyncio.create_task(run_demo(opts, out=lines.append))
-    await lines.wait_for("scenario 'quick'")
+    await lines.wait_for("kịch bản 'quick'")  # the demo province reads Vietnamese
     # the hub's power plant (first site, device 2), community of the hub's carrier
     rc, out = await snmpget("127.16.1.2", port, "vnpt-hb-ro", "1.3.6.1.2.1.33.1.1.1.0")
     assert (rc, out) == (0, '"Eltek"')
@@ -98,7 +98,7 @@ async def test_simulator_only_run_serves_runs_the_scenario_and_cleans_up(tmp_pat
     assert await task == 0
 
     text = "\n".join(lines)
-    assert f"{SITES} sites, {3 * SITES} simulated devices" in text
+    assert f"{SITES} trạm, {3 * SITES} thiết bị mô phỏng" in text
     assert "mất điện Trạm HUB" in text
     assert "T+00:36" in text  # the 1 h step is announced (and not reached)
     assert (tmp_path / "demo" / "config.yaml").is_file()
@@ -120,7 +120,7 @@ async def test_default_workdir_gets_an_editable_scenario_copy(tmp_path: Path) ->
     copy.write_text("name: edited\nspeed: 5\nsteps: []\n", encoding="utf-8")
     lines: list[str] = []
     assert await run_demo(opts, out=lines.append) == 0
-    assert any("scenario 'edited'" in line for line in lines)  # the edited copy is not overwritten
+    assert any("kịch bản 'edited'" in line for line in lines)  # the edited copy is not overwritten
 
 
 needs_daemon = pytest.mark.skipif(
@@ -186,7 +186,7 @@ async def test_cli_demo_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         async with asyncio.timeout(20):
             rest, _ = await proc.communicate()
         assert proc.returncode == 0, "".join(seen) + rest.decode()
-        assert "stopping" in rest.decode()
+        assert "đang dừng" in rest.decode()
         assert port_is_free("127.16.1.1", port)
     finally:
         if proc.returncode is None:

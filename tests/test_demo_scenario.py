@@ -16,6 +16,7 @@ from uptimewatch.demo.scenario import (
     apply,
     load_scenario,
     plan,
+    run_rounds,
     run_scenario,
 )
 
@@ -35,7 +36,14 @@ def test_shipped_scenario_resolves_against_the_default_province() -> None:
     assert [p.real_at for p in steps] == sorted(p.real_at for p in steps)
     first = steps[0]
     assert first.real_at == pytest.approx(first.step.at / scenario.speed)
-    assert "Mất điện lưới" in first.describe(province)
+    assert "Mất điện lưới" in first.describe(province)  # the step's own words
+    # the console line's own words are in the province's language too
+    assert ": mất điện lưới — " in first.describe(province)
+    fades = [p.describe(province) for p in steps if p.step.action == "rx_fade"]
+    assert "mưa làm suy hao 14 dB trên tuyến viba" in fades[0]
+    assert "hết suy hao do mưa" in fades[-1]
+    province.config["province"]["language"] = "en"
+    assert ": mains power fails — " in first.describe(province)
 
 
 @pytest.mark.parametrize(
@@ -103,6 +111,60 @@ async def test_steps_apply_at_accelerated_times(tmp_path: Path) -> None:
     assert not sim.site(province.select("hub#0")).mains
     assert sim.device(f"{province.select('leaf#1')}/bts").boots == boots_before + 1
     assert sim.device(f"{province.select('leaf#2')}/power").dead
+
+
+async def test_a_repeating_scenario_keeps_going_on_the_next_sites(tmp_path: Path) -> None:
+    text = (
+        "name: loop\nspeed: 100\npause: 10s\n{repeat}steps:\n"
+        "  - {{at: 10s, site: leaf#0, cut: on}}\n"
+        "  - {{at: 20s, site: leaf#0, cut: off}}\n"
+    )
+    province = generate_province(14, districts=1)
+    sim = Simulator(province.sites, province.devices, load_models(), ManualClock())
+    once = load_scenario(write(tmp_path, text.format(repeat="")))
+    applied: list[PlannedStep] = []
+    await asyncio.wait_for(run_rounds(once, province, sim, on_step=applied.append), timeout=30)
+    assert [p.site_id for p in applied] == [province.select("leaf#0")] * 2  # one round, then done
+
+    looping = load_scenario(write(tmp_path, text.format(repeat="repeat: true\n")))
+    assert looping.round_length == 30
+    applied.clear()
+    rounds: list[int] = []
+    done = asyncio.Event()
+
+    def on_step(p: PlannedStep) -> None:
+        applied.append(p)
+        if len(applied) == 6:
+            done.set()
+
+    task = asyncio.create_task(
+        run_rounds(looping, province, sim, on_step=on_step, on_round=lambda n, _steps: rounds.append(n))
+    )
+    try:
+        await asyncio.wait_for(done.wait(), timeout=30)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    leaves = [province.select(f"leaf#{n}") for n in range(3)]
+    assert [p.site_id for p in applied] == [leaves[0], leaves[0], leaves[1], leaves[1], leaves[2], leaves[2]]
+    assert [p.real_at for p in applied] == pytest.approx([0.1, 0.2, 0.4, 0.5, 0.7, 0.8])
+    assert [p.step.cut for p in applied] == [True, False] * 3
+    assert rounds[:3] == [0, 1, 2]
+    assert not any(sim.site(leaf).cut for leaf in leaves)  # each round repairs what it cut
+
+
+def test_the_shipped_scenario_repeats_on_every_site_of_its_roles() -> None:
+    scenario = load_scenario()
+    assert scenario.repeat
+    province = generate_province(DEFAULT_SITES)
+    hubs = province.roles["hub"]
+    first = {p.site_id for p in plan(scenario, province, round_no=0) if p.step.site.startswith("hub#")}
+    later = {p.site_id for p in plan(scenario, province, round_no=1) if p.step.site.startswith("hub#")}
+    assert first
+    assert later
+    assert first != later
+    assert later <= set(hubs)
 
 
 def test_apply_generator_and_recovery() -> None:

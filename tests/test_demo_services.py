@@ -4,6 +4,7 @@ real to ping, the mosquitto broker, and the alerting settings written into its c
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 from email.message import EmailMessage
@@ -52,6 +53,26 @@ async def test_mail_sink_keeps_each_message_as_eml_with_an_index(tmp_path: Path)
     assert b"=?utf-8?" in raw.split(b"\r\n\r\n")[0]  # stored as sent: RFC 2047 encoded
     with socket.socket() as s:  # the port is closed again
         assert s.connect_ex((sink.host, port)) != 0
+
+
+async def test_mail_sink_writes_one_console_line_per_message(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with MailSink(tmp_path / "mail") as sink:
+        for n in range(3):
+            msg = EmailMessage()
+            msg["Subject"] = f"[FIRING:1] SiteDown {n}"
+            msg["From"] = "uptimewatch <uptimewatch@hoabinh.example.vn>"
+            msg["To"] = "noc@hoabinh.example.vn"
+            msg.set_content("Mất kết nối")
+            await aiosmtplib.send(msg, hostname=sink.host, port=sink.port, start_tls=None)
+    smtp_chatter = [r for r in caplog.records if r.name.startswith("mail.")]
+    ours = [r for r in caplog.records if r.name == "uptimewatch.demo.mailsink"]
+    assert smtp_chatter == []
+    assert [r.getMessage() for r in ours] == [
+        f"mail sink: {n + 1:04d}.eml to noc@hoabinh.example.vn: [FIRING:1] SiteDown {n}" for n in range(3)
+    ]
 
 
 def test_alerting_settings_validate_with_and_without_a_broker() -> None:

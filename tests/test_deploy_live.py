@@ -376,7 +376,7 @@ def test_wheel_installs_and_checks_a_config(
     good = write_yaml(tmp_path / "good.yaml", province.config)
     result = uptimewatch_cli("check-config", str(good))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.startswith("OK: 6 sites, 18 devices"), result.stdout
+    assert result.stdout.startswith("Hợp lệ: 6 trạm, 18 thiết bị"), result.stdout  # a Vietnamese province
 
     province.config["sites"][0]["devices"][1]["profile"] = "no-such-profile"
     bad = write_yaml(tmp_path / "bad.yaml", province.config)

@@ -51,6 +51,8 @@ DAEMON_METRICS = frozenset(
         "uptimewatch_config_last_reload_successful",
         "uptimewatch_config_last_reload_success_timestamp_seconds",
         "uptimewatch_icmp_usable",
+        "uptimewatch_event_loop_lag_seconds",
+        "uptimewatch_scheduler_overloaded_polls_total",
         "uptimewatch_build_info",
         # FUTURE (alerts)
         "uptimewatch_notifications_outbox_depth",

@@ -23,7 +23,7 @@ from prometheus_client.samples import Sample
 from tests.fixtures.daemon import free_tcp_port
 from tests.test_health import MINUTE, T0, UPS_OK, make_config, ping, snmp, standard_sites
 from tests.test_metrics_export import RUNTIME, STATS, busy_model
-from uptimewatch.config.models import Role
+from uptimewatch.config.models import Config, Role
 from uptimewatch.config.resolve import resolve_all
 from uptimewatch.export.exposition import (
     PrerenderedFamily,
@@ -41,6 +41,7 @@ from uptimewatch.export.site_series import (
     SiteSeriesCache,
     site_families,
 )
+from uptimewatch.ledger import Ledger
 from uptimewatch.model.checks import CheckState
 from uptimewatch.model.health import (
     CheckStatus,
@@ -51,7 +52,10 @@ from uptimewatch.model.health import (
     SiteState,
     SiteStatus,
 )
+from uptimewatch.model.history import RecentSamples
 from uptimewatch.model.observation import ErrorKind, FieldValue, ProbeError
+from uptimewatch.power import PowerTracker
+from uptimewatch.store import SqliteStore
 from uptimewatch.web.app import ReloadResult, build_app
 
 # -- the reference: the per-site families as prometheus_client built them before ------------------
@@ -465,10 +469,15 @@ def test_gzip_is_offered_only_when_accepted() -> None:
 
 
 class _Context:
-    """What build_app needs from the daemon, around a health model of the test's own."""
+    """The web side's view of a daemon (``WebContext``), around a health model of the test's own."""
 
-    def __init__(self, model: HealthModel) -> None:
+    def __init__(self, model: HealthModel, config: Config, ledger: Ledger) -> None:
         self.model = model
+        self.config = config
+        devices = resolve_all(config)
+        self.power = PowerTracker(devices)
+        self.samples = RecentSamples(devices)
+        self.ledger = ledger
         self.registry = CollectorRegistry(auto_describe=True)
         HealthCollector(model.snapshot, lambda: STATS, lambda: RUNTIME, registry=self.registry)
 
@@ -484,10 +493,24 @@ class _Context:
     async def reload(self) -> ReloadResult:
         return ReloadResult(True, "")
 
+    def trusted_origins(self) -> list[str]:
+        return []
+
+    def site_pollers(self, site_id: str) -> tuple[str, ...]:
+        return ()
+
+    def extend_app(self, app: web.Application) -> None:
+        pass
+
 
 @pytest.fixture
 async def served() -> Any:
-    ctx = _Context(busy_model())
+    config = make_config(standard_sites())
+    store = SqliteStore(":memory:")
+    await store.open()
+    ledger = Ledger(store)
+    await ledger.start(config)
+    ctx = _Context(busy_model(), config, ledger)
     runner = web.AppRunner(build_app(ctx), access_log=None)
     await runner.setup()
     port = free_tcp_port()
@@ -496,6 +519,8 @@ async def served() -> Any:
         yield ctx, f"http://127.0.0.1:{port}/metrics"
     finally:
         await runner.cleanup()
+        await ledger.stop()
+        await store.close()
 
 
 async def _get(url: str, accept_encoding: str | None) -> tuple[dict[str, str], bytes]:

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 from tests.fixtures.snmpsim import V3_AUTH_KEY, V3_PRIV_KEY, V3_USER, SnmpsimEndpoint
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    # the messages' language follows the locale: the tests fix it, whatever the machine's is
+    base = {k: v for k, v in os.environ.items() if k not in ("LC_ALL", "LC_MESSAGES", "LANG")}
     return subprocess.run(
         [sys.executable, "-m", "uptimewatch.cli", "probe", *args],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
+        env={**base, **(env or {})},
     )
 
 
@@ -80,6 +84,20 @@ def test_no_answer_exits_2_with_one_line(snmpsim: SnmpsimEndpoint) -> None:
     assert done.stderr == (
         f"no answer from {snmpsim.address} within 0.3 s (wrong community, SNMP disabled, or host down)\n"
     )
+
+
+def test_the_messages_speak_the_operators_language(snmpsim: SnmpsimEndpoint) -> None:
+    args = (snmpsim.address, "-c", "s3cret-wrong", "--timeout", "0.3", "--retries", "0")
+    vietnamese = (
+        f"không có trả lời từ {snmpsim.address} trong 0.3 giây "
+        "(sai community, SNMP bị tắt, hoặc thiết bị không hoạt động)\n"
+    )
+    done = run(*args, "--lang", "vi")
+    assert (done.returncode, done.stderr) == (2, vietnamese)
+    done = run(*args, env={"LANG": "vi_VN.UTF-8"})  # from the locale without --lang
+    assert (done.returncode, done.stderr) == (2, vietnamese)
+    done = run(*args, "--lang", "en", env={"LANG": "vi_VN.UTF-8"})  # --lang wins
+    assert done.stderr.startswith("no answer from ")
 
 
 def test_unknown_profile_and_bad_target() -> None:

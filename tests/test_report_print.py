@@ -456,3 +456,17 @@ def test_numbers_agree_with_the_ledger(province: Province) -> None:
     district = {r.key: r for r in availability(ledger, POLL_START, POLL_END, "district").rows}
     judged = district["da-bac"].judged_s
     assert district["da-bac"].availability == pytest.approx(100 * (judged - 45 * 60) / judged)
+
+
+def test_usage_errors_speak_the_provinces_language(province: Province) -> None:
+    def report(*args: str) -> subprocess.CompletedProcess[bytes]:
+        argv = [sys.executable, "-m", "uptimewatch.cli", "report", "-c", str(province.config), *args]
+        return subprocess.run(argv, capture_output=True, timeout=120, check=False)
+
+    done = report("--from", "2026-01-01")
+    assert (done.returncode, done.stderr.decode()) == (2, "uptimewatch report: hãy cho cả --from và --to\n")
+    done = report("--from", "2026-01-01", "--lang", "en")
+    assert (done.returncode, done.stderr.decode()) == (2, "uptimewatch report: give both --from and --to\n")
+    done = report("--critical-period", "nope")
+    assert done.returncode == 2
+    assert done.stderr.decode().startswith("uptimewatch report: không có giai đoạn trọng điểm 'nope' (")

@@ -24,7 +24,6 @@ from tests.test_snmp_transport import (  # the pysnmp transport's cases, collect
     IF_TABLE,
     SYS_OBJECT_ID,
     UPS_MINUTES_REMAINING,
-    kernel_rmem_max,
     subtree,
     test_500_concurrent_gets_across_recordings,
     test_cancelled_get_leaves_the_transport_usable,
@@ -51,7 +50,6 @@ from uptimewatch.config.models import SnmpVersion
 from uptimewatch.model.observation import ErrorKind
 from uptimewatch.probing import ber
 from uptimewatch.probing.snmp_fast import (
-    RECEIVE_BUFFER_BYTES,
     CompositeSnmpTransport,
     FastSnmpTransport,
 )
@@ -146,26 +144,6 @@ async def test_fast_transport_refuses_v3_and_missing_community(
 
 
 # -- life cycle -----------------------------------------------------------------------------------
-
-
-async def test_receive_buffer_is_enlarged(snmpsim: SnmpsimEndpoint, fast: FastSnmpTransport) -> None:
-    await fast.get(snmp_target(snmpsim, "cxc_ups"), [SYS_OBJECT_ID])
-    assert fast.receive_buffer_granted is not None
-    assert fast.receive_buffer_granted >= min(RECEIVE_BUFFER_BYTES, kernel_rmem_max())
-
-
-async def test_close_answers_pending_and_later_requests(snmpsim: SnmpsimEndpoint) -> None:
-    t = FastSnmpTransport()
-    silent = snmp_target(snmpsim, "no-such-recording", timeout=10.0, retries=0)
-    pending = asyncio.ensure_future(t.get(silent, [SYS_OBJECT_ID]))
-    await asyncio.sleep(0.2)
-    await t.close()
-    resp = await asyncio.wait_for(pending, 2)
-    assert resp.error is not None
-    assert resp.error.kind is ErrorKind.INTERNAL
-    after = await t.get(snmp_target(snmpsim, "cetpower"), [SYS_OBJECT_ID])
-    assert after.error is not None
-    assert after.error.kind is ErrorKind.INTERNAL
 
 
 async def test_community_never_reaches_logs_or_errors(

@@ -23,6 +23,7 @@ from tests.fixtures.snmpsim import (
 )
 from uptimewatch.config.models import SnmpVersion
 from uptimewatch.model.observation import ErrorKind
+from uptimewatch.probing.snmp_fast import FastSnmpTransport
 from uptimewatch.probing.snmp_transport import (
     MAX_VARBINDS_PER_PDU,
     RECEIVE_BUFFER_BYTES,
@@ -445,14 +446,30 @@ async def test_500_concurrent_gets_across_recordings(
     assert sum(r.requests for r in results) == 500
 
 
-async def test_receive_buffer_is_enlarged(snmpsim: SnmpsimEndpoint, transport: PysnmpTransport) -> None:
-    await transport.get(snmp_target(snmpsim, "cxc_ups"), [SYS_OBJECT_ID])
-    assert transport.receive_buffer_granted is not None
-    assert transport.receive_buffer_granted >= min(RECEIVE_BUFFER_BYTES, kernel_rmem_max())
+#: both transports under the one driver: what the driver's face promises holds for each
+BOTH_TRANSPORTS = pytest.mark.parametrize(
+    "kind", [PysnmpTransport, FastSnmpTransport], ids=["pysnmp", "fast"]
+)
 
 
-async def test_close_answers_pending_and_later_requests(snmpsim: SnmpsimEndpoint) -> None:
-    transport = PysnmpTransport()
+@BOTH_TRANSPORTS
+async def test_receive_buffer_is_enlarged(
+    snmpsim: SnmpsimEndpoint, kind: type[PysnmpTransport | FastSnmpTransport]
+) -> None:
+    transport = kind()
+    try:
+        await transport.get(snmp_target(snmpsim, "cxc_ups"), [SYS_OBJECT_ID])
+        assert transport.receive_buffer_granted is not None
+        assert transport.receive_buffer_granted >= min(RECEIVE_BUFFER_BYTES, kernel_rmem_max())
+    finally:
+        await transport.close()
+
+
+@BOTH_TRANSPORTS
+async def test_close_answers_pending_and_later_requests(
+    snmpsim: SnmpsimEndpoint, kind: type[PysnmpTransport | FastSnmpTransport]
+) -> None:
+    transport = kind()
     silent = snmp_target(snmpsim, "no-such-recording", timeout=10.0, retries=0)
     pending = asyncio.ensure_future(transport.get(silent, [SYS_OBJECT_ID]))
     await asyncio.sleep(0.2)

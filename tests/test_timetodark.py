@@ -10,6 +10,7 @@ from uptimewatch.config.resolve import resolve_all
 from uptimewatch.model.observation import Observation
 from uptimewatch.power import PowerSample, PowerTracker, estimate, fit_trend, vendor_verdict
 from uptimewatch.power.timetodark import HISTORY
+from uptimewatch.web.status.i18n import speaker
 
 T0 = 1_750_000_000.0
 RUNTIME = 3 * 3600.0  # a full battery at this load
@@ -191,3 +192,17 @@ def test_tracker_ranks_sites_tracks_recharge_and_keeps_history_bounded() -> None
             assert est.full_at - est.at == pytest.approx((100.0 - 62.0) / 20.0 * 3600.0, rel=0.1)
     assert len(tracker._plants[("s3", "pwr")].samples) <= HISTORY
     assert tracker.sites()["s3"].status == "mains"
+
+
+def test_the_reasoning_is_written_in_the_readers_language() -> None:
+    """The API's and the site page's time-to-dark reasoning: English by default, Vietnamese when
+    the reader reads Vietnamese (no English left on a Vietnamese page)."""
+    samples = drain(20, vendor=999.0)
+    est = estimate("s1", "pwr", samples, cutoff_voltage=46.0)
+    english = est.to_dict(samples[-1].at)["reason"]
+    vietnamese = est.to_dict(samples[-1].at, speaker("vi", None))["reason"]
+    assert "distrusted" in english
+    assert english == est.to_dict(samples[-1].at, speaker("en", None))["reason"]
+    assert vietnamese != english
+    assert "distrusted" not in vietnamese
+    assert any(ch in vietnamese for ch in "ăâđêôơưạảấầẩẫậắằẳẵặẹẻẽếềểễệỉịọỏốồổỗộớờởỡợụủứừửữựỳỵỷỹ")

@@ -217,6 +217,13 @@ async def test_daemon_serves_the_ranked_dispatch_list_and_the_metric(tmp_path: P
             truth = charge * sim.site(row["site_id"]).spec.battery_runtime_s / speed
             assert row["seconds"] == pytest.approx(truth, rel=0.10, abs=3.0), row["reason"]
 
+        # the status page asks in its reader's language; the API answers English by default
+        status, body = await async_http("GET", daemon.url + "/api/v1/power/time-to-dark?lang=vi")
+        assert status == 200
+        in_vi = {r["site_id"]: r["reason"] for r in json.loads(body)["sites"]}
+        assert in_vi[hub] != rows[0]["reason"]
+        assert "trend" not in in_vi[hub]
+
         status, text = await async_http("GET", daemon.url + "/metrics")
         assert status == 200
         series = _metric(text, "uptimewatch_site_time_to_dark_seconds")

@@ -9,15 +9,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import inspect
 import logging
 import signal
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -32,12 +33,13 @@ from .export.metrics import HealthCollector, IntakeStats, RuntimeInfo
 from .export.tasks import TaskCollector
 from .gcpause import settle_after_load
 from .ledger import Ledger
+from .looplag import LoopLag
 from .model.health import HealthModel, HealthSnapshot, StateChange
 from .model.history import RecentSamples
 from .model.observation import Observation
 from .notify.service import NotifyService
 from .power import PowerTracker
-from .probing import icmp, snmp, telemetry
+from .probing import icmp, snmp, telemetry, traps
 from .probing.snmp_transport import create_transport
 from .profiles import ProfileCatalog, default_profiles_dir, load_profiles
 from .reload import Intake, Loaded, Prepared, ReloadError, prepare, prepare_intake
@@ -101,9 +103,11 @@ class Daemon:
         self.supervisor = Supervisor()
         self._reload_state = _ReloadState()
         self._notifier = SystemdNotifier()
-        self._runner: web.AppRunner | None = None
-        self._watchdog_task: asyncio.Task[None] | None = None
-        self._started = False
+        # what start() started, with how to stop it; stop() unwinds it
+        self._running = contextlib.AsyncExitStack()
+        self._phase: Literal["starting", "running", "stopping", "stopped"] = "starting"
+        self.trap_receiver: traps.TrapReceiver | None = None
+        self.telemetry_in: telemetry.TelemetrySubscriber | None = None
         self._polled_sites: set[str] = set()
         self.cluster: ClusterRuntime | None = None
         self.listen = listen or DEFAULT_LISTEN
@@ -112,22 +116,61 @@ class Daemon:
     # -- start and stop ---------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start every part in order. Each part's teardown is registered as soon as it runs, so a
+        failure half-way (a port in use, a locked state store) stops what already started, in
+        reverse order, before the error reaches the caller; :meth:`stop` unwinds the same list."""
+        async with contextlib.AsyncExitStack() as stack:
+            await self._start_parts(stack)
+            self._running = stack.pop_all()
+        self._phase = "running"
+        self._notifier.ready()
+        self._notifier.status(f"monitoring {len(self._loaded.devices)} devices")
+        log.info(
+            "uptimewatch %s started: %d sites, %d devices, listening on http://%s",
+            __version__,
+            len(self._loaded.config.sites),
+            len(self._loaded.devices),
+            self.listen,
+        )
+
+    async def stop(self) -> None:
+        """Stop everything :meth:`start` started, the last started first. Idempotent."""
+        self._notifier.stopping()
+        self._phase = "stopping"
+        running, self._running = self._running, contextlib.AsyncExitStack()
+        await running.aclose()
+        self._phase = "stopped"
+        log.info("uptimewatch stopped")
+
+    async def _start_parts(self, stack: contextlib.AsyncExitStack) -> None:
         first = await executors.CONFIG.run(_load, self.config_path)
         loaded, catalog = first.config, first.catalog
         self._loaded = loaded
         self._catalog = catalog
         self.listen = self._listen_override or loaded.config.server.listen
         self._reload_state.success_timestamp = time.time()
+        _on_stop(stack, "systemd notification socket", self._notifier.close)
 
+        # from the start on: a busy start-up is measured too
+        self.loop_lag = LoopLag(
+            threshold=lambda: self._loaded.config.scheduler.overload_lag,
+            clear_after=lambda: self._loaded.config.scheduler.overload_clear_after,
+        )
+        self.loop_lag.start()
+        _on_stop(stack, "event-loop lag probe", self.loop_lag.stop)
         self.icmp = icmp.IcmpProber(await executors.CONFIG.run(icmp.detect_privilege))
+        _on_stop(stack, "ICMP sockets", self.icmp.close)
         if not self.icmp.usable:
             log.error("ICMP disabled: %s; devices are judged by SNMP alone", self.icmp.privilege.message)
 
         self.store = SqliteStore(loaded.store_path(), exclusive=True)
+        _on_stop(stack, "state store", self.store.close)  # also when open fails: its thread ends
         await self.store.open()
         self.ledger = Ledger(self.store, supervisor=self.supervisor)
         await self.ledger.start(loaded.config)
+        _on_stop(stack, "ledger", self.ledger.stop)  # after the scheduler: the last changes are in
         self._transport = create_transport()
+        _on_stop(stack, "SNMP transport", self._transport.close)
         self._match_cache = snmp.ProfileMatchCache()
         self.health = HealthModel(loaded.config, loaded.devices, self._profile_thresholds)
         self.power = PowerTracker(loaded.devices)
@@ -138,15 +181,24 @@ class Daemon:
             get_site=lambda sid: self.snapshot().site(sid),
             supervisor=self.supervisor,
         )
+        if loaded.config.cluster is not None:
+            # several nodes: only the alert leader sends (until the cluster has started: nobody)
+            self.notify.dispatcher.sending = lambda: self.cluster is not None and self.cluster.leading()
         await self.notify.start()
+        _on_stop(stack, "notifications", self.notify.stop)
         self.outbox = self.notify.outbox  # the alert engine hands its notices over here
         self.alerts = AlertService(
             self.store, loaded, self.snapshot, sink=self.outbox, supervisor=self.supervisor
         )
         # TimeToDarkSoon reads the estimates as plain data at each evaluation; reloads carry it over
         self.alerts.set_power_view(self.power)
+        self.alerts.set_monitor_view(self.loop_lag)  # MonitorOverloaded
+        self.cluster = self._build_cluster(loaded)  # before the engine runs: it steps only when leading
         await self.alerts.start()
-        self.cluster = await self._start_cluster(loaded)
+        _on_stop(stack, "alert engine", self.alerts.stop)
+        if self.cluster is not None:
+            _on_stop(stack, "cluster", self.cluster.stop)
+            await self.cluster.start()
         probes: dict[str, ProbeFn] = {"snmp": self._poll_snmp}
         if self.icmp.usable:
             probes["icmp"] = self.icmp.probe
@@ -155,6 +207,7 @@ class Daemon:
             probes,
             self._ingest if self.cluster is None else self.cluster.observe,
             max_concurrency={"snmp": sched.max_concurrency, "icmp": sched.icmp_max_concurrency},
+            overload=self.loop_lag,
         )
         health = HealthCollector(
             self.snapshot if self.cluster is None else self.cluster.exported(self.snapshot),
@@ -173,59 +226,34 @@ class Daemon:
         else:  # only the sites this node owns, and its own series labelled with its id
             self.cluster.register_metrics(self.registry, [health, tasks])
 
-        app = build_app(self)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
+        runner = web.AppRunner(build_app(self), access_log=None, handle_signals=False)
+        await runner.setup()
+        _on_stop(stack, "web server", runner.cleanup)
         host, _, port = self.listen.rpartition(":")
-        await web.TCPSite(self._runner, host.strip("[]") or "127.0.0.1", int(port)).start()
+        await web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port)).start()
 
         await self.scheduler.start()
+        _on_stop(stack, "scheduler", self.scheduler.stop)
         self.scheduler.reconcile(self._polled(loaded.devices))
         plan = await prepare_intake(first, self._intake())
-        self.trap_receiver, self.telemetry_in = await plan.commit()
+        _on_stop(stack, "trap receiver and telemetry", self._stop_intake)
+        try:
+            self.trap_receiver, self.telemetry_in = await plan.commit()
+        except BaseException:  # not expected (a commit swaps, it acquires nothing); give back the ports
+            await plan.abort()
+            raise
         settle_after_load()  # config and model objects live for the whole run: out of GC passes
-        self._started = True
-        self._notifier.ready()
-        self._notifier.status(f"monitoring {len(loaded.devices)} devices")
         if (interval := self._notifier.watchdog_interval()) is not None:
-            self._watchdog_task = asyncio.create_task(self._watchdog(interval / 2))
-        log.info(
-            "uptimewatch %s started: %d sites, %d devices, listening on http://%s",
-            __version__,
-            len(loaded.config.sites),
-            len(loaded.devices),
-            self.listen,
-        )
+            watchdog = asyncio.create_task(self._watchdog(interval / 2), name="uptimewatch-watchdog")
+            _on_stop(stack, "watchdog", lambda: _cancel(watchdog))
 
-    async def stop(self) -> None:
-        self._notifier.stopping()
-        if self._watchdog_task is not None:
-            self._watchdog_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watchdog_task
-        for intake in (getattr(self, "trap_receiver", None), getattr(self, "telemetry_in", None)):
+    async def _stop_intake(self) -> None:
+        # a reload may have swapped them: stop the ones running now
+        receiver, subscriber = self.trap_receiver, self.telemetry_in
+        self.trap_receiver = self.telemetry_in = None
+        for intake in (receiver, subscriber):
             if intake is not None:
                 await intake.stop()
-        if self._started:
-            await self.scheduler.stop()
-        if self.cluster is not None:
-            await self.cluster.stop()
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if hasattr(self, "_transport"):
-            await self._transport.close()
-        if hasattr(self, "icmp"):
-            self.icmp.close()
-        if hasattr(self, "alerts"):
-            await self.alerts.stop()
-        if hasattr(self, "ledger"):
-            await self.ledger.stop()  # after the scheduler: the last changes are in
-        if hasattr(self, "notify"):
-            await self.notify.stop()
-        if hasattr(self, "store"):
-            await self.store.close()
-        self._started = False
-        log.info("uptimewatch stopped")
 
     @property
     def url(self) -> str:
@@ -324,20 +352,20 @@ class Daemon:
 
     # -- several nodes (docs/cluster.md): the only places the cluster touches the daemon ---------
 
-    async def _start_cluster(self, loaded: LoadedConfig) -> ClusterRuntime | None:
+    def _build_cluster(self, loaded: LoadedConfig) -> ClusterRuntime | None:
         if loaded.config.cluster is None:
             return None
         from .cluster.runtime import ClusterRuntime  # NATS is imported only by clustered daemons
 
-        runtime = ClusterRuntime(
+        return ClusterRuntime(
             loaded,
             url=f"http://{self.listen}",
             ingest=self._ingest,
             on_assignment=self._reassigned,
             ping=self.icmp.answers,
+            alerts=self.alerts,
+            outbox=self.outbox,
         )
-        await runtime.start()
-        return runtime
 
     def site_pollers(self, site_id: str) -> tuple[str, ...]:
         """The nodes that poll ``site_id``, best first (the first owns it); () when alone."""
@@ -350,8 +378,8 @@ class Daemon:
 
     def _reassigned(self) -> None:
         """This node's share of the sites changed: poll the new ones at once, drop the others."""
-        if not self._started:
-            return
+        if self._phase != "running":
+            return  # start() reconciles once the cluster has its first view
         before = self._polled_sites
         polled = self._polled(self._loaded.devices)
         self.scheduler.reconcile(polled)
@@ -362,16 +390,15 @@ class Daemon:
     def _intake(self) -> Intake:
         """Traps re-poll through the scheduler; telemetry observations go where polls' go."""
         return Intake(
-            getattr(self, "trap_receiver", None),
-            getattr(self, "telemetry_in", None),
+            self.trap_receiver,
+            self.telemetry_in,
             self.scheduler.trigger,
             self._ingest,
             self.supervisor,
         )
 
     def _intake_stats(self) -> IntakeStats:
-        receiver = getattr(self, "trap_receiver", None)  # absent until start got that far
-        subscriber = getattr(self, "telemetry_in", None)
+        receiver, subscriber = self.trap_receiver, self.telemetry_in
         return IntakeStats(receiver.counts() if receiver else {}, subscriber.counts() if subscriber else {})
 
     def snapshot(self) -> HealthSnapshot:
@@ -385,8 +412,8 @@ class Daemon:
         return self._loaded.config.server.trusted_origins
 
     def readiness(self) -> tuple[bool, str]:
-        if not self._started:
-            return False, "starting"
+        if self._phase != "running":
+            return False, self._phase
         if self._reload_state.inconsistent:
             return False, "a reload failed half-way; restart the daemon"
         if down := self.supervisor.vital_down():
@@ -401,6 +428,8 @@ class Daemon:
             config_last_reload_success_timestamp=self._reload_state.success_timestamp,
             icmp_usable=self.icmp.usable,
             version=__version__,
+            icmp_malformed_packets=self.icmp.malformed_packets,
+            event_loop_lag=self.loop_lag.recent(),
         )
 
     @property
@@ -476,12 +505,35 @@ class Daemon:
             last = done
 
 
+def _on_stop(
+    stack: contextlib.AsyncExitStack, part: str, close: Callable[[], Awaitable[None] | None]
+) -> None:
+    """Register ``close`` on ``stack``; a part that fails to stop is logged and the others still
+    stop, and the error that made a start fail is the one its caller sees."""
+
+    async def run() -> None:
+        try:
+            result = close()
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.exception("stopping the %s failed", part)
+
+    stack.push_async_callback(run)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 @contextlib.asynccontextmanager
 async def run_daemon(config_path: Path, listen: str | None = None) -> AsyncIterator[Daemon]:
     """Start the whole service; stop it on exit. Used by ``run``, the demo and end-to-end tests."""
     daemon = Daemon(Path(config_path), listen)
+    await daemon.start()  # a failed start has stopped what it started
     try:
-        await daemon.start()
         yield daemon
     finally:
         await daemon.stop()

@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--icmp", action="store_true", help="also send an ICMP echo burst")
     probe.add_argument("--no-snmp", action="store_true", help="ICMP only")
     probe.add_argument("--json", action="store_true", help="print JSON")
+    probe.add_argument(
+        "--lang", default=None, choices=["vi", "en"], help="language of the messages (default: from LANG)"
+    )
     probe.set_defaults(handler=_lazy("uptimewatch.probing.probe_cli:cli_probe"))
 
     profiles = sub.add_parser("profiles", help="work with probe profiles")

@@ -37,6 +37,7 @@ import io
 import json
 import logging
 import math
+import os
 import re
 import string
 from collections.abc import Mapping
@@ -82,6 +83,17 @@ def normalize_language(value: str | None, default: Language = DEFAULT_LANGUAGE) 
         return default
     head = re.split(r"[-_]", value.strip(), maxsplit=1)[0].lower()
     return cast(Language, head) if head in LANGUAGES else default
+
+
+def terminal_language(explicit: str | None = None) -> Language:
+    """A command's language without a province to ask: ``--lang`` if given, else the locale
+    (``LC_ALL``, ``LC_MESSAGES``, ``LANG``: ``vi_VN.UTF-8`` reads Vietnamese), else English."""
+    if explicit:
+        return normalize_language(explicit, default="en")
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        if value := os.environ.get(name):
+            return normalize_language(value.partition(".")[0], default="en")
+    return "en"
 
 
 def negotiate(accept_language: str | None, default: Language = DEFAULT_LANGUAGE) -> Language:

@@ -14,6 +14,9 @@ Timing rules:
   that cycle and counts it as missed; polls never queue up behind a slow device.
 * Every poll runs under the device's deadline; a timeout or a probe bug becomes an Observation,
   so the health model always hears about the device.
+* A poll that timed out while the event loop ran late (``overload``, a
+  :class:`~uptimewatch.looplag.LoopLag`) is ``overloaded``, not ``timeout``: a reply may have
+  waited in the socket for us. The health model holds nothing against the device for it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ import time
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
+from typing import Protocol
 
 from .config.resolve import ResolvedDevice
 from .model.observation import ErrorKind, Observation, ProbeError
@@ -45,6 +50,15 @@ PROBE_APPLIES: Mapping[str, Applies] = {
     "snmp": lambda device: device.snmp is not None,
     "icmp": lambda device: device.icmp is not None,
 }
+
+
+class Overload(Protocol):
+    """What the scheduler asks the loop-lag monitor (:class:`uptimewatch.looplag.LoopLag`)."""
+
+    def late_since(self, start: float) -> float | None:
+        """The loop's worst lag since ``start`` (the scheduler's clock) if it was overloaded."""
+        ...
+
 
 #: A zero interval would make the dispatcher spin; the config does not forbid it, so clamp here.
 MIN_INTERVAL = 0.05
@@ -128,6 +142,7 @@ class Scheduler:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         applies: Mapping[str, Applies] = PROBE_APPLIES,
+        overload: Overload | None = None,
     ) -> None:
         unknown = sorted(set(probes) - set(applies))
         if unknown:
@@ -148,6 +163,7 @@ class Scheduler:
         self._sink = sink
         self._clock = clock
         self._wall = wall
+        self._overload = overload
         self._cap = caps
         self._active = dict.fromkeys(probes, 0)
         self._pending: dict[str, deque[_Job]] = {name: deque() for name in probes}
@@ -169,6 +185,7 @@ class Scheduler:
         self._polls = dict.fromkeys(probes, 0)
         self._missed = dict.fromkeys(probes, 0)
         self._deadline = dict.fromkeys(probes, 0)
+        self._overloaded = dict.fromkeys(probes, 0)
         self._targets = dict.fromkeys(probes, 0)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -297,6 +314,7 @@ class Scheduler:
             polls=dict(self._polls),
             missed_cycles=dict(self._missed),
             deadline_exceeded=dict(self._deadline),
+            overloaded=dict(self._overloaded),
             in_flight=sum(self._active.values()),
             targets=dict(self._targets),
         )
@@ -369,6 +387,16 @@ class Scheduler:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _overloaded_poll(self, obs: Observation, start: float) -> Observation:
+        """``obs`` timed out; if the loop was late meanwhile, the answer may be ours to blame."""
+        assert self._overload is not None
+        lag = self._overload.late_since(start)
+        if lag is None:
+            return obs
+        self._overloaded[obs.probe] += 1
+        why = f"unknown: monitor overloaded (its event loop ran {lag:.1f} s late during the poll)"
+        return replace(obs, error=ProbeError(ErrorKind.OVERLOADED, why))
+
     def _drain(self, name: str) -> None:
         queue = self._pending[name]
         while queue and self._running and self._active[name] < self._cap[name]:
@@ -433,6 +461,8 @@ class Scheduler:
         self._polls[name] += 1
         if job.removed:
             return
+        if obs.error is not None and obs.error.kind is ErrorKind.TIMEOUT and self._overload is not None:
+            obs = self._overloaded_poll(obs, start)
         try:
             self._sink(obs)
         except Exception:

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from .auth import middleware
 from .engine import AckError
-from .service import AlertService
+from .service import AlertService, NoLeader
 from .silences import check_matchers
 
 SERVICE_KEY: web.AppKey[AlertService] = web.AppKey("alert_service", AlertService)
@@ -99,6 +99,8 @@ async def ack(request: web.Request) -> web.Response:
         alert = await service.ack(request.match_info["id"], by, comment)
     except AckError as exc:
         return _error(str(exc), 404)
+    except NoLeader as exc:
+        return _error(str(exc), 503)
     return _json(service.alert_view(alert))
 
 
@@ -129,15 +131,22 @@ async def create_silence(request: web.Request) -> web.Response:
             raise ValueError("the silence must end after it starts (and in the future)")
     except ValueError as exc:
         return _error(str(exc))
-    silence = await service.add_silence(
-        matchers, starts_at=starts_at, ends_at=ends_at, created_by=created_by, comment=comment
-    )
+    try:
+        silence = await service.add_silence(
+            matchers, starts_at=starts_at, ends_at=ends_at, created_by=created_by, comment=comment
+        )
+    except NoLeader as exc:
+        return _error(str(exc), 503)
     return _json(silence.to_dict(), 201)
 
 
 async def delete_silence(request: web.Request) -> web.Response:
     service = request.app[SERVICE_KEY]
-    if not await service.expire_silence(request.match_info["id"]):
+    try:
+        expired = await service.expire_silence(request.match_info["id"])
+    except NoLeader as exc:
+        return _error(str(exc), 503)
+    if not expired:
         return _error(f"no silence '{request.match_info['id']}'", 404)
     return _json({"id": request.match_info["id"], "state": "expired"})
 

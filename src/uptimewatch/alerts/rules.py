@@ -16,7 +16,9 @@ besides. Sites whose verdict the health model still waits for (``confirming``,
 again (polls of a cycle finish in any order) is not judged until it has been: otherwise each child
 of a failing hub would page as down for the few seconds before the hub's own result arrives.
 ``TimeToDarkSoon`` reads the time-to-dark estimates, handed in as plain data (:class:`DarkOutlook`)
-next to the snapshot.
+next to the snapshot. ``MonitorOverloaded`` is about the daemon itself: it reads the event loop's
+lag (:class:`MonitorView`), and while it holds the timeouts that would have raised site alerts are
+not held against the devices (see :mod:`uptimewatch.looplag`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any, Final, Protocol
 
 from ..config.alerting import BUILTIN_RULES, AlertingConfig, UserRule
 from ..i18n import N_, Phrase, Text
+from ..looplag import Overload
 from ..model.checks import REACHABILITY_CHECKS, CheckState, role_text
 from ..model.health import DeviceStatus, HealthSnapshot, SiteState, SiteStatus
 from ..model.observation import ErrorKind, FieldValue
@@ -55,6 +58,7 @@ BUILTIN_DEFAULTS: Final[dict[str, tuple[str, float]]] = {
     "LinkSnrLow": ("warning", 0.0),
     "DeviceRebooted": ("info", 0.0),
     "SnmpAuthFailure": ("warning", 0.0),
+    "MonitorOverloaded": ("warning", 0.0),
 }
 #: How long DeviceRebooted stays firing after the uptime went back.
 REBOOT_HOLD: Final = 900.0
@@ -99,6 +103,12 @@ class PowerView(Protocol):
     def sites(self) -> Mapping[str, TimeToDark]: ...
 
     def horizon(self, site_id: str, device_id: str) -> float: ...
+
+
+class MonitorView(Protocol):
+    """The part of :class:`uptimewatch.looplag.LoopLag` the rules read."""
+
+    def overload(self) -> Overload | None: ...
 
 
 def battery_outlook(power: PowerView) -> list[DarkOutlook]:
@@ -268,6 +278,8 @@ class Evaluator:
         self._rebooted: dict[tuple[str, str], tuple[float, Candidate]] = {}
         #: where TimeToDarkSoon reads the estimates when :meth:`evaluate` is not handed them
         self.power: PowerView | None = None
+        #: where MonitorOverloaded reads the daemon's event-loop lag
+        self.monitor: MonitorView | None = None
         self._dark_soon: frozenset[str] = frozenset()
         self._outage_key: tuple[SiteStatus | None, ...] = ()
         self._outage_found: list[Candidate] = []
@@ -278,6 +290,7 @@ class Evaluator:
         self._uptime = old._uptime
         self._rebooted = old._rebooted
         self.power = old.power
+        self.monitor = old.monitor
         self._dark_soon = old._dark_soon
 
     def rebase(self, step: float) -> None:
@@ -347,7 +360,34 @@ class Evaluator:
                 candidates[c.fingerprint] = c
         else:
             self._dark_soon = frozenset()
+        monitor = self.monitor if self.builtins["MonitorOverloaded"].enabled else None
+        if monitor is not None and (overload := monitor.overload()) is not None:
+            c = self._overloaded(overload)
+            candidates[c.fingerprint] = c
         return Evaluation(candidates, frozenset(unjudged))
+
+    def _overloaded(self, overload: Overload) -> Candidate:
+        b = self.builtins["MonitorOverloaded"]
+        labels = {"province": self.province, "alertname": "MonitorOverloaded", "severity": b.severity}
+        lag = round(overload.lag, 1)
+        summary = Text(N_("uptimewatch itself is overloaded: its event loop ran {lag} s late"), {"lag": lag})
+        description = Text(
+            N_(
+                "Polls that timed out meanwhile are unknown, not held against the devices: a reply"
+                " may have waited for the daemon. Look at the daemon's CPU, its host and the API"
+                " clients before the network."
+            )
+        )
+        return Candidate(
+            fingerprint("MonitorOverloaded", labels),
+            "MonitorOverloaded",
+            b.severity,
+            labels,
+            summary,
+            b.for_s,
+            description,
+            lag,
+        )
 
     # -- topology and power: across sites -------------------------------------------------------
 

@@ -41,7 +41,7 @@ from .engine import (
     step,
 )
 from .routing import Policy
-from .rules import Evaluator, PowerView
+from .rules import Evaluator, MonitorView, PowerView
 from .silences import Silence, new_silence_id
 from .store import AlertStore
 
@@ -59,6 +59,20 @@ class NotificationSink(Protocol):
     a notice whose ``id`` it already holds (the engine re-hands notices after a crash)."""
 
     async def enqueue(self, notifications: Sequence[Notification]) -> object: ...
+
+
+class Replica(Protocol):
+    """The replicated alert state of a cluster (``uptimewatch.cluster.alerts``): only the leader
+    steps the engine; it publishes every step before handing its notices over, and the other
+    nodes forward acks and silences to it."""
+
+    def leading(self) -> bool: ...
+    async def publish(self, state: EngineState, notes: Sequence[Notification]) -> None: ...
+    async def forward(self, event: Ack | SilenceAdded | SilenceExpired) -> None: ...
+
+
+class NoLeader(RuntimeError):
+    """A follower could not reach the leader to apply an ack or a silence."""
 
 
 class LoggingSink:
@@ -116,6 +130,7 @@ class AlertService:
         self.notices: dict[str, int] = {}
         self.authenticator: Authenticator | None = None
         self._supervisor = supervisor if supervisor is not None else Supervisor()
+        self.replica: Replica | None = None
 
     # -- start and stop ----------------------------------------------------------------------------
 
@@ -173,12 +188,31 @@ class AlertService:
         await self.apply(Reconfigured(policy_of(loaded.config)))
         self._wake.set()
 
+    def set_replica(self, replica: Replica) -> None:
+        """Several nodes: this engine steps only while ``replica.leading()``."""
+        self.replica = replica
+
+    def _following(self) -> bool:
+        return self.replica is not None and not self.replica.leading()
+
+    async def adopt(self, state: EngineState) -> None:
+        """Take the leader's state (alerts, groups, silences) as ours; the policy stays ours."""
+        async with self._lock:
+            old = self._state
+            new = EngineState(old.policy, state.alerts, state.groups, state.silences, state.heartbeat_at)
+            await self._db.save(old, new, (), self._now())
+            self._state = new
+
     def set_sink(self, sink: NotificationSink) -> None:
         self.sink = sink
 
     def set_power_view(self, power: PowerView) -> None:
         """Where TimeToDarkSoon reads its estimates; kept across reloads."""
         self._evaluator.power = power
+
+    def set_monitor_view(self, monitor: MonitorView) -> None:
+        """Where MonitorOverloaded reads the event loop's lag; kept across reloads."""
+        self._evaluator.monitor = monitor
 
     # -- the loop ----------------------------------------------------------------------------------
 
@@ -202,6 +236,11 @@ class AlertService:
         while not self._stopping:
             try:
                 mono = self._monotonic()
+                if self._following():
+                    # another node runs the engine; ours shows its replicated state
+                    self._wake.clear()
+                    await asyncio.sleep(self._tick)
+                    continue
                 if self._unhanded:
                     await self._hand_leftovers()
                 due = mono >= next_evaluation or (
@@ -239,7 +278,13 @@ class AlertService:
         return notes
 
     async def apply(self, event: Event) -> list[Notification]:
-        """One engine step: decide, persist, then hand the notices over."""
+        """One engine step: decide, persist (and replicate), then hand the notices over. On a
+        follower, acks and silences go to the leader; other events do nothing there."""
+        if self._following():
+            assert self.replica is not None
+            if isinstance(event, Ack | SilenceAdded | SilenceExpired):
+                await self.replica.forward(event)
+            return []
         async with self._lock:
             now = self._now()
             old = self._state
@@ -250,6 +295,9 @@ class AlertService:
             new, notes = step(base, event, now)
             await self._db.save(old, new, notes, now)
             self._state = new
+            if self.replica is not None:
+                # before the notices leave: a new leader finds them even if this node dies now
+                await self.replica.publish(new, notes)
             if notes:
                 await self._hand(notes)
             return notes

@@ -54,6 +54,52 @@ LEADER_KEY = "leader"
 _NATS_ERRORS = (nats.errors.Error, nats.js.errors.Error, OSError, asyncio.TimeoutError)
 
 
+async def end_task(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait for it to end, even if the caller is cancelled meanwhile (the
+    caller's cancellation is raised once it has). Cancel again while it runs: nats-py awaits
+    through ``asyncio.wait_for``, which on Python 3.11 can swallow a cancellation that races its
+    result (gh-86296), and a task that lost its cancellation would wait on its queue for good."""
+    interrupted = False
+    while not task.done():
+        task.cancel()
+        try:
+            await asyncio.wait({task}, timeout=0.1)
+        except asyncio.CancelledError:
+            interrupted = True
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.warning("cluster: task %s ended with %s", task.get_name(), type(exc).__name__)
+    if interrupted:
+        raise asyncio.CancelledError
+
+
+async def watch_keys(bucket: KeyValue, keys: str = ">") -> KeyValue.KeyWatcher:
+    """``bucket.watch(keys)``, but a cancellation that lands while it sets up lets it finish and
+    stops what it made: its subscription's heartbeat task would otherwise outlive the node."""
+    setup = asyncio.ensure_future(bucket.watch(keys))
+    try:
+        return await asyncio.shield(setup)
+    except asyncio.CancelledError:
+        with contextlib.suppress(*_NATS_ERRORS, asyncio.CancelledError):
+            await stop_watcher(await setup)
+        raise
+
+
+async def stop_watcher(watcher: KeyValue.KeyWatcher) -> None:
+    """Stop a KV watcher and wait until its subscription's delivery task has ended.
+
+    nats-py cancels that task once; while it sits in the watcher's ``asyncio.wait_for`` for the
+    set-up to finish, CPython 3.11's ``wait_for`` can swallow the cancellation (gh-86296), and the
+    task then waits on a queue nobody feeds for good. The one private read of nats-py here, kept
+    in this function: the task that delivers the subscription's messages."""
+    try:
+        with contextlib.suppress(*_NATS_ERRORS):
+            await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py leaves it unannotated
+    finally:
+        delivery = getattr(watcher._sub, "_wait_for_msgs_task", None)
+        if isinstance(delivery, asyncio.Task):
+            await end_task(delivery)
+
+
 @dataclass(frozen=True, slots=True)
 class SiteRef:
     """What sharding needs of a site: its id, district (for the subject) and poll interval."""
@@ -102,6 +148,8 @@ class ClusterNode:
         self._kv_nodes: KeyValue | None = None
         self._kv_leases: KeyValue | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._watch: asyncio.Task[None] | None = None  # of the nodes bucket, once joined
+        self._subscription: JetStreamContext.PushSubscription | None = None
         self._publish_queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=100_000)
         self._last_nats_ok = time.monotonic()
         self._nats_ready = False
@@ -120,6 +168,8 @@ class ClusterNode:
         self._lease_renewed = 0.0
         self.leader_since: float | None = None
         self.on_leadership: Callable[[bool], None] = lambda leading: None
+        #: run at the end of each (re)join, e.g. the alert replica's buckets
+        self.on_setup: list[Callable[[], Awaitable[None]]] = []
         self.counters: dict[str, int] = {
             "published": 0,
             "publish_errors": 0,
@@ -130,6 +180,7 @@ class ClusterNode:
         }
         self._http: aiohttp.ClientSession | None = None
         self._stopping = False
+        self.started = False  # start() tried to join (whether or not NATS answered)
 
     # -- start and stop ---------------------------------------------------------------------
 
@@ -144,20 +195,26 @@ class ClusterNode:
                 type(exc).__name__,
                 self.node_id,
             )
+        except BaseException:
+            await self.stop()  # nothing of a failed start stays open
+            raise
         self._recompute()
-        self._tasks = [
+        self.started = True
+        self._tasks += [
             asyncio.create_task(self._tick_loop(), name="cluster-tick"),
             asyncio.create_task(self._publish_loop(), name="cluster-publish"),
         ]
 
     async def stop(self) -> None:
         self._stopping = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks = []
+        tasks = [*self._tasks, *([self._watch] if self._watch is not None else [])]
+        self._tasks, self._watch = [], None
+        await asyncio.gather(*(end_task(task) for task in tasks))
+        if self._subscription is not None:
+            # its heartbeat and flow-control tasks end with it, not with the connection
+            with contextlib.suppress(*_NATS_ERRORS):
+                await self._subscription.unsubscribe()
+            self._subscription = None
         # leave cleanly: the others take our sites and the lease at once instead of after timeouts
         if self._kv_nodes is not None and self._nats_ready:
             with contextlib.suppress(*_NATS_ERRORS):
@@ -233,9 +290,15 @@ class ClusterNode:
         except nats.js.errors.BadRequestError:
             await js.stream_info(STREAM)  # exists with other limits: use it as it is
             log.warning("cluster: stream %s exists with other settings; using it as it is", STREAM)
+        for hook in self.on_setup:
+            await hook()
         await self._beat()
-        self._tasks.append(asyncio.create_task(self._watch_nodes(), name="cluster-watch"))
-        await js.subscribe(
+        if self._watch is None or self._watch.done():
+            self._watch = asyncio.create_task(self._watch_nodes(), name="cluster-watch")
+        if self._subscription is not None:  # a set-up that failed after subscribing, retried
+            with contextlib.suppress(*_NATS_ERRORS):
+                await self._subscription.unsubscribe()
+        self._subscription = await js.subscribe(
             f"{codec.SUBJECT_PREFIX}.>",
             stream=STREAM,
             cb=self._on_message,
@@ -311,10 +374,11 @@ class ClusterNode:
         self._members.update(hb, mono_now=time.monotonic(), wall_now=time.time())
 
     async def _watch_nodes(self) -> None:
-        while True:
+        while not self._stopping:
             assert self._kv_nodes is not None
+            watcher: KeyValue.KeyWatcher | None = None
             try:
-                watcher = await self._kv_nodes.watchall()
+                watcher = await watch_keys(self._kv_nodes)
                 async for entry in watcher:
                     if entry is None:
                         continue  # the end of the initial values
@@ -336,6 +400,9 @@ class ClusterNode:
                 raise
             except Exception as exc:
                 log.warning("cluster: node watch ended (%s); watching again", type(exc).__name__)
+            finally:
+                if watcher is not None:  # its subscription's tasks end with it
+                    await stop_watcher(watcher)
             await asyncio.sleep(self.config.heartbeat_interval)
 
     # -- the leader lease ---------------------------------------------------------------------
@@ -581,6 +648,18 @@ class ClusterNode:
                 self.counters["publish_errors"] += 1
 
     # -- what the API shows ---------------------------------------------------------------------
+
+    @property
+    def nc(self) -> NatsClient | None:
+        return self._nc
+
+    @property
+    def js(self) -> JetStreamContext | None:
+        return self._js
+
+    @property
+    def nats_ready(self) -> bool:
+        return self._nats_ready
 
     @property
     def leader(self) -> str | None:

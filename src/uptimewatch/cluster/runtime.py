@@ -13,11 +13,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 from prometheus_client.registry import Collector
 
+from ..alerts.service import AlertService
 from ..config.loader import LoadedConfig
 from ..config.resolve import ResolvedDevice
 from ..export.ownership import NodeLabels, OwnedSnapshots
 from ..model.health import HealthSnapshot
 from ..model.observation import Observation
+from ..notify.outbox import Outbox
+from .alerts import AlertReplica
 from .metrics import ClusterCollector
 from .node import ClusterNode, SiteRef
 
@@ -41,6 +44,8 @@ class ClusterRuntime:
         ingest: Callable[[Observation], None],
         on_assignment: Callable[[], None],
         ping: Callable[[str], Awaitable[bool]] | None = None,
+        alerts: AlertService | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         assert loaded.config.cluster is not None
         self._refs = site_refs(loaded)
@@ -53,11 +58,24 @@ class ClusterRuntime:
             on_assignment=on_assignment,
             ping=ping,
         )
+        # the leader alone steps the alert engine and sends; every node holds its state
+        self.alerts = (
+            AlertReplica(self.node, alerts, outbox) if alerts is not None and outbox is not None else None
+        )
 
     async def start(self) -> None:
         await self.node.start()
 
+    def leading(self) -> bool:
+        """Whether this node steps the alert engine and sends notices now (never before it tried
+        to join: a restarted former leader must not resend what a new one sends already)."""
+        if not self.node.started:
+            return False
+        return self.alerts.leading() if self.alerts is not None else self.node.is_leader
+
     async def stop(self) -> None:
+        if self.alerts is not None:
+            await self.alerts.stop()
         await self.node.stop()
 
     def observe(self, obs: Observation) -> None:

@@ -48,6 +48,7 @@ BUILTIN_RULES: Final = (
     "LinkSnrLow",
     "DeviceRebooted",
     "SnmpAuthFailure",
+    "MonitorOverloaded",
 )
 #: Built-ins that compare a value with a threshold of their own when one is set.
 THRESHOLD_RULES: Final = frozenset({"BatteryLow", "HighPacketLoss", "LinkRxLevelLow", "LinkSnrLow"})
@@ -201,6 +202,11 @@ class Builtins(_Strict):
     LinkSnrLow: BuiltinRule = Field(default=BuiltinRule(), description="Radio SNR too low.")
     DeviceRebooted: BuiltinRule = Field(default=BuiltinRule(), description="Device uptime went back.")
     SnmpAuthFailure: BuiltinRule = Field(default=BuiltinRule(), description="SNMP credentials rejected.")
+    MonitorOverloaded: BuiltinRule = Field(
+        default=BuiltinRule(),
+        description="The daemon's own event loop runs late (`scheduler.overload_lag`); timeouts meanwhile "
+        "are not held against devices.",
+    )
 
     @model_validator(mode="after")
     def _thresholds(self) -> Builtins:

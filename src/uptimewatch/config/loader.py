@@ -27,7 +27,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..gcpause import no_cycle_collection
+from ..i18n import translator
 from ..primitives import ID_PATTERN, shown, valid_port
+from ..progress import Progress
 from ..yaml_limits import YamlLimitError, load_checked, number_problem
 from .alerting import check_references as check_alerting
 from .models import Config, Device, Site, SnmpVersion
@@ -586,10 +588,18 @@ def _device_loc(site_index: int, device_index: int, device: Device, key: str) ->
     return (*base, "snmp", key) if device.snmp is not None else base
 
 
+#: Told (config, devices resolved so far, devices in all) while a large inventory is resolved.
+OnResolve = Callable[[Config, int, int], None]
+
+
 def _check_devices(
-    config: Config, known_profiles: Collection[str] | None, ctx: _Context
+    config: Config,
+    known_profiles: Collection[str] | None,
+    ctx: _Context,
+    on_resolve: OnResolve | None = None,
 ) -> list[ResolvedDevice]:
     resolved: list[ResolvedDevice] = []
+    total = sum(len(site.devices) for site in config.sites)
     cache: SiteCascade = {}
     for si, site in enumerate(config.sites):
         for di, device in enumerate(site.devices):
@@ -598,6 +608,8 @@ def _check_devices(
             _check_device(
                 si=si, site=site, di=di, device=device, target=target, known_profiles=known_profiles, ctx=ctx
             )
+        if on_resolve is not None:
+            on_resolve(config, len(resolved), total)
     return resolved
 
 
@@ -650,18 +662,21 @@ def _fail(ctx: _Context) -> ConfigError:
 KnownProfiles = Collection[str] | Callable[[Config], Collection[str]] | None
 
 
-def load_config(path: str | Path, *, known_profiles: KnownProfiles = None) -> LoadedConfig:
+def load_config(
+    path: str | Path, *, known_profiles: KnownProfiles = None, on_resolve: OnResolve | None = None
+) -> LoadedConfig:
     """Read, expand, validate and resolve a configuration file, or raise :class:`ConfigError`.
 
     ``known_profiles``: profile names a device may name besides ``auto``; ``None`` skips that check.
     A callable gets the validated configuration (whose ``profiles_dir`` says where to look) and
     returns the names, so the file is parsed once even when the profiles depend on it.
+    ``on_resolve`` hears how far the devices' resolution got, site by site (a progress line).
     """
     with no_cycle_collection():
-        return _load(Path(path), known_profiles)
+        return _load(Path(path), known_profiles, on_resolve)
 
 
-def _load(source: Path, known_profiles: KnownProfiles) -> LoadedConfig:
+def _load(source: Path, known_profiles: KnownProfiles, on_resolve: OnResolve | None = None) -> LoadedConfig:
     ctx = _Context(file=str(source), base_dir=source.resolve().parent)
     try:
         content = source.read_bytes()
@@ -715,7 +730,7 @@ def _load(source: Path, known_profiles: KnownProfiles) -> LoadedConfig:
     if config is not None and not ctx.issues:
         # resolving needs a consistent file: districts must exist for their defaults to apply
         names = known_profiles(config) if callable(known_profiles) else known_profiles
-        devices = _check_devices(config, names, ctx)
+        devices = _check_devices(config, names, ctx, on_resolve)
     if ctx.issues or config is None:
         raise _fail(ctx)
     return LoadedConfig(
@@ -753,21 +768,68 @@ def _known_profiles(loaded: LoadedConfig) -> tuple[Collection[str] | None, str |
 
 def cli_check_config(args: argparse.Namespace) -> int:
     """``uptimewatch check-config FILE``: exit 0 when the daemon would accept the file, 1 otherwise."""
+    progress = InventoryProgress()
     try:
-        loaded = load_config(args.config)
+        loaded = load_config(args.config, on_resolve=progress)
         names, problem = _known_profiles(loaded)
         if problem is not None:
+            progress.close()
             print(f"{args.config}: {problem}", file=sys.stderr)
             return 1
         if names is not None:
-            loaded = load_config(args.config, known_profiles=names)
+            loaded = load_config(args.config, known_profiles=names, on_resolve=progress)
     except ConfigError as exc:
+        progress.close()
         for issue in exc.issues:
             print(issue, file=sys.stderr)
         return 1
+    progress.close()
     config = loaded.config
+    t = translator(config.province.language)
     print(
-        f"OK: {len(config.sites)} sites, {len(loaded.devices)} devices, "
-        f"{len(config.districts)} districts, {len(config.carriers)} carriers"
+        t.gettext(
+            "OK: {sites:num0} sites, {devices:num0} devices, {districts:num0} districts, "
+            "{carriers:num0} carriers",
+            sites=len(config.sites),
+            devices=len(loaded.devices),
+            districts=len(config.districts),
+            carriers=len(config.carriers),
+        )
     )
     return 0
+
+
+class InventoryProgress:
+    """A progress line on stderr while a large inventory's devices are resolved, in the province's
+    language (known by then: the file is validated before its devices are resolved). Nothing on a
+    pipe; nothing for an inventory that resolves in a blink."""
+
+    def __init__(self, *, stream: typing.TextIO | None = None, least: int = 1000) -> None:
+        self._stream = stream
+        self._least = least
+        self._line: Progress | None = None
+
+    def __call__(self, config: Config, done: int, total: int) -> None:
+        if total < self._least:
+            return
+        if self._line is None:
+            t = translator(config.province.language)
+
+            def describe(resolved: int, of: int | None) -> str:
+                return t.gettext(
+                    "Checking the inventory: {done:num0} of {total:num0} devices ({share})",
+                    done=resolved,
+                    total=of or 0,
+                    share=t.percent(resolved / of) if of else "",
+                )
+
+            self._line = Progress(describe, total, stream=self._stream)
+            self._line.__enter__()
+        elif done < self._line.done:  # a second pass over the file (with the profiles' names)
+            self._line.start(total)
+        self._line.advance(done - self._line.done)
+
+    def close(self) -> None:
+        if self._line is not None:
+            self._line.close()
+            self._line = None

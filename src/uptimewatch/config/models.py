@@ -453,6 +453,21 @@ class SchedulerSettings(Strict):
     icmp_max_concurrency: int = Field(
         default=2000, ge=1, le=100_000, description="ICMP echo bursts in flight at once, over all devices."
     )
+    overload_lag: Duration = Field(
+        default=0.5,
+        gt=0,
+        le=60,
+        description="Event-loop lag from which the daemon calls itself overloaded: a poll that timed out"
+        " while its own loop ran this late is unknown (not held against the device), and"
+        " `MonitorOverloaded` fires.",
+    )
+    overload_clear_after: Duration = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="Duration the event loop must stay on time before an overload ends (and"
+        " `MonitorOverloaded` resolves).",
+    )
 
 
 class MqttBroker(Strict):

@@ -33,15 +33,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..i18n import translator
 from .agent import SnmpAgent
+from .agent_process import AgentProcesses, processes_for
 from .alerting import add_alerting
 from .broker import BrokerError, Mosquitto
-from .device_models import ModelError, load_models
+from .device_models import ModelError
 from .devices import SimClock, Simulator
 from .firewall import DEFAULT_TABLE, FirewallError, IcmpFirewall, unavailable_reason
 from .mailsink import MailSink, install_routes
 from .province import DEFAULT_SITES, FIRST_NET, DemoProvince, generate_province
-from .scenario import PlannedStep, ScenarioError, default_scenario_path, load_scenario, plan, run_scenario
+from .scenario import PlannedStep, ScenarioError, default_scenario_path, run_rounds
+from .world import WorldSpec, build_world
 
 if TYPE_CHECKING:
     from .cluster import DemoCluster
@@ -257,22 +260,14 @@ async def run_demo(
     ``on_start`` is called once everything runs, just before the scenario starts."""
     loop = asyncio.get_running_loop()
     port = opts.port()
-    province = await asyncio.to_thread(
-        generate_province,
-        opts.sites,
-        snmp_port=port,
-        listen=opts.listen,
-        districts=opts.districts,
-        interval=opts.interval,
-        first_net=opts.first_net,
-    )
     config_path = Path(opts.workdir) / "config.yaml"
     scenario_path = await asyncio.to_thread(_prepare_scenario, opts)
-    scenario = await asyncio.to_thread(load_scenario, scenario_path)
-    steps = plan(scenario, province, strict=False)
-    models = await asyncio.to_thread(load_models)
-    province.accelerate(scenario.speed)
-    sim = Simulator(province.sites, province.devices, models, SimClock(scenario.speed))
+    spec = WorldSpec(
+        opts.sites, opts.districts, opts.interval, opts.first_net, port, opts.listen, scenario_path
+    )
+    origin = loop.time()  # simulation second 0, in every process
+    world = await asyncio.to_thread(build_world, spec, origin=origin)
+    province, scenario, steps, sim = world.province, world.scenario, world.steps, world.sim
 
     stop = asyncio.Event()
     handled: list[signal.Signals] = []
@@ -297,17 +292,35 @@ async def run_demo(
                     external_url=url,
                 )
             await asyncio.to_thread(province.write_config, config_path)
-            agent = await stack.enter_async_context(SnmpAgent(sim, port))
+            # a large province's agents get processes of their own: in the daemon's process
+            # they would take the CPU its event loop needs, and every reply would come late
+            count = processes_for(len(sim.devices))
+            agent: SnmpAgent | AgentProcesses
+            if count:
+                agent = await stack.enter_async_context(AgentProcesses(spec, origin, count))
+            else:
+                agent = await stack.enter_async_context(SnmpAgent(sim, port))
             cluster = await stack.enter_async_context(_cluster(opts, province.config))
             if cluster is None:
                 daemon_url = await stack.enter_async_context(_daemon(opts, config_path, mail))
             else:
                 daemon_url = cluster.nodes[0].url
 
+            t = translator(str(province.config["province"].get("language", "en")))
             out(
-                f"uptimewatch demo: {len(province.sites)} sites, {len(province.devices)} simulated devices "
-                f"on {_address_range(province)} port {port}; config {config_path}"
+                t.gettext(
+                    "uptimewatch demo: {sites:num0} sites, {devices:num0} simulated devices "
+                    "on {addresses} port {port}; config {config}",
+                    sites=len(province.sites),
+                    devices=len(province.devices),
+                    addresses=_address_range(province),
+                    port=str(port),  # a port, not a quantity: no thousands separator
+                    config=config_path,
+                )
             )
+            if isinstance(agent, AgentProcesses):
+                pids = ", ".join(map(str, agent.pids))
+                out(t.gettext("  agents       {n} processes of their own (pids {pids})", n=count, pids=pids))
             if cluster is not None:
                 from .cluster import describe
 
@@ -315,11 +328,14 @@ async def run_demo(
                     out(line)
             elif daemon_url:
                 out(
-                    f"  status page  {daemon_url}/\n"
-                    f"  metrics      {daemon_url}/metrics\n"
-                    f"  API          {daemon_url}/api/v1/sites  (also /api/v1/alerts, "
-                    "/api/v1/topology/outages, /api/v1/power/time-to-dark)\n"
-                    f"  health       {daemon_url}/healthz"
+                    t.gettext(
+                        "  status page  {url}/\n"
+                        "  metrics      {url}/metrics\n"
+                        "  API          {url}/api/v1/sites  (also /api/v1/alerts, "
+                        "/api/v1/topology/outages, /api/v1/power/time-to-dark)\n"
+                        "  health       {url}/healthz",
+                        url=daemon_url,
+                    )
                 )
             if mail is not None:
                 listed = f"; list at {daemon_url}/demo/mail" if cluster is None else ""
@@ -334,7 +350,14 @@ async def run_demo(
                 out(f"  ping         faults drop ICMP echo requests (nftables table inet {firewall.table})")
             for note in notes:
                 out(note)
-            out(f"scenario {scenario.name!r} from {scenario_path} (speed x{scenario.speed:g}):")
+            out(
+                t.gettext(
+                    "scenario {name} from {path} (speed x{speed}):",
+                    name=repr(scenario.name),
+                    path=scenario_path,
+                    speed=f"{scenario.speed:g}",
+                )
+            )
             for p in steps:
                 out(f"  T+{_clock(p.real_at)}  {p.describe(province)}")
 
@@ -346,7 +369,25 @@ async def run_demo(
 
             if on_start is not None:
                 on_start(DemoRuntime(province, sim, config_path, daemon_url, mail, broker, firewall, cluster))
-            tasks.append(asyncio.create_task(run_scenario(steps, sim, on_step=on_step)))
+
+            def on_round(round_no: int, planned: list[PlannedStep]) -> None:
+                if round_no and planned:  # the first round is listed above
+                    first = planned[0]
+                    when = _clock(first.real_at)
+                    out(
+                        f"[T+{when}] "
+                        + t.gettext("scenario round {n}: the same steps on the next sites", n=round_no + 1)
+                    )
+
+            if scenario.repeat:
+                every = _clock(scenario.round_length / scenario.speed)
+                out(t.gettext("  then again every {every}, on the next sites", every=every))
+            # every agent process plays the same rounds from the same moment
+            started = loop.time()
+            if isinstance(agent, AgentProcesses):
+                agent.start_scenario(started)
+            rounds = run_rounds(scenario, province, sim, on_step=on_step, on_round=on_round, start=started)
+            tasks.append(asyncio.create_task(rounds))
             if cluster is not None and opts.kill_leader_at is not None:
                 tasks.append(asyncio.create_task(cluster.kill_leader_at(opts.kill_leader_at, out)))
             if firewall is not None:
@@ -363,9 +404,22 @@ async def run_demo(
                 for task in tasks:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
-            out(f"stopping: the agents answered {agent.stats.responses} of {agent.stats.requests} requests")
+            answered = await agent.counters() if isinstance(agent, AgentProcesses) else agent.stats
+            out(
+                t.gettext(
+                    "stopping: the agents answered {answered:num0} of {asked:num0} requests",
+                    answered=answered.responses,
+                    asked=answered.requests,
+                )
+            )
             if mail is not None:
-                out(f"  {len(mail.messages)} alert emails in {mail.directory}/")
+                out(
+                    t.gettext(
+                        "  {n:num0} alert emails in {directory}/",
+                        n=len(mail.messages),
+                        directory=mail.directory,
+                    )
+                )
     finally:
         for task in tasks:
             task.cancel()

@@ -13,6 +13,7 @@ import bisect
 import logging
 import resource
 import socket
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import cast
 
@@ -167,14 +168,17 @@ def _bulk(dev: SimDevice, req: ber.Request, now: float) -> bytes:
 
 
 class SnmpAgent:
-    """Serves every device of a :class:`Simulator` on ``(device address, port)``.
+    """Serves every device of a :class:`Simulator` on ``(device address, port)``, or only those
+    whose keys are in ``only`` (one agent process's share of a large province: the simulator
+    still holds them all, since a site's reachability depends on its upstream's state).
 
     Use as ``async with SnmpAgent(sim, port):`` or call :meth:`start` and :meth:`stop`.
     """
 
-    def __init__(self, simulator: Simulator, port: int = 161) -> None:
+    def __init__(self, simulator: Simulator, port: int = 161, only: Collection[str] | None = None) -> None:
         self.simulator = simulator
         self.port = port
+        self.only = only
         self.stats = AgentStats()
         self._transports: list[asyncio.DatagramTransport] = []
 
@@ -205,7 +209,8 @@ class SnmpAgent:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        devices = list(self.simulator.devices.values())
+        only = self.only
+        devices = [d for key, d in self.simulator.devices.items() if only is None or key in only]
         ensure_fd_limit(len(devices) + 256)
         try:
             for dev in devices:

@@ -36,11 +36,15 @@ class Clock(Protocol):
 class SimClock:
     """Simulation seconds: real monotonic time multiplied by ``speed`` (time acceleration)."""
 
-    def __init__(self, speed: float = 1.0, real: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, speed: float = 1.0, real: Callable[[], float] = time.monotonic, *, origin: float | None = None
+    ) -> None:
+        """``origin``: the ``real`` time simulation second 0 falls on (default: now); agent
+        processes pass their parent's, so that every process runs the same simulated time."""
         if speed <= 0:
             raise ValueError("speed must be positive")
         self._real = real
-        self._origin_real = real()
+        self._origin_real = real() if origin is None else origin
         self._origin_sim = 0.0
         self.speed = speed
 

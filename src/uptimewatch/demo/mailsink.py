@@ -84,6 +84,10 @@ class MailSink:
         return self.directory / INDEX_NAME
 
     async def start(self) -> None:
+        # aiosmtpd logs every SMTP command and reply at INFO on "mail.log": a few lines per email,
+        # hundreds during a hub cut, burying the demo's own console. Its warnings still show; the
+        # sink writes one line per message itself.
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
         await asyncio.to_thread(self._prepare)
         loop = asyncio.get_running_loop()
         handler = _Handler(self)

@@ -8,6 +8,10 @@ Each step names a site (``hub#0``, ``agg#1``, ``leaf#3``: the n-th site of that 
 generated province, or a site id), optionally a device of it (``bts``, ``power``, ``link``), and
 exactly one action: ``mains``, ``generator``, ``cut`` (on/off), ``dead`` (true/false),
 ``reboot: true`` or ``rx_fade`` (dB).
+
+With ``repeat``, the steps play again and again, ``pause`` after the last one, each round on the
+next sites of each role (``hub#0`` becomes ``hub#1``, then ``hub#2``...), so a demo left running
+keeps a living province instead of turning green for good after the first act.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ..i18n import N_, translator
 from ..primitives import Duration
 from .device_models import data_dir
 from .devices import Simulator
@@ -75,6 +80,18 @@ class Scenario(BaseModel):
     name: str
     speed: float = Field(default=10.0, gt=0, le=10_000, description="Scenario seconds per real second.")
     steps: list[Step] = Field(default_factory=list)
+    repeat: bool = Field(
+        default=False,
+        description="Play the steps again after the last one, each round on the next sites of each role.",
+    )
+    pause: Duration = Field(
+        default=300.0, gt=0, description="Scenario time between a round's last step and the next round."
+    )
+
+    @property
+    def round_length(self) -> float:
+        """Scenario seconds from one round's start to the next's."""
+        return max((s.at for s in self.steps), default=0.0) + self.pause
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,11 +104,17 @@ class PlannedStep:
     real_at: float  # seconds after the scenario starts
 
     def describe(self, province: DemoProvince) -> str:
+        """One console line, in the province's language (the ``say`` text is the author's own)."""
         s = self.step
+        t = translator(str(province.config.get("province", {}).get("language", "en")))
         where = f"{province.site_name(self.site_id)} ({self.device_ref or self.site_id})"
-        what = _WORDS[s.action][0 if getattr(s, s.action) else 1]
+        what = t.gettext(_WORDS[s.action][0 if getattr(s, s.action) else 1])
         if s.action == "rx_fade":
-            what = f"rain fade of {s.rx_fade:g} dB on the radio hop" if s.rx_fade else "rain fade over"
+            what = (
+                t.gettext("rain fade of {db} dB on the radio hop", db=f"{s.rx_fade:g}")
+                if s.rx_fade
+                else t.gettext("rain fade over")
+            )
         text = f"{where}: {what}"
         if s.say:
             text += f" — {s.say.replace('{site}', province.site_name(self.site_id))}"
@@ -100,11 +123,14 @@ class PlannedStep:
 
 #: how each action reads when it is set (true / a number) and when it is cleared
 _WORDS: dict[str, tuple[str, str]] = {
-    "mains": ("mains power restored", "mains power fails"),
-    "generator": ("generator starts", "generator stops"),
-    "cut": ("transmission cut: the site and all sites behind it go silent", "transmission repaired"),
-    "dead": ("SNMP agent stops answering", "SNMP agent answers again"),
-    "reboot": ("reboots (sysUpTime back to 0)", "reboots"),
+    "mains": (N_("mains power restored"), N_("mains power fails")),
+    "generator": (N_("generator starts"), N_("generator stops")),
+    "cut": (
+        N_("transmission cut: the site and all sites behind it go silent"),
+        N_("transmission repaired"),
+    ),
+    "dead": (N_("SNMP agent stops answering"), N_("SNMP agent answers again")),
+    "reboot": (N_("reboots (sysUpTime back to 0)"), N_("reboots")),
     "rx_fade": ("", ""),
 }
 
@@ -130,16 +156,29 @@ def load_scenario(path: Path | None = None) -> Scenario:
         raise ScenarioError(f"{source}: {issues}") from exc
 
 
-def plan(scenario: Scenario, province: DemoProvince, *, strict: bool = True) -> list[PlannedStep]:
+def _shifted(target: str, province: DemoProvince, by: int) -> str:
+    """``hub#0`` moved ``by`` sites along its role (wrapping round); a site id stays as it is."""
+    role, sep, nth = target.partition("#")
+    count = len(province.roles.get(role, ()))
+    if not sep or not by or not nth.isdigit() or count == 0 or int(nth) >= count:
+        return target  # unchanged: select() explains what is wrong with it
+    return f"{role}#{(int(nth) + by) % count}"
+
+
+def plan(
+    scenario: Scenario, province: DemoProvince, *, strict: bool = True, round_no: int = 0
+) -> list[PlannedStep]:
     """Resolves every step's targets. A step naming a site or device the province lacks raises
     :class:`ScenarioError`, or with ``strict=False`` is left out with a warning (a tiny province
-    may not have ``leaf#6``)."""
+    may not have ``leaf#6``). ``round_no`` (of a repeating scenario) moves role targets that many
+    sites along and its times that many rounds later."""
     planned: list[PlannedStep] = []
     problems: list[str] = []
     device_ids = {(d.site_id, d.device_id) for d in province.devices}
+    offset = round_no * scenario.round_length
     for n, step in enumerate(scenario.steps):
         try:
-            site_id = province.select(step.site)
+            site_id = province.select(_shifted(step.site, province, round_no))
         except KeyError as exc:
             problems.append(f"steps.{n}: {exc.args[0]}")
             continue
@@ -149,7 +188,7 @@ def plan(scenario: Scenario, province: DemoProvince, *, strict: bool = True) -> 
                 problems.append(f"steps.{n}: site {site_id} has no device {step.device!r}")
                 continue
             ref = f"{site_id}/{step.device}"
-        planned.append(PlannedStep(step, site_id, ref, step.at / scenario.speed))
+        planned.append(PlannedStep(step, site_id, ref, (offset + step.at) / scenario.speed))
     if problems and strict:
         raise ScenarioError("; ".join(problems))
     for problem in problems:
@@ -174,6 +213,28 @@ def apply(planned: PlannedStep, sim: Simulator) -> None:
             sim.reboot(ref)
         case "rx_fade":
             sim.set_rx_fade(ref, float(s.rx_fade or 0.0))
+
+
+async def run_rounds(
+    scenario: Scenario,
+    province: DemoProvince,
+    sim: Simulator,
+    *,
+    on_step: Callable[[PlannedStep], Any] | None = None,
+    on_round: Callable[[int, list[PlannedStep]], Any] | None = None,
+    start: float | None = None,
+) -> None:
+    """The scenario's first round, then, with ``repeat``, the next ones until cancelled."""
+    origin = asyncio.get_running_loop().time() if start is None else start
+    round_no = 0
+    while True:
+        steps = plan(scenario, province, strict=False, round_no=round_no)
+        if on_round is not None:
+            on_round(round_no, steps)
+        await run_scenario(steps, sim, on_step=on_step, start=origin)
+        if not scenario.repeat or not steps:
+            return
+        round_no += 1
 
 
 async def run_scenario(

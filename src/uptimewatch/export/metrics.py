@@ -44,6 +44,8 @@ class RuntimeInfo:
     config_last_reload_success_timestamp: float
     icmp_usable: bool
     version: str
+    icmp_malformed_packets: int = 0
+    event_loop_lag: float = 0.0
 
 
 def alert_families(stats: AlertStats) -> Iterator[Metric]:
@@ -230,6 +232,12 @@ class HealthCollector:
                 "Polls cut off at their deadline (the device's timeout setting).",
                 stats.deadline_exceeded,
             ),
+            (
+                "uptimewatch_scheduler_overloaded_polls",
+                "Polls that timed out while the daemon's own event loop ran late: unknown, not held "
+                "against the device.",
+                stats.overloaded,
+            ),
         ):
             counter = CounterMetricFamily(name, help_text, labels=("probe",))
             for probe, value in sorted(values.items()):
@@ -266,6 +274,19 @@ class HealthCollector:
             "1 when the daemon can send ICMP echo (ping); 0 when it lacks the privilege and judges "
             "devices by SNMP alone.",
             value=1.0 if info.icmp_usable else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "uptimewatch_event_loop_lag_seconds",
+            "The worst lag of the daemon's event loop over the last 10 s: how long a ready callback "
+            "(a reply in a socket) waited. From scheduler.overload_lag on, timeouts are not held "
+            "against devices and MonitorOverloaded fires.",
+            value=info.event_loop_lag,
+        )
+        yield CounterMetricFamily(
+            "uptimewatch_icmp_malformed_packets",
+            "ICMP packets received too short for what their headers say (a truncated error, a quoted "
+            "IP header cut short); they are dropped, and logged at most once a minute.",
+            value=info.icmp_malformed_packets,
         )
         build = GaugeMetricFamily(
             "uptimewatch_build_info",

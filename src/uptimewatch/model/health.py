@@ -463,9 +463,13 @@ class HealthModel:
         if dev is None:
             log.debug("observation for unconfigured device %s/%s ignored", obs.site_id, obs.device_id)
             return []
+        err = obs.error
+        if err is not None and err.kind is ErrorKind.OVERLOADED:
+            # the monitor was too late to tell (its loop lagged past the deadline): no verdict, so
+            # no check moves, hysteresis counts nothing and the last result stands
+            return []
         at = obs.started_at
         cfg = dev.cfg
-        err = obs.error
         changes: list[StateChange] = []
         dev.probes[obs.probe] = ProbeRecord(
             obs.probe,

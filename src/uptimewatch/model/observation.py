@@ -25,6 +25,7 @@ class ErrorKind(StrEnum):
     NO_SUCH_OBJECT = "no_such_object"  # agent answered but holds none of the asked OIDs
     BAD_VALUE = "bad_value"  # answer could not be decoded
     BAD_REPLY = "bad_reply"  # an answer, but not to what was asked (other OIDs, other count)
+    OVERLOADED = "overloaded"  # timed out while our own event loop ran late: unknown, no verdict
     UNREACHABLE = "unreachable"  # network said no (ICMP unreachable, no route)
     PERMISSION = "permission"  # local socket could not be opened (raw ICMP without CAP_NET_RAW)
     INTERNAL = "internal"  # a bug on our side; logged with a traceback

@@ -24,6 +24,7 @@ class SchedulerStats:
     polls: Mapping[str, int] = field(default_factory=dict)  # by probe name: polls finished
     missed_cycles: Mapping[str, int] = field(default_factory=dict)  # by probe name
     deadline_exceeded: Mapping[str, int] = field(default_factory=dict)  # by probe name
+    overloaded: Mapping[str, int] = field(default_factory=dict)  # by probe: timeouts blamed on us
     in_flight: int = 0
     targets: Mapping[str, int] = field(default_factory=dict)  # by probe name: scheduled jobs
 

@@ -116,6 +116,8 @@ class Dispatcher:
         self._depth_again = False
         self._housekeeping: asyncio.Task[None] | None = None
         self._stopping = False
+        #: whether this process sends now; several nodes: only the alert leader does
+        self.sending: Callable[[], bool] = lambda: True
         outbox.add_listener(self.wake)
 
     @property
@@ -248,6 +250,8 @@ class Dispatcher:
 
     async def _pass(self, w: _Worker) -> float | None:
         """Send what is due; returns when the next row falls due (None: nothing pending)."""
+        if not self.sending():
+            return self.clock() + 1.0  # another node sends; look again when we may lead
         rows = await self.outbox.pending(w.spec.key)
         blocked: set[str] = set()
         next_due: float | None = None
@@ -286,7 +290,7 @@ class Dispatcher:
             log.exception("channel %s: sending notice %s", spec.key, n.id)
             error = f"{type(exc).__name__}: {exc}"
         else:
-            await self.outbox.record_final(row.id, "sent")
+            await self.outbox.finish(row, "sent")
             self._counters[spec.key].sent += 1
             log.debug("notice %s sent through %s (attempt %d)", n.id, spec.key, delivery.attempt)
             w.failures = 0
@@ -294,7 +298,7 @@ class Dispatcher:
             return None
         now = self.clock()
         if permanent:
-            await self.outbox.record_final(row.id, "failed", error)
+            await self.outbox.finish(row, "failed", error)
             self._counters[spec.key].failed += 1
             log.error(
                 "notice %s (%s, receiver %s) refused by %s, not retried: %s",
@@ -326,7 +330,7 @@ class Dispatcher:
         return retry_at
 
     async def _expire(self, w: _Worker, row: PendingRow, now: float) -> None:
-        await self.outbox.record_final(row.id, "expired", f"expired after {row.attempts} attempts")
+        await self.outbox.finish(row, "expired", f"expired after {row.attempts} attempts")
         self._counters[w.spec.key].expired += 1
         n = row.notification
         log.error(

@@ -47,6 +47,21 @@ class MqttSettings(StrictSettings):
     timeout: Duration = Field(default=10.0, description="Deadline for the broker's PUBACK of one notice.")
 
 
+async def _connect(client: aiomqtt.Client) -> None:
+    """``client.__aenter__()``, except that a cancellation while it connects lets the connect
+    end and disconnects: aiomqtt would leave the socket open and its loop task running."""
+    enter = asyncio.ensure_future(client.__aenter__())
+    try:
+        await asyncio.shield(enter)
+    except asyncio.CancelledError:
+        # the connect is bounded by the client's own timeout; nothing is awaited past it
+        await asyncio.wait({enter}, timeout=15.0)
+        if enter.done() and not enter.cancelled() and enter.exception() is None:
+            with contextlib.suppress(aiomqtt.MqttError, OSError):
+                await client.__aexit__(None, None, None)
+        raise
+
+
 class MqttLink:
     """One MQTT connection, reconnected with backoff, shared by the events channel and site states.
 
@@ -109,7 +124,8 @@ class MqttLink:
             )
             lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             try:
-                async with client:
+                await _connect(client)
+                try:
                     self._client, self._lost = client, lost
                     self._connected.set()
                     self.connects += 1
@@ -120,6 +136,8 @@ class MqttLink:
                     # nothing is subscribed: the iterator only ends when the connection does
                     async for _ in client.messages:
                         pass
+                finally:
+                    await client.__aexit__(None, None, None)
             except (aiomqtt.MqttError, OSError) as exc:
                 level = logging.WARNING if self._client is not None else logging.INFO
                 log.log(level, "MQTT %s:%d: %s; reconnecting in %.1f s", b.host, b.port, exc, delay)

@@ -139,6 +139,7 @@ class Outbox:
         self.clock = clock
         self._routes: dict[str, tuple[str, ...]] = {}
         self._listeners: list[Callable[[Collection[str]], None]] = []
+        self._final_listeners: list[Callable[[str, str], None]] = []
 
     async def open(self) -> None:
         await self._store.migrate(SCHEMA)
@@ -236,6 +237,24 @@ class Outbox:
             " WHERE id = ? AND status = 'pending'",
             (next_attempt, error[:500], row_id),
         )
+
+    def add_final_listener(self, listener: Callable[[str, str], None]) -> None:
+        """``listener(notification_id, channel)`` is called once a delivery left ``pending``."""
+        self._final_listeners.append(listener)
+
+    async def finish(self, row: PendingRow, status: Final, error: str | None = None) -> None:
+        """:meth:`record_final` for a row the dispatcher holds, and tell the listeners."""
+        await self.record_final(row.id, status, error)
+        for listener in self._final_listeners:
+            listener(row.notification.id, row.channel)
+
+    async def is_final(self, notification_id: str, channel: str) -> bool:
+        """Whether that delivery is recorded here and no longer pending."""
+        rows = await self._store.query(
+            "SELECT status FROM outbox_delivery WHERE notification_id = ? AND channel = ?",
+            (notification_id, channel),
+        )
+        return bool(rows) and rows[0]["status"] != "pending"
 
     async def record_final(self, row_id: int, status: Final, error: str | None = None) -> None:
         await self._store.execute(

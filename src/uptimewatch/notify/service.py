@@ -10,7 +10,7 @@ from typing import Any
 
 from ..supervisor import Supervisor
 from .base import ChannelContext, ChannelStats, Names
-from .dispatcher import ConfiguredChannel, Dispatcher, build_channels, prepare_channels
+from .dispatcher import ConfiguredChannel, Dispatcher, build_channels, close_channels, prepare_channels
 from .mqtt import DEFAULT_PREFIX, MqttLink, SiteStatePublisher
 from .outbox import Outbox, Store
 
@@ -63,6 +63,14 @@ class NotifyService:
         return ChannelContext(names=names_of(config), external_url=config.web.external_url, mqtt=self.link)
 
     async def start(self) -> None:
+        """All or nothing: a channel that cannot be prepared stops the MQTT link again."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         config = self._config
         await self.outbox.open()
         if config.mqtt is not None:
@@ -76,9 +84,7 @@ class NotifyService:
                 supervisor=self._supervisor,
             )
             self.site_states.start()
-        channels = build_channels(config.notify, self._context(config))
-        await prepare_channels(channels)
-        await self.dispatcher.start(channels)
+        await self.dispatcher.start(await self._channels(config))
 
     async def prepare_reload(self, config: Any) -> dict[str, ConfiguredChannel] | None:
         """The channels a reload will use, built and with their TLS contexts and key files
@@ -86,8 +92,15 @@ class NotifyService:
         old = self._config
         if config.notify == old.notify and config.province == old.province and config.sites == old.sites:
             return None
+        return await self._channels(config)
+
+    async def _channels(self, config: Any) -> dict[str, ConfiguredChannel]:
         channels = build_channels(config.notify, self._context(config))
-        await prepare_channels(channels)
+        try:
+            await prepare_channels(channels)
+        except BaseException:
+            await close_channels(channels)  # the ones already prepared hold TLS contexts, sessions
+            raise
         return channels
 
     async def commit_reload(self, config: Any, channels: dict[str, ConfiguredChannel] | None) -> None:

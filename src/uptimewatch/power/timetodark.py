@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -140,7 +140,8 @@ class TimeToDark:
         """Seconds to dark as of ``now``."""
         return None if self.dark_at is None else max(0.0, self.dark_at - now)
 
-    def to_dict(self, now: float | None = None) -> dict[str, Any]:
+    def to_dict(self, now: float | None = None, say: Callable[[Phrase], str] = str) -> dict[str, Any]:
+        """The estimate as the API gives it; ``say`` writes the reason in the reader's language."""
         when = self.at if now is None else now
         remaining = self.remaining(when)
         return {
@@ -152,7 +153,7 @@ class TimeToDark:
             "dark_at": self.dark_at,
             "method": self.method,
             "confidence": self.confidence,
-            "reason": str(self.reason),
+            "reason": say(self.reason),
             "on_battery_since": self.on_battery_since,
             "voltage": self.voltage,
             "charge_percent": self.charge,
@@ -633,7 +634,10 @@ def _rank(est: TimeToDark) -> tuple[int, float]:
 
 
 def dispatch_list(
-    estimates: Mapping[str, TimeToDark], snap: HealthSnapshot, now: float
+    estimates: Mapping[str, TimeToDark],
+    snap: HealthSnapshot,
+    now: float,
+    say: Callable[[Phrase], str] = str,
 ) -> list[dict[str, Any]]:
     """The generator dispatch list: sites on battery, soonest dark first (unknown times after),
     then sites recharging; each with its place in the province and the estimate's reasoning."""
@@ -642,7 +646,7 @@ def dispatch_list(
     out: list[dict[str, Any]] = []
     for rank, est in enumerate(rows, start=1):
         site = snap.sites.get(est.site_id)
-        row = est.to_dict(now)
+        row = est.to_dict(now, say)
         row["rank"] = rank
         if site is not None:
             row |= {

@@ -20,6 +20,11 @@ on the wall clock, which NTP or an operator may step; so a round trip is measure
 clock, and the kernel stamp only says how long the reply waited in the queue before we read it
 (the wall clock's own difference over that short wait). The socket stays open only while bursts
 are in flight, so nothing leaks when an event loop ends.
+
+Anyone can send ICMP to the monitor, and a raw socket sees all of it. Every length is checked
+before it is read; a packet shorter than its headers say is counted (:class:`IcmpStats`, exported
+as ``uptimewatch_icmp_malformed_packets_total``) and logged at most once a minute, and nothing a
+packet holds can raise out of the reader callback.
 """
 
 from __future__ import annotations
@@ -85,6 +90,46 @@ _RECV_BATCH = 256  # replies read per wake-up before giving other callbacks a tu
 # default 208 KiB receive buffer holds only a few hundred of them, and the rest are lost.
 _RCVBUF = 16 * 1024 * 1024
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+
+
+#: the shortest headers a packet must hold to be read: ICMP (type, code, checksum, id, sequence),
+#: the IPv4 header (IHL 5) and the IPv6 one; an error must quote the IP header and 8 octets after it
+_ICMP_HEADER = 8
+_IPV4_HEADER = 20
+_IPV6_HEADER = 40
+_PROTO_ICMP = 1
+_PROTO_ICMPV6 = 58
+_MALFORMED_LOG_EVERY = 60.0  # seconds between two warnings about malformed packets
+
+
+class _Malformed(Exception):
+    """A packet too short for what its header says it holds."""
+
+
+@dataclass(slots=True)
+class IcmpStats:
+    """What the ICMP sockets received that no burst could use: counted, and logged at most once
+    a minute, because anyone on the network can send them (and a hostile sender sends thousands)."""
+
+    malformed: int = 0
+    _logged: int = 0
+    _next_warning: float = 0.0
+
+    def count_malformed(self, now: float, source: str, why: str) -> None:
+        self.malformed += 1
+        if now < self._next_warning:
+            return
+        self._next_warning = now + _MALFORMED_LOG_EVERY
+        since, self._logged = self.malformed - self._logged, self.malformed
+        log.warning(
+            "ICMP: malformed packet from %s (%s); %d malformed since the last warning, %d in all "
+            "(uptimewatch_icmp_malformed_packets_total); the next warning comes in %.0f s at the earliest",
+            source,
+            why,
+            since,
+            self.malformed,
+            _MALFORMED_LOG_EVERY,
+        )
 
 
 # -- privilege ---------------------------------------------------------------------------------
@@ -247,10 +292,12 @@ class _Channel:
         *,
         wall: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        stats: IcmpStats | None = None,
     ) -> None:
         self.loop = loop
         self.family = family
         self.raw = raw
+        self.stats = stats if stats is not None else IcmpStats()
         self.wall = wall
         self.monotonic = monotonic
         self.read_at = 0.0  # monotonic time of the packet being dispatched
@@ -351,10 +398,14 @@ class _Channel:
                     received_at -= self.wall() - (sec + nsec * 1e-9)
                 elif kind == _SO_RXQ_OVFL and len(value) >= 4:
                     self._overflowed(_U32.unpack_from(value)[0])
+            source = _strip_scope(peer[0])
             try:
-                self._dispatch(data, _strip_scope(peer[0]), received_at)
-            except (IndexError, struct.error):
-                continue  # truncated or foreign packet
+                self._dispatch(data, source, received_at)
+            except _Malformed as exc:
+                self.stats.count_malformed(self.read_at, source, str(exc))
+            except Exception:  # a bug here must cost one packet, never the loop's reader callback
+                self.stats.count_malformed(self.read_at, source, "unreadable")
+                log.exception("ICMP packet of %d octets from %s could not be read", len(data), source)
 
     def _overflowed(self, total: int) -> None:
         if total == self.dropped:
@@ -371,11 +422,19 @@ class _Channel:
             )
 
     def _dispatch(self, data: bytes, source: str, received_at: float) -> None:
+        """Match one packet to the request it answers; raises :class:`_Malformed` for a packet
+        shorter than its headers say, before reading past its end."""
         v4 = self.family == socket.AF_INET
-        # raw IPv4 sockets hand over the IP header too; the others start at the ICMP header
-        start = (data[0] & 0x0F) << 2 if v4 and self.raw else 0
+        start = 0
+        if v4 and self.raw:
+            # raw IPv4 sockets hand over the IP header too; the others start at the ICMP header
+            start = _ip_header_length(data, 0, "IP header")
+        if len(data) < start + 4:
+            raise _Malformed(f"{len(data) - start} octets of ICMP header")
         kind = data[start]
         if kind == (0 if v4 else 129):
+            if len(data) < start + _ICMP_HEADER:
+                raise _Malformed(f"echo reply of {len(data) - start} octets")
             ident, seq = _ID_SEQ.unpack_from(data, start + 4)
             entry = self.pending.pop((source, ident, seq), None)
             if entry is not None:
@@ -384,27 +443,49 @@ class _Channel:
         if not self.raw or kind not in (_V4_ERRORS if v4 else _V6_ERRORS):
             return
         code = data[start + 1]
-        inner = start + 8  # the quoted IP header of our request
+        inner = start + _ICMP_HEADER  # the quoted IP header of our request
         if v4:
+            quoted = _ip_header_length(data, inner, "quoted IP header") + inner
+            if data[inner + 9] != _PROTO_ICMP:
+                return  # it quotes a UDP or TCP packet (SNMP to a closed port...): not ours
             destination = socket.inet_ntop(socket.AF_INET, data[inner + 16 : inner + 20])
-            quoted = inner + ((data[inner] & 0x0F) << 2)
-            if data[quoted] != 8:
-                return
             what = _V4_UNREACH_CODES.get(code, f"unreachable (code {code})") if kind == 3 else "TTL expired"
+            echo = 8
         else:
+            if len(data) < inner + _IPV6_HEADER:
+                raise _Malformed(f"quoted IPv6 header of {len(data) - inner} octets")
+            if data[inner + 6] != _PROTO_ICMPV6:
+                return  # extension headers or another protocol: not a request of ours
             destination = socket.inet_ntop(socket.AF_INET6, data[inner + 24 : inner + 40])
-            quoted = inner + 40
-            if data[quoted] != 128:
-                return
+            quoted = inner + _IPV6_HEADER
             what = (
                 _V6_UNREACH_CODES.get(code, f"unreachable (code {code})")
                 if kind == 1
                 else "hop limit exceeded"
             )
+            echo = 128
+        if len(data) < quoted + _ICMP_HEADER:
+            raise _Malformed(f"{len(data) - quoted} octets of the quoted ICMP header")
+        if data[quoted] != echo:
+            return
         ident, seq = _ID_SEQ.unpack_from(data, quoted + 4)
         entry = self.pending.pop((destination, ident, seq), None)
         if entry is not None:
             entry[0].failed(entry[1], f"{what} (ICMP from {source})")
+
+
+def _ip_header_length(data: bytes, at: int, what: str) -> int:
+    """The length of the IPv4 header at ``at``, checked against the version, its minimum and the
+    octets there are."""
+    if len(data) < at + _IPV4_HEADER:
+        raise _Malformed(f"{what} of {max(0, len(data) - at)} octets")
+    first = data[at]
+    if first >> 4 != 4:
+        raise _Malformed(f"{what} of IP version {first >> 4}")
+    length = (first & 0x0F) << 2
+    if length < _IPV4_HEADER or len(data) < at + length:
+        raise _Malformed(f"{what} says {length} octets, {len(data) - at} there")
+    return length
 
 
 class BurstError(Exception):
@@ -446,6 +527,7 @@ class Pinger:
         self._wall = wall
         self._monotonic = monotonic
         self._channels: dict[int, _Channel] = {}
+        self.stats = IcmpStats()
         # identifier and sequence are the two halves of one counter, so a request's numbers
         # repeat only after 2**32 requests (2**16 for datagram sockets, whose identifier the
         # kernel sets; replies are also keyed by address, so that is plenty)
@@ -461,6 +543,7 @@ class Pinger:
                 self.privileged,
                 wall=self._wall,
                 monotonic=self._monotonic,
+                stats=self.stats,
             )
             self._channels[family] = channel
         return channel
@@ -614,6 +697,11 @@ class IcmpProber:
     @property
     def usable(self) -> bool:
         return self.privilege.usable
+
+    @property
+    def malformed_packets(self) -> int:
+        """ICMP packets received too short for what their headers say, since the start."""
+        return self.pinger.stats.malformed
 
     async def probe(self, device: ResolvedDevice) -> Observation:
         """One ICMP echo burst to ``device``, as an Observation. Never raises (but can be cancelled).

@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from .. import executors
 from ..config.models import AuthProtocol, PrivProtocol, Role, SnmpVersion
 from ..config.resolve import BUILTIN, IcmpTarget, ResolvedDevice, SnmpTarget
+from ..i18n import Translator, terminal_language, translator
 from ..model.observation import ErrorKind, FieldValue, Observation
 from ..primitives import valid_port
 from ..profiles import ProfileCatalog, ProfileError, load_profiles
@@ -123,15 +124,27 @@ def _snmp_target(args: argparse.Namespace, host: str, port: int) -> SnmpTarget:
     )
 
 
-def no_answer_reason(target: str, obs: Observation, timeout: float) -> str:
+def no_answer_reason(target: str, obs: Observation, timeout: float, t: Translator | None = None) -> str:
+    """The one line a person at the terminal reads when the device gave nothing usable."""
     assert obs.error is not None
+    t = t or translator("en")
     kind = obs.error.kind
     if kind is ErrorKind.TIMEOUT:
-        return f"no answer from {target} within {timeout:g} s (wrong community, SNMP disabled, or host down)"
+        return t.gettext(
+            "no answer from {target} within {timeout} s (wrong community, SNMP disabled, or host down)",
+            target=target,
+            timeout=f"{timeout:g}",
+        )
     if kind is ErrorKind.AUTH:
-        return f"{target} rejected the SNMPv3 credentials: {obs.error.message}"
+        return t.gettext(
+            "{target} rejected the SNMPv3 credentials: {error}", target=target, error=obs.error.message
+        )
     if kind is ErrorKind.NO_SUCH_OBJECT:
-        return f"{target} answered but holds none of the profile fields: {obs.error.message}"
+        return t.gettext(
+            "{target} answered but holds none of the profile fields: {error}",
+            target=target,
+            error=obs.error.message,
+        )
     return f"{target}: {obs.probe} {kind.value}: {obs.error.message}"
 
 
@@ -172,7 +185,11 @@ def _show(value: FieldValue) -> str:
 
 
 def render_table(
-    target: str, profile: str | None, fields: Mapping[str, FieldValue], problems: list[str]
+    target: str,
+    profile: str | None,
+    fields: Mapping[str, FieldValue],
+    problems: list[str],
+    t: Translator | None = None,
 ) -> str:
     names = sorted(fields, key=_sort_key)
     width = max([len(n) for n in names] + [7])
@@ -180,12 +197,13 @@ def render_table(
     lines.extend(f"{name:<{width}}  {_show(fields[name])}" for name in names)
     if problems:
         lines.append("")
-        lines.append("problems:")
+        lines.append((t or translator("en")).gettext("problems:"))
         lines.extend(f"  - {p}" for p in problems)
     return "\n".join(lines)
 
 
 async def _run(args: argparse.Namespace, device: ResolvedDevice, catalog: ProfileCatalog | None) -> int:
+    t = translator(terminal_language(getattr(args, "lang", None)))
     target = device.name
     fields: dict[str, FieldValue] = {}
     problems: list[str] = []
@@ -205,7 +223,7 @@ async def _run(args: argparse.Namespace, device: ResolvedDevice, catalog: Profil
         fields.update(obs.fields)
         problems.extend(obs.problems)
         if obs.error is not None:
-            failure = no_answer_reason(target, obs, device.snmp.timeout)
+            failure = no_answer_reason(target, obs, device.snmp.timeout, t)
             diagnosed = await _v3_diagnosis(device.snmp, obs)
             if diagnosed is not None:
                 problems.append(f"SNMPv3: {diagnosed}")
@@ -224,7 +242,9 @@ async def _run(args: argparse.Namespace, device: ResolvedDevice, catalog: Profil
         if obs_icmp.error is not None:
             reason = f"ICMP {obs_icmp.error.kind.value}: {obs_icmp.error.message}"
             if device.snmp is None:
-                failure = f"no ICMP answer from {device.address}: {reason}"
+                failure = t.gettext(
+                    "no ICMP answer from {address}: {reason}", address=device.address, reason=reason
+                )
             else:
                 problems.append(reason)
     if failure is not None and not fields:
@@ -232,8 +252,10 @@ async def _run(args: argparse.Namespace, device: ResolvedDevice, catalog: Profil
             print(render_json(target, profile, fields, problems))
         print(failure, file=sys.stderr)
         return EXIT_NO_ANSWER
-    render = render_json if args.json else render_table
-    print(render(target, profile, fields, problems))
+    if args.json:
+        print(render_json(target, profile, fields, problems))  # for programs: not translated
+    else:
+        print(render_table(target, profile, fields, problems, t))
     if failure is not None:
         print(failure, file=sys.stderr)
         return EXIT_NO_ANSWER

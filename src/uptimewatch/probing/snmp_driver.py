@@ -16,7 +16,11 @@ counted in :attr:`SnmpResponse.requests`.
 
 from __future__ import annotations
 
+import abc
+import asyncio
 import collections
+import functools
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Generic, Literal, Protocol, TypeVar
@@ -26,11 +30,15 @@ from ..config.resolve import SnmpTarget
 from ..model.observation import ErrorKind, ProbeError
 from ..model.varbind import SnmpType, Varbind
 from .ber import ERROR_STATUS_NAMES, NO_SUCH_NAME, TOO_BIG, format_oid, parse_oid
+from .snmp_net import ReceiveBuffer
 from .snmp_types import SnmpResponse
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "CLOSED",
     "MAX_VARBINDS_PER_PDU",
+    "DrivenTransport",
     "Exchange",
     "Reply",
     "Request",
@@ -52,6 +60,7 @@ CLOSED: Final = "transport closed"
 _ACCESS_ERRORS: Final = frozenset({6, 16})  # noAccess, authorizationError: a view or ACL says no
 
 Row = TypeVar("Row")
+Peer = TypeVar("Peer")
 Row_co = TypeVar("Row_co", covariant=True)
 Row_contra = TypeVar("Row_contra", contravariant=True)
 
@@ -292,3 +301,75 @@ async def walk(exchange: Exchange[Row], rows: RowReader[Row], target: SnmpTarget
         if done:
             break
     return SnmpResponse(tuple(out), None, requests, truncated, tuple(problems))
+
+
+def describe(target: SnmpTarget) -> str:
+    """For logs and messages: never a secret, only where and how."""
+    who = f"user {target.user}" if target.version is SnmpVersion.V3 else "community"
+    return f"{target.host}:{target.port} (SNMPv{target.version.value}, {who})"
+
+
+class DrivenTransport(abc.ABC, Generic[Row, Peer]):
+    """The :class:`~.snmp_types.SnmpTransport` face every transport shares: ``get`` and ``walk``
+    run the driver over the transport's ``exchange()``, and a value it cannot read or a bug
+    becomes the poll's error. A transport supplies how to reach an agent (:meth:`_peer`), one
+    exchange with it (:meth:`_request`), how its rows read (``rows``) and ``close``."""
+
+    #: what the transport's decoding raises for a value it cannot read: a ``bad_value`` error
+    bad_value_errors: tuple[type[Exception], ...] = ()
+
+    def __init__(self, rows: RowReader[Row], *, max_varbinds_per_pdu: int, receive_buffer: int) -> None:
+        self._rows = rows
+        self._max_varbinds = max_varbinds_per_pdu
+        self._buffer = ReceiveBuffer(receive_buffer)
+        self._setup_lock = asyncio.Lock()
+        self._closed = False
+
+    @property
+    def receive_buffer_granted(self) -> int | None:
+        """The receive buffer the kernel granted the first socket (bytes, as getsockopt reports it)."""
+        return self._buffer.granted
+
+    async def get(self, target: SnmpTarget, oids: Sequence[str]) -> SnmpResponse:
+        if not oids:
+            return SnmpResponse()
+        rows, step = self._rows, self._max_varbinds
+        return await self._drive(
+            target, "GET", lambda exchange: get(exchange, rows, target, oids, max_varbinds=step)
+        )
+
+    async def walk(self, target: SnmpTarget, root: str) -> SnmpResponse:
+        rows = self._rows
+        return await self._drive(target, "walk", lambda exchange: walk(exchange, rows, target, root))
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def _peer(self, target: SnmpTarget) -> Peer | ProbeError:
+        """What :meth:`_request` needs to reach the target's agent, or why it cannot be reached."""
+
+    @abc.abstractmethod
+    async def _request(self, peer: Peer, target: SnmpTarget, request: Request, attempts: int) -> Reply[Row]:
+        """The driver's ``exchange()`` with ``peer``."""
+
+    def _bad_value(self, target: SnmpTarget, exc: Exception) -> ProbeError:
+        return ProbeError(ErrorKind.BAD_VALUE, f"SNMP response from {target.host}:{target.port}: {exc}")
+
+    async def _drive(
+        self,
+        target: SnmpTarget,
+        what: str,
+        run: Callable[[Exchange[Row]], Awaitable[SnmpResponse]],
+    ) -> SnmpResponse:
+        """One GET or walk through the driver, with this transport's exchange to the target's agent."""
+        try:
+            peer = await self._peer(target)
+            if isinstance(peer, ProbeError):
+                return SnmpResponse(error=peer)
+            return await run(functools.partial(self._request, peer, target))
+        except self.bad_value_errors as exc:
+            return SnmpResponse(error=self._bad_value(target, exc))
+        except Exception:
+            log.exception("SNMP %s with %s failed unexpectedly", what, describe(target))
+            return SnmpResponse(error=ProbeError(ErrorKind.INTERNAL, f"unexpected error in SNMP {what}"))

@@ -22,7 +22,7 @@ import functools
 import logging
 import random
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
@@ -31,7 +31,7 @@ from ..config.resolve import SnmpTarget
 from ..model.observation import ErrorKind, ProbeError
 from . import ber, snmp_driver
 from .snmp_driver import MAX_VARBINDS_PER_PDU, Reply, Request, closed_error
-from .snmp_net import RECEIVE_BUFFER_BYTES, ReceiveBuffer, enlarge_receive_buffer, resolve_udp, same_host
+from .snmp_net import RECEIVE_BUFFER_BYTES, enlarge_receive_buffer, resolve_udp, same_host
 from .snmp_types import SnmpResponse, SnmpTransport, SnmpType, Varbind
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ _OID_CACHE_SIZE: Final = 65_536
 
 # outcomes of one exchange that are not an agent's error-status (those are >= 0)
 _TIMED_OUT: Final = -1
+_MAX_DATAGRAM: Final = 65_535
 _CLOSED: Final = -2
 _VERSION_NUMBER: Final = {SnmpVersion.V1: ber.VERSION_1, SnmpVersion.V2C: ber.VERSION_2C}
 
@@ -93,17 +94,23 @@ class FastTransportStats:
     wrong_source: int = 0  # a pending request id, from an address or port it was not sent to
 
 
-def _describe(target: SnmpTarget) -> str:
-    """For logs and messages: never a secret, only where and how."""
-    return f"{target.host}:{target.port} (SNMPv{target.version.value}, community)"
+#: datagrams read per wake-up of the socket before other callbacks get a turn
+_RECV_BATCH: Final = 256
 
 
 class _Endpoint(asyncio.DatagramProtocol):
-    """The socket of one address family; every datagram goes straight to the transport."""
+    """The socket of one address family; every datagram goes straight to the transport.
 
-    def __init__(self, owner: FastSnmpTransport, family: int) -> None:
+    asyncio's datagram transport reads one datagram per wake-up of the loop, and every poll of
+    the province shares this socket: on a busy loop, replies would queue in the socket faster
+    than one per iteration drains them, and time out there though the agents answered in time.
+    So each wake-up reads what is queued, up to :data:`_RECV_BATCH` datagrams.
+    """
+
+    def __init__(self, owner: FastSnmpTransport, family: int, sock: socket.socket | None = None) -> None:
         self.owner = owner
         self.family = family
+        self.sock = sock
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -111,7 +118,20 @@ class _Endpoint(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        self.owner._received(data, addr)
+        received = self.owner._received
+        received(data, addr)
+        sock = self.sock
+        if sock is None:
+            return
+        for _ in range(_RECV_BATCH - 1):
+            try:
+                data, addr = sock.recvfrom(_MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # as the transport's own read would: the next wake-up goes on
+                log.debug("SNMP socket error: %s", exc)
+                return
+            received(data, addr)
 
     def error_received(self, exc: Exception) -> None:
         # unconnected UDP: the kernel cannot say which request failed; that request times out
@@ -206,8 +226,10 @@ class _Rows:
         raise _BadValue(f"unknown SNMP value type 0x{tag:02x} at {oid}")
 
 
-class FastSnmpTransport:
+class FastSnmpTransport(snmp_driver.DrivenTransport[ber.RawVarbind, "_Peer"]):
     """:class:`SnmpTransport` for SNMP v1 and v2c. One instance serves all polls of an event loop."""
+
+    bad_value_errors = (_BadValue, ber.BerError)
 
     def __init__(
         self,
@@ -215,44 +237,17 @@ class FastSnmpTransport:
         max_varbinds_per_pdu: int = MAX_VARBINDS_PER_PDU,
         receive_buffer: int = RECEIVE_BUFFER_BYTES,
     ) -> None:
-        self._max_varbinds = max_varbinds_per_pdu
-        self._buffer = ReceiveBuffer(receive_buffer)
+        super().__init__(_Rows(), max_varbinds_per_pdu=max_varbinds_per_pdu, receive_buffer=receive_buffer)
         self._endpoints: dict[int, _Endpoint] = {}
         self._peers: dict[tuple[str, int], _Peer] = {}
         self._pending: dict[int, _Pending] = {}
         self._templates: collections.OrderedDict[tuple[object, ...], ber.RequestTemplate] = (
             collections.OrderedDict()
         )
-        self._rows = _Rows()
-        self._setup_lock = asyncio.Lock()
         # a random start, so that a restarted daemon does not take late replies meant for its
         # previous life as answers
         self._next_id = random.randint(ber.REQUEST_ID_MIN, ber.REQUEST_ID_MAX)
-        self._closed = False
         self.stats = FastTransportStats()
-
-    @property
-    def receive_buffer_granted(self) -> int | None:
-        """The receive buffer the kernel granted the first socket (bytes, as getsockopt reports it)."""
-        return self._buffer.granted
-
-    # -- SnmpTransport ---------------------------------------------------------------------------
-
-    async def get(self, target: SnmpTarget, oids: Sequence[str]) -> SnmpResponse:
-        if not oids:
-            return SnmpResponse()
-        return await self._drive(
-            target,
-            "GET",
-            lambda exchange: snmp_driver.get(
-                exchange, self._rows, target, oids, max_varbinds=self._max_varbinds
-            ),
-        )
-
-    async def walk(self, target: SnmpTarget, root: str) -> SnmpResponse:
-        return await self._drive(
-            target, "walk", lambda exchange: snmp_driver.walk(exchange, self._rows, target, root)
-        )
 
     async def close(self) -> None:
         self._closed = True
@@ -269,27 +264,6 @@ class FastSnmpTransport:
                 endpoint.transport.close()
         # let the loop run the close callbacks, so the sockets are really gone when this returns
         await asyncio.sleep(0)
-
-    async def _drive(
-        self,
-        target: SnmpTarget,
-        what: str,
-        run: Callable[[snmp_driver.Exchange[ber.RawVarbind]], Awaitable[SnmpResponse]],
-    ) -> SnmpResponse:
-        """One GET or walk through the driver, with this transport's exchange to the target's agent."""
-        try:
-            peer = self._peers.get((target.host, target.port))
-            if peer is None or target.community is None or target.version is SnmpVersion.V3:
-                found = await self._peer(target)
-                if isinstance(found, ProbeError):
-                    return SnmpResponse(error=found)
-                peer = found
-            return await run(functools.partial(self._request, peer, target))
-        except (_BadValue, ber.BerError) as exc:
-            return SnmpResponse(error=self._bad_value(target, exc))
-        except Exception:
-            log.exception("SNMP %s on %s failed unexpectedly", what, _describe(target))
-            return SnmpResponse(error=ProbeError(ErrorKind.INTERNAL, f"unexpected error in SNMP {what}"))
 
     # -- requests --------------------------------------------------------------------------------
 
@@ -424,17 +398,15 @@ class FastSnmpTransport:
         if not entry.fut.done():
             entry.fut.set_result((head.error_status, head.error_index, varbinds))
 
-    # -- errors ----------------------------------------------------------------------------------
-
-    @staticmethod
-    def _bad_value(target: SnmpTarget, exc: Exception) -> ProbeError:
-        return ProbeError(ErrorKind.BAD_VALUE, f"SNMP response from {target.host}:{target.port}: {exc}")
-
     # -- set-up ----------------------------------------------------------------------------------
 
     async def _peer(self, target: SnmpTarget) -> _Peer | ProbeError:
         if self._closed:
             return closed_error()
+        if target.community is not None and target.version is not SnmpVersion.V3:
+            known = self._peers.get((target.host, target.port))
+            if known is not None:
+                return known
         if target.version is SnmpVersion.V3:
             return ProbeError(ErrorKind.INTERNAL, "SNMPv3 goes through the pysnmp transport, not this one")
         if target.community is None:
@@ -463,7 +435,7 @@ class FastSnmpTransport:
             sock.bind(("::", 0) if family == socket.AF_INET6 else ("0.0.0.0", 0))
             sock.setblocking(False)
             _transport, endpoint = await asyncio.get_running_loop().create_datagram_endpoint(
-                lambda: _Endpoint(self, family), sock=sock
+                lambda: _Endpoint(self, family, sock), sock=sock
             )
         except BaseException:
             sock.close()

@@ -17,7 +17,7 @@ import functools
 import itertools
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -37,10 +37,10 @@ from ..config.resolve import SnmpTarget
 from ..model.observation import ErrorKind, ProbeError
 from . import snmp_driver
 from .ber import parse_oid
-from .snmp_driver import MAX_VARBINDS_PER_PDU, Reply, Request, closed_error
+from .snmp_driver import MAX_VARBINDS_PER_PDU, Reply, Request, closed_error, describe
 from .snmp_fast import CompositeSnmpTransport, FastSnmpTransport
-from .snmp_net import RECEIVE_BUFFER_BYTES, ReceiveBuffer, resolve_udp
-from .snmp_types import SnmpResponse, SnmpTransport, SnmpType, Varbind
+from .snmp_net import RECEIVE_BUFFER_BYTES, resolve_udp
+from .snmp_types import SnmpTransport, SnmpType, Varbind
 
 __all__ = [
     "MAX_VARBINDS_PER_PDU",
@@ -152,12 +152,6 @@ def to_varbind(name: Any, value: Any) -> Varbind:
     else:
         converted = None
     return Varbind(str(name), kind, converted)
-
-
-def _describe(target: SnmpTarget) -> str:
-    """For logs and messages: never a secret, only where and how."""
-    who = f"user {target.user}" if target.version is SnmpVersion.V3 else "community"
-    return f"{target.host}:{target.port} (SNMPv{target.version.value}, {who})"
 
 
 @dataclass(slots=True, eq=False)
@@ -329,8 +323,10 @@ class _Peer:
     context: bytes
 
 
-class PysnmpTransport:
+class PysnmpTransport(snmp_driver.DrivenTransport[_Raw, _Peer]):
     """:class:`SnmpTransport` on pysnmp 7. One instance serves all polls of an event loop."""
+
+    bad_value_errors = (_BadValue,)
 
     def __init__(
         self,
@@ -338,35 +334,12 @@ class PysnmpTransport:
         max_varbinds_per_pdu: int = MAX_VARBINDS_PER_PDU,
         receive_buffer: int = RECEIVE_BUFFER_BYTES,
     ) -> None:
-        self._max_varbinds = max_varbinds_per_pdu
-        self._buffer = ReceiveBuffer(receive_buffer)
+        super().__init__(_ROWS, max_varbinds_per_pdu=max_varbinds_per_pdu, receive_buffer=receive_buffer)
         self._engines: list[_Engine] = []
         self._peers: dict[tuple[object, ...], _Peer] = {}
         self._varbinds: collections.OrderedDict[tuple[str, ...], tuple[_Raw, ...]] = collections.OrderedDict()
         self._pending: set[asyncio.Future[_Result]] = set()
-        self._setup_lock = asyncio.Lock()
         self._names = itertools.count(1)
-        self._closed = False
-
-    @property
-    def receive_buffer_granted(self) -> int | None:
-        """The receive buffer the kernel granted the first socket (bytes, as getsockopt reports it)."""
-        return self._buffer.granted
-
-    # -- SnmpTransport ---------------------------------------------------------------------------
-
-    async def get(self, target: SnmpTarget, oids: Sequence[str]) -> SnmpResponse:
-        if not oids:
-            return SnmpResponse()
-        step = self._max_varbinds
-        return await self._drive(
-            target, "GET", lambda exchange: snmp_driver.get(exchange, _ROWS, target, oids, max_varbinds=step)
-        )
-
-    async def walk(self, target: SnmpTarget, root: str) -> SnmpResponse:
-        return await self._drive(
-            target, "walk", lambda exchange: snmp_driver.walk(exchange, _ROWS, target, root)
-        )
 
     async def close(self) -> None:
         self._closed = True
@@ -382,23 +355,8 @@ class PysnmpTransport:
             except Exception:
                 log.exception("closing an SNMP engine failed")
 
-    async def _drive(
-        self,
-        target: SnmpTarget,
-        what: str,
-        run: Callable[[snmp_driver.Exchange[_Raw]], Awaitable[SnmpResponse]],
-    ) -> SnmpResponse:
-        """One GET or walk through the driver, over this transport's exchange with the target's agent."""
-        try:
-            peer = await self._peer(target)
-            if isinstance(peer, ProbeError):
-                return SnmpResponse(error=peer)
-            return await run(functools.partial(self._request, peer, target))
-        except _BadValue as exc:
-            return SnmpResponse(error=ProbeError(ErrorKind.BAD_VALUE, str(exc)))
-        except Exception:
-            log.exception("SNMP %s with %s failed unexpectedly", what, _describe(target))
-            return SnmpResponse(error=ProbeError(ErrorKind.INTERNAL, f"unexpected error in SNMP {what}"))
+    def _bad_value(self, target: SnmpTarget, exc: Exception) -> ProbeError:
+        return ProbeError(ErrorKind.BAD_VALUE, str(exc))
 
     # -- requests --------------------------------------------------------------------------------
 
@@ -452,7 +410,7 @@ class PysnmpTransport:
             return closed_error()
         for cls, words in _AUTH_ERRORS.items():
             if isinstance(indication, cls):
-                return ProbeError(ErrorKind.AUTH, f"{words} ({_describe(target)})")
+                return ProbeError(ErrorKind.AUTH, f"{words} ({describe(target)})")
         return ProbeError(ErrorKind.BAD_VALUE, f"SNMP error from {target.host}:{target.port}: {indication}")
 
     # -- engine set-up ---------------------------------------------------------------------------
@@ -465,11 +423,11 @@ class PysnmpTransport:
         if self._closed:
             return ProbeError(ErrorKind.INTERNAL, _CLOSED)
         if target.version is SnmpVersion.V3 and not target.user:
-            return ProbeError(ErrorKind.AUTH, f"SNMPv3 needs a user ({_describe(target)})")
+            return ProbeError(ErrorKind.AUTH, f"SNMPv3 needs a user ({describe(target)})")
         if target.version is not SnmpVersion.V3 and target.community is None:
             return ProbeError(ErrorKind.AUTH, f"SNMPv{target.version.value} needs a community")
         if target.priv_key is not None and target.auth_key is None:
-            return ProbeError(ErrorKind.AUTH, f"SNMPv3 privacy needs an auth key ({_describe(target)})")
+            return ProbeError(ErrorKind.AUTH, f"SNMPv3 privacy needs an auth key ({describe(target)})")
         address = await resolve_udp(target.host, target.port)
         if isinstance(address, ProbeError):
             return address

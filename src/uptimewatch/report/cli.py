@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ..config.loader import ConfigError, load_config
+from ..config.loader import ConfigError, InventoryProgress, load_config
 from ..i18n import Translator, translator
 from ..progress import Progress
 from .compute import Availability, CriticalReport, GroupBy, Ledger, availability, critical_period, read_ledger
@@ -56,18 +56,21 @@ def group_names(config: Any) -> dict[str, str]:
 
 
 def cli_report(args: argparse.Namespace) -> int:
+    inventory = InventoryProgress()
     try:
-        loaded = load_config(Path(args.config))
+        loaded = load_config(Path(args.config), on_resolve=inventory)
     except ConfigError as exc:
+        inventory.close()
         for issue in exc.issues:
             print(issue, file=sys.stderr)
         return 1
+    inventory.close()
     config = loaded.config
     tz = ZoneInfo(config.province.timezone)
     language = args.lang or config.province.language
     t = translator(language, tz=tz)
     if args.format == "pdf" and not args.output and sys.stdout.isatty():
-        print("uptimewatch report: a PDF goes to a file: give -o FILE.pdf", file=sys.stderr)
+        _say(t.gettext("a PDF goes to a file: give -o FILE.pdf"))
         return 2
     db = Path(args.db) if args.db else loaded.store_path()
     progress = Progress(_describe(t, "read"))
@@ -91,12 +94,12 @@ def cli_report(args: argparse.Namespace) -> int:
     try:
         if args.start or args.end:
             if not (args.start and args.end):
-                print("uptimewatch report: give both --from and --to", file=sys.stderr)
+                _say(t.gettext("give both --from and --to"))
                 return 2
             start = parse_time(args.start, tz)
             end = parse_time(args.end, tz, end_of_day=True)
             if end <= start:
-                print("uptimewatch report: --to must be after --from", file=sys.stderr)
+                _say(t.gettext("--to must be after --from"))
                 return 2
             main = availability(ledger, start, end, by, names, on_site=progress.advance)
         margin = args.margin * 3600.0 if args.margin is not None else None
@@ -105,10 +108,11 @@ def cli_report(args: argparse.Namespace) -> int:
             periods = getattr(getattr(config, "alerting", None), "critical_periods", None) or []
             found = next((p for p in periods if p.name == args.critical_period), None)
             if found is None:
-                known = ", ".join(p.name for p in periods) or "none configured"
-                print(
-                    f"uptimewatch report: no critical period {args.critical_period!r} ({known})",
-                    file=sys.stderr,
+                known = ", ".join(p.name for p in periods) or t.gettext("none configured")
+                _say(
+                    t.gettext(
+                        "no critical period {name} ({known})", name=repr(args.critical_period), known=known
+                    )
                 )
                 return 2
             critical = critical_period(
@@ -125,7 +129,7 @@ def cli_report(args: argparse.Namespace) -> int:
             start_w = parse_time(args.window[0], tz)
             end_w = parse_time(args.window[1], tz, end_of_day=True)
             if end_w <= start_w:
-                print("uptimewatch report: the window must end after it starts", file=sys.stderr)
+                _say(t.gettext("the window must end after it starts"))
                 return 2
             critical = critical_period(
                 ledger,
@@ -144,7 +148,7 @@ def cli_report(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     if main is None and critical is None:
-        print("uptimewatch report: give --from and --to, --critical-period or --window", file=sys.stderr)
+        _say(t.gettext("give --from and --to, --critical-period or --window"))
         return 2
 
     report = Report(
@@ -182,6 +186,10 @@ def cli_report(args: argparse.Namespace) -> int:
         sys.stdout.reconfigure(encoding="utf-8")  # type: ignore[union-attr]
         sys.stdout.write(text)
     return 0
+
+
+def _say(message: str) -> None:
+    print(f"uptimewatch report: {message}", file=sys.stderr)
 
 
 def _describe(t: Translator, stage: str) -> Callable[[int, int | None], str]:

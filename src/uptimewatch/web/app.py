@@ -6,44 +6,25 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 
 from ..export.exposition import scrape
-from ..model.health import HealthSnapshot, SiteStatus
+from ..i18n import normalize_language
+from ..model.health import SiteStatus
 from ..model.outages import outages, rechecking
-from ..power import PowerTracker, dispatch_list
+from ..power import dispatch_list
+from .context import ReloadResult, WebContext
 from .csrf import middleware as csrf_middleware
 from .jsonable import to_jsonable
 from .status import setup_status
+from .status.i18n import speaker
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class ReloadResult:
-    ok: bool
-    message: str
-
-
-class WebContext(Protocol):
-    """What the web side needs from the daemon."""
-
-    registry: CollectorRegistry
-
-    def snapshot(self) -> HealthSnapshot: ...
-
-    def prepare_scrape(self) -> bool:
-        """One bounded step of the work a scrape would do on the loop; True while more remains."""
-        ...
-
-    def readiness(self) -> tuple[bool, str]: ...
-
-    async def reload(self) -> ReloadResult: ...
-
+__all__ = ["CONTEXT_KEY", "ReloadResult", "WebContext", "build_app"]
 
 CONTEXT_KEY: web.AppKey[WebContext] = web.AppKey("context", WebContext)
 
@@ -87,15 +68,9 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers=headers)
 
 
-def _pollers(ctx: WebContext) -> Callable[[str], tuple[str, ...]] | None:
-    """Which nodes poll a site, best first (the first owns it and exports its metrics); a daemon
-    that runs alone answers () and its sites carry no such fields."""
-    pollers = getattr(ctx, "site_pollers", None)
-    return pollers if callable(pollers) else None
-
-
-def _placed(summary: dict[str, Any], pollers: Callable[[str], tuple[str, ...]] | None) -> dict[str, Any]:
-    nodes = pollers(summary["id"] if "id" in summary else summary["site_id"]) if pollers else ()
+def _placed(summary: dict[str, Any], ctx: WebContext) -> dict[str, Any]:
+    """Name the nodes that poll the site, best first (the first owns it); alone, nothing is added."""
+    nodes = ctx.site_pollers(summary["id"] if "id" in summary else summary["site_id"])
     if nodes:
         summary["owner"] = nodes[0]
         summary["polled_by"] = list(nodes)
@@ -105,11 +80,10 @@ def _placed(summary: dict[str, Any], pollers: Callable[[str], tuple[str, ...]] |
 async def sites(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT_KEY]
     snap = ctx.snapshot()
-    pollers = _pollers(ctx)
     filters = {k: request.query[k] for k in ("district", "commune", "carrier", "state") if k in request.query}
     out = []
     for site in snap.sites.values():
-        summary = _placed(_site_summary(site), pollers)
+        summary = _placed(_site_summary(site), ctx)
         if all(str(summary[k]) == v for k, v in filters.items()):
             out.append(summary)
     return _json({"generated_at": snap.generated_at, "count": len(out), "sites": out})
@@ -120,7 +94,7 @@ async def site_detail(request: web.Request) -> web.Response:
     site = snap.sites.get(request.match_info["site_id"])
     if site is None:
         return _json({"error": f"no site {request.match_info['site_id']!r}"}, status=404)
-    return _json(_placed(to_jsonable(site), _pollers(request.app[CONTEXT_KEY])))
+    return _json(_placed(to_jsonable(site), request.app[CONTEXT_KEY]))
 
 
 async def summary(request: web.Request) -> web.Response:
@@ -132,10 +106,11 @@ async def power_time_to_dark(request: web.Request) -> web.Response:
     """The generator dispatch list: sites on battery, soonest dark first, then those recharging."""
     ctx = request.app[CONTEXT_KEY]
     snap = ctx.snapshot()
-    tracker = getattr(ctx, "power", None)  # a context without a power tracker has an empty list
-    estimates = tracker.sites() if isinstance(tracker, PowerTracker) else {}
     now = time.time()
-    rows = dispatch_list(estimates, snap, now)
+    # reasons in English unless ?lang= asks otherwise (the status page asks in its language)
+    lang = request.query.get("lang")
+    say = speaker(normalize_language(lang, default="en"), None) if lang else str
+    rows = dispatch_list(ctx.power.sites(), snap, now, say)
     on_battery = sum(1 for r in rows if r["status"] == "on_battery")
     return _json({"generated_at": now, "on_battery": on_battery, "count": len(rows), "sites": rows})
 
@@ -180,8 +155,7 @@ Middleware = Callable[[web.Request, Callable[[web.Request], Awaitable[web.Stream
 
 def build_app(context: WebContext) -> web.Application:
     # first of all middlewares: a forged request is refused before it costs a password check
-    trusted: Callable[[], list[str]] = getattr(context, "trusted_origins", list)
-    app = web.Application(middlewares=[csrf_middleware(trusted)])
+    app = web.Application(middlewares=[csrf_middleware(context.trusted_origins)])
     app[CONTEXT_KEY] = context
     app.router.add_get("/api", index)  # "/" is the status page
     setup_status(app, CONTEXT_KEY)
@@ -194,7 +168,5 @@ def build_app(context: WebContext) -> web.Application:
     app.router.add_get("/api/v1/summary", summary)
     app.router.add_get("/api/v1/power/time-to-dark", power_time_to_dark)
     app.router.add_get("/api/v1/topology/outages", topology_outages)
-    extend = getattr(context, "extend_app", None)
-    if extend is not None:
-        extend(app)  # components add their own routes and middlewares (alerts, silences, auth)
+    context.extend_app(app)  # components add their own routes and middlewares (alerts, silences, auth)
     return app

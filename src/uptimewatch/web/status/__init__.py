@@ -16,16 +16,16 @@ import sqlite3
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from aiohttp import web
 
 from ... import executors
-from ...ledger import Ledger, SiteHistory
+from ...config.models import Config
+from ...ledger import SiteHistory
 from ...model.health import HealthSnapshot, Rollup, SiteStatus
-from ...model.history import RecentSamples
 from ...model.observation import FieldValue
-from ...power import PowerTracker, TimeToDark
+from ..context import WebContext
 from .i18n import page_catalog, page_language, speaker
 from .views import TIMELINE_S, Say, map_view, power_of, site_page_view
 
@@ -52,38 +52,29 @@ KEEPALIVE_S: Final = 15.0
 MIN_EVENT_GAP_S: Final = 0.5  # a storm of transitions becomes one "changed" every half second
 
 
-class _Source(Protocol):
-    def snapshot(self) -> HealthSnapshot: ...
-
-
-class _Versioned(Protocol):
-    version: int
-
-    async def wait_changed(self, version: int, timeout: float) -> int: ...
-
-
 _ASSETS: web.AppKey[dict[str, bytes]] = web.AppKey("status_assets", dict)
-_CONTEXT: web.AppKey[web.AppKey[Any]] = web.AppKey("status_context_key", web.AppKey)
+_CONTEXT: web.AppKey[web.AppKey[WebContext]] = web.AppKey("status_context_key", web.AppKey)
 _STOPPING: web.AppKey[asyncio.Event] = web.AppKey("status_stopping", asyncio.Event)
 
 
-def setup_status(app: web.Application, context_key: web.AppKey[Any]) -> None:
+def setup_status(app: web.Application, context_key: web.AppKey[WebContext]) -> None:
     """Register the pages, the assets, ``/api/v1/status/...`` and ``/api/v1/events``."""
     app[_ASSETS] = {}
     app[_CONTEXT] = context_key
     app[_STOPPING] = asyncio.Event()
 
     async def page(request: web.Request) -> web.Response:
-        return await _page(request, ctx(request))
+        return await _page(request)
 
     async def static(request: web.Request) -> web.Response:
         return await _asset(request, request.match_info["name"])
 
-    def ctx(request: web.Request) -> Any:
+    def ctx(request: web.Request) -> WebContext:
         return request.app[context_key]
 
     async def overview(request: web.Request) -> web.Response:
-        return _json(overview_view(ctx(request).snapshot(), _version(ctx(request)), _features(request)))
+        context = ctx(request)
+        return _json(overview_view(context.snapshot(), context.ledger.version, _features(request)))
 
     async def district(request: web.Request) -> web.Response:
         context = ctx(request)
@@ -99,9 +90,7 @@ def setup_status(app: web.Application, context_key: web.AppKey[Any]) -> None:
 
     async def province_map(request: web.Request) -> web.Response:
         context = ctx(request)
-        config = getattr(context, "config", None)
-        sites = config.sites if config is not None else ()
-        return _json(map_view(context.snapshot(), sites, _say(request)))
+        return _json(map_view(context.snapshot(), context.config.sites, _say(request)))
 
     async def site(request: web.Request) -> web.Response:
         return await _site_page(ctx(request), request.match_info["site_id"], _say(request))
@@ -164,68 +153,55 @@ async def _asset_bytes(request: web.Request, name: str) -> bytes:
     return body
 
 
-def _estimates(context: Any) -> dict[str, TimeToDark]:
-    tracker = getattr(context, "power", None)  # a context without a power tracker has none
-    return tracker.sites() if isinstance(tracker, PowerTracker) else {}
-
-
-def _battery_since(context: Any) -> dict[str, float]:
+def _battery_since(context: WebContext) -> dict[str, float]:
     return {
         sid: e.on_battery_since
-        for sid, e in _estimates(context).items()
+        for sid, e in context.power.sites().items()
         if e.status == "on_battery" and e.on_battery_since is not None
     }
 
 
-def _config(request: web.Request) -> Any:
-    return getattr(request.app[request.app[_CONTEXT]], "config", None)
+def _config(request: web.Request) -> Config:
+    return request.app[request.app[_CONTEXT]].config
 
 
 def _timezone(request: web.Request) -> str | None:
-    config = _config(request)
-    return config.province.timezone if config is not None else None
+    return _config(request).province.timezone
 
 
 def _language(request: web.Request) -> str:
-    config = _config(request)
-    return page_language(request, config.province.language if config is not None else None)
+    return page_language(request, _config(request).province.language)
 
 
 def _say(request: web.Request) -> Say:
     return speaker(_language(request), _timezone(request))
 
 
-async def _site_page(context: Any, site_id: str, say: Say) -> web.Response:
+async def _site_page(context: WebContext, site_id: str, say: Say) -> web.Response:
     snap: HealthSnapshot = context.snapshot()
     if site_id not in snap.sites:
         return _json({"error": f"no site {site_id!r}"}, status=404)
     now = time.time()
-    ledger = getattr(context, "ledger", None)
     history: SiteHistory | None = None
-    if isinstance(ledger, Ledger):
-        try:
-            history = await ledger.site_history(site_id, now - TIMELINE_S)
-        except (sqlite3.Error, OSError) as exc:  # the page still shows the live state
-            log.warning("site %s: cannot read the ledger: %s", site_id, exc)
-    config = getattr(context, "config", None)
-    config_site = next((s for s in config.sites if s.id == site_id), None) if config is not None else None
-    samples = getattr(context, "samples", None)
-    recent = samples if isinstance(samples, RecentSamples) else None
+    try:
+        history = await context.ledger.site_history(site_id, now - TIMELINE_S)
+    except (sqlite3.Error, OSError) as exc:  # the page still shows the live state
+        log.warning("site %s: cannot read the ledger: %s", site_id, exc)
     view = site_page_view(
         snap,
         site_id,
         now=now,
-        config_site=config_site,
+        config_site=next((s for s in context.config.sites if s.id == site_id), None),
         history=history,
-        estimate=_estimates(context).get(site_id),
-        ping=recent.ping(site_id) if recent is not None else (),
-        discharges=recent.discharges(site_id) if recent is not None else (),
+        estimate=context.power.sites().get(site_id),
+        ping=context.samples.ping(site_id),
+        discharges=context.samples.discharges(site_id),
         say=say,
     )
     return _json(view)
 
 
-async def _page(request: web.Request, context: Any) -> web.Response:
+async def _page(request: web.Request) -> web.Response:
     """index.html with the catalog of the reader's language rendered into it."""
     template = await _asset_bytes(request, "index.html")
     catalog = page_catalog(_language(request), _timezone(request))
@@ -241,17 +217,12 @@ async def _page(request: web.Request, context: Any) -> web.Response:
     )
 
 
-def _version(context: Any) -> int:
-    ledger = getattr(context, "ledger", None)
-    return int(getattr(ledger, "version", 0))
-
-
 def _features(request: web.Request) -> dict[str, bool]:
     paths = {r.canonical for r in request.app.router.resources()}
     return {name: path in paths for name, path in FEATURES.items()}
 
 
-async def _events(request: web.Request, context: Any) -> web.StreamResponse:
+async def _events(request: web.Request, context: WebContext) -> web.StreamResponse:
     """Server-sent events: ``changed`` with a version whenever a site or device changes state.
 
     The page refetches its JSON on each one; a comment line every 15 s keeps proxies from
@@ -266,26 +237,18 @@ async def _events(request: web.Request, context: Any) -> web.StreamResponse:
     )
     await resp.prepare(request)
     stopping = request.app[_STOPPING]
-    ledger: _Versioned | None = getattr(context, "ledger", None)
+    ledger = context.ledger
     loop = asyncio.get_running_loop()
 
     async def send(version: int) -> None:
         await resp.write(f"retry: 3000\nevent: changed\ndata: {_dumps({'version': version})}\n\n".encode())
 
-    version = ledger.version if ledger is not None else 0
-    snap = context.snapshot() if ledger is None else None
+    version = ledger.version
     with contextlib.suppress(ConnectionResetError, asyncio.CancelledError):
         await send(version)
         last_write = loop.time()
         while not stopping.is_set():
-            if ledger is not None:
-                new = await ledger.wait_changed(version, timeout=1.0)
-            else:
-                # without a ledger, any new snapshot is news (coarser, but correct)
-                await asyncio.sleep(1.0)
-                current = context.snapshot()
-                new = version + 1 if current is not snap else version
-                snap = current
+            new = await ledger.wait_changed(version, timeout=1.0)
             if new != version:
                 version = new
                 await send(version)

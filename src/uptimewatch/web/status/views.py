@@ -307,7 +307,7 @@ def site_page_view(
         )
     power = power_of(site, estimate.on_battery_since if estimate is not None else None)
     if power is not None:
-        power["time_to_dark"] = estimate.to_dict(now) if estimate is not None else None
+        power["time_to_dark"] = estimate.to_dict(now, say) if estimate is not None else None
         spells = history.battery if history is not None else {}
         power["spells"] = [
             _interval(i, say) | {"device": dev} for dev, items in sorted(spells.items()) for i in items

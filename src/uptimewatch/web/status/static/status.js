@@ -226,7 +226,7 @@ function age(since) {
 
 async function getJSON(url) {
   // the status views write reasons in the page's language
-  if (url.startsWith("/api/v1/status/") && !url.includes("lang=")) url += (url.includes("?") ? "&" : "?") + "lang=" + encodeURIComponent(I18N.lang);
+  if ((url.startsWith("/api/v1/status/") || url.startsWith("/api/v1/power/")) && !url.includes("lang=")) url += (url.includes("?") ? "&" : "?") + "lang=" + encodeURIComponent(I18N.lang);
   const resp = await fetch(url, { cache: "no-store", headers: { Accept: "application/json" } });
   if (!resp.ok) throw new Error(`${url}: HTTP ${resp.status}`);
   return resp.json();
