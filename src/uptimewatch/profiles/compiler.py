@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..model import fields as field_registry
 from ..model.observation import FieldValue
 from ..primitives import shown
 from .compiled import (
@@ -65,6 +66,11 @@ def is_template(name: str) -> bool:
 def split_template(name: str) -> tuple[str, str]:
     before, _, after = name.partition(INDEX)
     return before, after
+
+
+def registered(name: str) -> bool:
+    """A profile's own private value (``_...``), or a field of :mod:`uptimewatch.model.fields`."""
+    return field_registry.is_private(name) or field_registry.lookup(name) is not None
 
 
 def valid_field(name: str, template: bool) -> bool:
@@ -187,6 +193,9 @@ def _compile_table(name: str, spec: TableSpec, report: Report) -> CompiledTable:
         cloc = (*loc, "columns", template)
         if not valid_field(template, template=True):
             report(cloc, f"column field {template!r} must be a field name ending in [{INDEX}]")
+            continue
+        if not registered(template):
+            report(cloc, field_registry.unknown_message(template))
             continue
         if not col.oid.startswith(prefix) or "." in col.oid[len(prefix) :]:
             report((*cloc, "oid"), f"column OID {col.oid} is not a column of the table root {spec.root}")
@@ -426,6 +435,9 @@ def compile_profile(
         if not valid_field(name, template=False):
             report(loc, f"{name!r} is not a field name (like power.battery_minutes_remaining or if.x[1])")
             continue
+        if not registered(name):
+            report(loc, field_registry.unknown_message(name))
+            continue
         declare(name, loc)
         check_value_spec(sspec, loc, report)
         scalars.append(value_decoder(name, sspec))
@@ -456,6 +468,9 @@ def compile_profile(
         templated = INDEX in name
         if not valid_field(name, template=templated):
             report(loc, f"{name!r} is not a field name (a template must end in [{INDEX}])")
+            continue
+        if not registered(name):
+            report(loc, field_registry.unknown_message(name))
             continue
         declare(name, loc)
         refs = derived_refs(dspec)

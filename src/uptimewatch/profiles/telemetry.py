@@ -23,6 +23,7 @@ from typing import Annotated, Any, Final, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ..model import fields as field_registry
 from ..model.observation import FieldValue
 from ._yaml import load_yaml
 from .compiled import fmt
@@ -64,6 +65,11 @@ class TelemetryProfileSpec(_Strict):
         for name, spec in value.items():
             if not FIELD_NAME.match(name) or "[" in name:
                 raise ValueError(f"{name!r} is not a normalized field name like power.battery_voltage_volts")
+            if (
+                field_registry.lookup(name) is None
+                and field_registry.base_name(name) not in field_registry.FIELDS
+            ):
+                raise ValueError(field_registry.unknown_message(name))
             if spec.type == "enum" and spec.map is None:
                 raise ValueError(f"{name}: type enum needs a map")
         return value
