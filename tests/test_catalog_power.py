@@ -707,10 +707,10 @@ async def test_generator_bitfield(
 def test_mask_only_on_integers(tmp_path: Path) -> None:
     (tmp_path / "p.yaml").write_text(
         "name: masked\ndescription: d\nmatch: {generic: true}\n"
-        "scalars:\n  x.y: {oid: 1.3.6.1.4.1.1.0, type: string, mask: 3}\n"
+        "scalars:\n  device.model: {oid: 1.3.6.1.4.1.1.0, type: string, mask: 3}\n"
     )
     catalog, issues = load_files([tmp_path / "p.yaml"])
     assert catalog is None
     assert [str(i) for i in issues] == [
-        f"{tmp_path / 'p.yaml'}:5: scalars.x.y.mask: mask does not apply to type string"
+        f"{tmp_path / 'p.yaml'}:5: scalars.device.model.mask: mask does not apply to type string"
     ]

@@ -1,5 +1,6 @@
 """The profile format additions the radio catalog needs: `rows`, `product`, `quotient` and negative
-scales (MSE to SNR). Small profiles, decoded from hand-made varbinds."""
+scales (MSE to SNR). Small profiles, decoded from hand-made varbinds; the aggregates borrow
+registered field names, since what is tested is the arithmetic, not the meaning."""
 
 from __future__ import annotations
 
@@ -24,25 +25,25 @@ tables:
     root: {ROOT}
     columns:
       link.carrier_rx_level_dbm[{{index}}]: {{oid: {ROOT}.2, type: int, signed: true}}
-      link.carrier_up[{{index}}]: {{oid: {ROOT}.3, type: bool, map: {{1: true, 2: false}}}}
+      link.carrier_oper_up[{{index}}]: {{oid: {ROOT}.3, type: bool, map: {{1: true, 2: false}}}}
       _c.raw[{{index}}]: {{oid: {ROOT}.4, type: int}}
       _c.div[{{index}}]: {{oid: {ROOT}.5, type: int, map: {{0: 1, 1: 10, 3: 1000}}}}
 derived:
-  c.value[{{index}}]: {{quotient: ["_c.raw[{{index}}]", "_c.div[{{index}}]"]}}
-  c.double[{{index}}]: {{product: ["_c.raw[{{index}}]", "_c.div[{{index}}]"]}}
-  link.first: {{rows: {{of: "link.carrier_rx_level_dbm[{{index}}]"}}}}
-  link.min: {{rows: {{of: "link.carrier_rx_level_dbm[{{index}}]", pick: min}}}}
-  link.max: {{rows: {{of: "link.carrier_rx_level_dbm[{{index}}]", pick: max}}}}
-  link.count: {{rows: {{of: "link.carrier_rx_level_dbm[{{index}}]", pick: count}}}}
-  link.any_up: {{rows: {{of: "link.carrier_up[{{index}}]", pick: any}}}}
-  link.all_up: {{rows: {{of: "link.carrier_up[{{index}}]", pick: all}}}}
-  link.min_of_up:
+  link.carrier_snr_db[{{index}}]: {{quotient: ["_c.raw[{{index}}]", "_c.div[{{index}}]"]}}
+  link.carrier_capacity_bps[{{index}}]: {{product: ["_c.raw[{{index}}]", "_c.div[{{index}}]"]}}
+  link.rx_level_b_dbm: {{rows: {{of: "link.carrier_rx_level_dbm[{{index}}]"}}}}
+  link.rx_level_chain1_dbm: {{rows: {{of: "link.carrier_rx_level_dbm[{{index}}]", pick: min}}}}
+  link.rssi_dbm: {{rows: {{of: "link.carrier_rx_level_dbm[{{index}}]", pick: max}}}}
+  link.carriers: {{rows: {{of: "link.carrier_rx_level_dbm[{{index}}]", pick: count}}}}
+  link.oper_up: {{rows: {{of: "link.carrier_oper_up[{{index}}]", pick: any}}}}
+  link.carriers_all_up: {{rows: {{of: "link.carrier_oper_up[{{index}}]", pick: all}}}}
+  link.rx_level_dbm:
     rows:
       of: "link.carrier_rx_level_dbm[{{index}}]"
       pick: min
-      where: {{field: "link.carrier_up[{{index}}]", eq: true}}
-  link.none:
-    rows: {{of: "link.carrier_rx_level_dbm[{{index}}]", pick: min, where: {{field: link.count, gt: 99}}}}
+      where: {{field: "link.carrier_oper_up[{{index}}]", eq: true}}
+  link.noise_floor_dbm:
+    rows: {{of: "link.carrier_rx_level_dbm[{{index}}]", pick: min, where: {{field: link.carriers, gt: 99}}}}
 """
 
 
@@ -78,32 +79,34 @@ def test_rows_product_quotient_and_negative_scale(profile: CompiledProfile) -> N
     assert problems == []
     assert fields["link.snr_db"] == 38.28  # -3828 * -0.01, divided exactly
     assert fields["link.carrier_rx_level_dbm[2]"] == -99
-    assert fields["c.value[1]"] == 34.574
-    assert fields["c.double[1]"] == 34574000
-    assert fields["c.value[2]"] == 5
-    assert fields["c.value[3]"] is None  # no divisor: unknown
-    assert (fields["link.first"], fields["link.min"], fields["link.max"]) == (-45, -99, -40)
-    assert fields["link.count"] == 3
-    assert (fields["link.any_up"], fields["link.all_up"]) == (True, False)
-    assert fields["link.min_of_up"] == -45  # carrier 2 is down: left out
-    assert fields["link.none"] is None
+    assert fields["link.carrier_snr_db[1]"] == 34.574
+    assert fields["link.carrier_capacity_bps[1]"] == 34574000
+    assert fields["link.carrier_snr_db[2]"] == 5
+    assert fields["link.carrier_snr_db[3]"] is None  # no divisor: unknown
+    assert fields["link.rx_level_b_dbm"] == -45  # the first row
+    assert fields["link.rx_level_chain1_dbm"] == -99  # the least
+    assert fields["link.rssi_dbm"] == -40  # the most
+    assert fields["link.carriers"] == 3
+    assert (fields["link.oper_up"], fields["link.carriers_all_up"]) == (True, False)
+    assert fields["link.rx_level_dbm"] == -45  # carrier 2 is down: left out
+    assert fields["link.noise_floor_dbm"] is None
 
 
 def test_rows_over_no_rows(profile: CompiledProfile) -> None:
     fields, _ = decode([profile], [vb("1.3.6.1.4.1.99999.2.0", -3000)])
-    assert fields["link.count"] == 0
-    assert fields["link.first"] is None
-    assert fields["link.min"] is None
-    assert fields["link.any_up"] is None
+    assert fields["link.carriers"] == 0
+    assert fields["link.rx_level_b_dbm"] is None
+    assert fields["link.rx_level_chain1_dbm"] is None
+    assert fields["link.oper_up"] is None
 
 
 @pytest.mark.parametrize(
     ("derived", "message"),
     [
-        ('x.y[{index}]: {rows: {of: "a.b[{index}]"}}', "rows gives one value"),
-        ("x.y: {rows: {of: a.b}}", "name a per-row field"),
-        ('x.y: {rows: {of: "a.c[{index}]"}}', "is not a column or per-row derived field"),
-        ("x.y: {product: [a.b, a.b], quotient: [a.b, a.b]}", "exactly one of"),
+        ('_x.y[{index}]: {rows: {of: "_a.b[{index}]"}}', "rows gives one value"),
+        ("_x.y: {rows: {of: _a.b}}", "name a per-row field"),
+        ('_x.y: {rows: {of: "_a.c[{index}]"}}', "is not a column or per-row derived field"),
+        ("_x.y: {product: [_a.b, _a.b], quotient: [_a.b, _a.b]}", "exactly one of"),
     ],
 )
 def test_rows_errors_name_file_and_line(tmp_path: Path, derived: str, message: str) -> None:
@@ -111,7 +114,7 @@ def test_rows_errors_name_file_and_line(tmp_path: Path, derived: str, message: s
     path.write_text(
         "name: bad\ndescription: d\nmatch: {generic: true}\n"
         "tables:\n  t:\n    root: 1.3.6.1.4.1.99999.1.1\n"
-        '    columns: {"a.b[{index}]": {oid: 1.3.6.1.4.1.99999.1.1.2, type: int}}\n'
+        '    columns: {"_a.b[{index}]": {oid: 1.3.6.1.4.1.99999.1.1.2, type: int}}\n'
         f"derived:\n  {derived}\n",
         encoding="utf-8",
     )

@@ -25,7 +25,7 @@ match:
   oid_exists: ['1.3.6.1.2.1.33.1.2.1.0']
 scalars:
   power.battery_charge_percent: {oid: '1.3.6.1.2.1.33.1.2.4.0', type: int}
-  device.vendor_oid: {oid: '1.3.6.1.2.1.1.2.0', type: oid, map: {'1.3.6.1.4.1.99999.1': tiny}}
+  device.model: {oid: '1.3.6.1.2.1.1.2.0', type: oid, map: {'1.3.6.1.4.1.99999.1': tiny}}
 tables:
   t:
     root: '1.3.6.1.2.1.2.2.1'
@@ -72,7 +72,7 @@ CASES = [
         "{'1.3.6.1.4.1.99999.1': tiny}",
         f"{{'1.3.6.1.4.1.99999.{TOO_BIG}': tiny}}",
         8,
-        f"scalars.device.vendor_oid.map.1.3.6.1.4.1.99999.{TOO_BIG}",
+        f"scalars.device.model.map.1.3.6.1.4.1.99999.{TOO_BIG}",
         "cannot be a raw value of type oid: ",
         id="oid-map-key",
     ),

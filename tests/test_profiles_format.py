@@ -98,13 +98,14 @@ BROKEN = [
         id="empty-match",
     ),
     pytest.param(
-        GOOD + TABLE + "      if.x[{index}]: {oid: 1.3.6.1.2.1.31.1.1.1.1, type: string}\n",
+        GOOD + TABLE + "      if.name[{index}]: {oid: 1.3.6.1.2.1.31.1.1.1.1, type: string}\n",
         11,
-        "tables.t.columns.if.x[{index}].oid: column OID 1.3.6.1.2.1.31.1.1.1.1 is not a column of the table",
+        "tables.t.columns.if.name[{index}].oid: column OID 1.3.6.1.2.1.31.1.1.1.1"
+        " is not a column of the table",
         id="column-outside-root",
     ),
     pytest.param(
-        GOOD + TABLE + "      if.x: {oid: 1.3.6.1.2.1.2.2.1.2, type: string}\n",
+        GOOD + TABLE + "      if.name: {oid: 1.3.6.1.2.1.2.2.1.2, type: string}\n",
         11,
         "must be a field name ending in [{index}]",
         id="column-without-index",
@@ -122,10 +123,32 @@ BROKEN = [
         id="condition-without-op",
     ),
     pytest.param(
-        GOOD + "derived:\n  power.a:\n    first_of: [power.b]\n  power.b:\n    first_of: [power.a]\n",
+        GOOD
+        + "derived:\n  power.on_battery:\n    first_of: [power.mains_ok]\n"
+        + "  power.mains_ok:\n    first_of: [power.on_battery]\n",
         8,
         "cycle",
         id="derived-cycle",
+    ),
+    pytest.param(
+        GOOD.replace("power.battery_charge_percent:", "power.battery_charge_precent:"),
+        6,
+        "scalars.power.battery_charge_precent: 'power.battery_charge_precent' is not a registered field"
+        " (did you mean power.battery_charge_percent",
+        id="scalar-field-typo",
+    ),
+    pytest.param(
+        GOOD + TABLE + "      if.oper_upp[{index}]: {oid: 1.3.6.1.2.1.2.2.1.8, type: int}\n",
+        11,
+        "tables.t.columns.if.oper_upp[{index}]: 'if.oper_upp[{index}]' is not a registered field"
+        " (did you mean if.oper_up",
+        id="column-field-typo",
+    ),
+    pytest.param(
+        GOOD + "derived:\n  power.on_batery:\n    first_of: [power.battery_charge_percent]\n",
+        8,
+        "derived.power.on_batery: 'power.on_batery' is not a registered field (did you mean power.on_battery",
+        id="derived-field-typo",
     ),
     pytest.param(
         GOOD + "extends: nothing-like-it\n",

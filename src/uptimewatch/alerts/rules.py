@@ -35,6 +35,7 @@ from ..config.alerting import BUILTIN_RULES, AlertingConfig, UserRule
 from ..i18n import N_, Phrase, Text
 from ..looplag import Overload
 from ..model.checks import REACHABILITY_CHECKS, CheckState, role_text
+from ..model.fields import ICMP_LOSS_RATIO, POWER_ON_BATTERY
 from ..model.health import DeviceStatus, HealthSnapshot, SiteState, SiteStatus
 from ..model.observation import ErrorKind, FieldValue
 from ..model.outages import Outage, outages
@@ -584,9 +585,9 @@ class Evaluator:
             text=lambda v: Text(
                 N_("{site}: battery ~{minutes} min left"), {"site": site.name, "minutes": round(v)}
             ),
-            applies=lambda: fields.get("power.on_battery") is not False,
+            applies=lambda: fields.get(POWER_ON_BATTERY) is not False,
         )
-        loss = _num(fields.get("icmp.loss_ratio"))
+        loss = _num(fields.get(ICMP_LOSS_RATIO))
         icmp = dev.probes.get("icmp")
         if icmp is not None and icmp.error_kind is None and loss is not None and loss < 1.0:
             self._threshold_rule(

@@ -20,6 +20,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from ..model.checks import SILENT_ERRORS
+from ..model.fields import ICMP_LOSS_RATIO
 from ..model.observation import Observation, ProbeError
 
 Key = tuple[str, str, str]  # (site, device, probe)
@@ -29,7 +30,7 @@ def is_silent(obs: Observation) -> bool:
     """Did the device fail to answer this probe (what "down" is made of)?"""
     if obs.error is not None:
         return obs.error.kind in SILENT_ERRORS
-    loss = obs.fields.get("icmp.loss_ratio")
+    loss = obs.fields.get(ICMP_LOSS_RATIO)
     return obs.probe == "icmp" and isinstance(loss, int | float) and loss >= 1.0
 
 

@@ -32,6 +32,21 @@ from operator import attrgetter, is_
 from ..config.models import Role
 from ..gcpause import no_cycle_collection
 from ..model.checks import CheckState
+from ..model.fields import (
+    ICMP_JITTER,
+    ICMP_LOSS_RATIO,
+    ICMP_RTT_AVG,
+    ICMP_RTT_MAX,
+    ICMP_RTT_MIN,
+    LINK_OPER_UP,
+    LINK_RX_LEVEL,
+    LINK_SNR,
+    POWER_BATTERY_CHARGE,
+    POWER_BATTERY_MINUTES,
+    POWER_BATTERY_VOLTAGE,
+    POWER_MAINS_OK,
+    POWER_ON_BATTERY,
+)
 from ..model.health import HealthSnapshot, SiteState, SiteStatus
 from ..model.observation import FieldValue
 from .exposition import GZIP_LEVEL, PrerenderedFamily, escape_label_value, format_value
@@ -43,49 +58,49 @@ _STATES: tuple[SiteState, ...] = tuple(SiteState)
 FIELD_GAUGES: tuple[tuple[str, str, float, str], ...] = (
     (
         "uptimewatch_power_on_battery",
-        "power.on_battery",
+        POWER_ON_BATTERY,
         1.0,
         "1 while the power unit feeds the site from its batteries (mains lost), 0 on mains.",
     ),
     (
         "uptimewatch_power_mains_ok",
-        "power.mains_ok",
+        POWER_MAINS_OK,
         1.0,
         "1 while the power unit reports mains (grid) input present, 0 when mains has failed.",
     ),
     (
         "uptimewatch_power_battery_runtime_seconds",
-        "power.battery_minutes_remaining",
+        POWER_BATTERY_MINUTES,
         60.0,
         "Battery runtime the power unit estimates at the present load, in seconds.",
     ),
     (
         "uptimewatch_power_battery_charge_ratio",
-        "power.battery_charge_percent",
+        POWER_BATTERY_CHARGE,
         0.01,
         "Battery state of charge, 0..1 (1 = full).",
     ),
     (
         "uptimewatch_power_battery_voltage_volts",
-        "power.battery_voltage_volts",
+        POWER_BATTERY_VOLTAGE,
         1.0,
         "Battery (DC bus) voltage in volts.",
     ),
     (
         "uptimewatch_link_oper_up",
-        "link.oper_up",
+        LINK_OPER_UP,
         1.0,
         "1 while the radio link reports itself up, 0 when the radio says the link is down.",
     ),
     (
         "uptimewatch_link_rx_level_dbm",
-        "link.rx_level_dbm",
+        LINK_RX_LEVEL,
         1.0,
         "Received signal level of the radio link, in dBm (closer to 0 is stronger).",
     ),
     (
         "uptimewatch_link_snr_db",
-        "link.snr_db",
+        LINK_SNR,
         1.0,
         "Signal to noise ratio (or MSE/CINR where that is what the radio reports) in dB.",
     ),
@@ -141,9 +156,9 @@ SITE_FAMILIES: tuple[tuple[str, str], ...] = (
 SITES_FAMILY = ("uptimewatch_sites", "Number of sites in each state, per district and carrier.")
 
 _RTT_STATS = (
-    ("min", "icmp.rtt_min_seconds"),
-    ("avg", "icmp.rtt_avg_seconds"),
-    ("max", "icmp.rtt_max_seconds"),
+    ("min", ICMP_RTT_MIN),
+    ("avg", ICMP_RTT_AVG),
+    ("max", ICMP_RTT_MAX),
 )
 _RTT_STATS_STANDARD = _RTT_STATS[1:]
 
@@ -220,14 +235,14 @@ def _render_site(site: SiteStatus, full: bool) -> tuple[bytes, ...]:
         probes = dev.probes
         icmp = probes.get("icmp")
         if icmp is not None and icmp.error_kind is None:
-            text = _text(fields.get("icmp.loss_ratio"))
+            text = _text(fields.get(ICMP_LOSS_RATIO))
             if text is not None:
                 loss.append(f"uptimewatch_icmp_loss_ratio{{{base}}} {text}\n")
             for stat, key in rtt_stats:
                 text = _text(fields.get(key))
                 if text is not None:
                     rtt.append(f'uptimewatch_icmp_rtt_seconds{{{base},stat="{stat}"}} {text}\n')
-            text = _text(fields.get("icmp.jitter_seconds"))
+            text = _text(fields.get(ICMP_JITTER))
             if text is not None:
                 jitter.append(f"uptimewatch_icmp_jitter_seconds{{{base}}} {text}\n")
         snmp = probes.get("snmp")

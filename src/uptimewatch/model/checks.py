@@ -18,6 +18,18 @@ from typing import Final
 
 from ..config.models import Role, Thresholds
 from ..i18n import N_, Phrase, Text
+from .fields import (
+    ICMP_LOSS_RATIO,
+    ICMP_RTT_AVG,
+    ICMP_SENT,
+    LINK_OPER_UP,
+    LINK_RX_LEVEL,
+    LINK_SNR,
+    POWER_ALARMS_ACTIVE,
+    POWER_BATTERY_CHARGE,
+    POWER_BATTERY_MINUTES,
+    POWER_ON_BATTERY,
+)
 from .observation import ErrorKind, FieldValue, Observation
 
 
@@ -141,10 +153,10 @@ def icmp_checks(obs: Observation, t: Thresholds) -> list[tuple[str, Result]]:
         why = Text(N_("ping failed: {error}"), {"error": err.message})
         return [(ICMP_REACHABLE, (CheckState.CRITICAL, why, False))]
     f = obs.fields
-    loss = _num(f.get("icmp.loss_ratio"))
+    loss = _num(f.get(ICMP_LOSS_RATIO))
     if loss is None:
         return [(ICMP_REACHABLE, (CheckState.UNKNOWN, NO_DATA, None))]
-    sent = _num(f.get("icmp.sent"))
+    sent = _num(f.get(ICMP_SENT))
     out: list[tuple[str, Result]] = []
     if loss >= 1.0:
         if sent:
@@ -159,7 +171,7 @@ def icmp_checks(obs: Observation, t: Thresholds) -> list[tuple[str, Result]]:
     state = _at_or_above(loss, t.loss_ratio_warning, t.loss_ratio_critical)
     out.append((ICMP_LOSS, (state, shared_text(N_("packet loss {loss:pct}"), "loss", round(loss, 2)), loss)))
     if t.rtt_ms_warning is not None or t.rtt_ms_critical is not None:
-        rtt = _num(f.get("icmp.rtt_avg_seconds"))
+        rtt = _num(f.get(ICMP_RTT_AVG))
         if rtt is None:
             out.append((ICMP_RTT, (CheckState.UNKNOWN, NO_DATA, None)))
         else:
@@ -206,9 +218,9 @@ def snmp_check(obs: Observation, role: str) -> Result:
 
 
 def _on_battery(f: Mapping[str, FieldValue], t: Thresholds) -> Result:
-    if not f.get("power.on_battery"):
+    if not f.get(POWER_ON_BATTERY):
         return (CheckState.OK, ON_MAINS, False)
-    minutes = _num(f.get("power.battery_minutes_remaining"))
+    minutes = _num(f.get(POWER_BATTERY_MINUTES))
     seconds = _num(f.get("power.on_battery_seconds"))
     if minutes is not None:
         reason = shared_text(
@@ -222,10 +234,10 @@ def _on_battery(f: Mapping[str, FieldValue], t: Thresholds) -> Result:
 
 
 def _battery_minutes(f: Mapping[str, FieldValue], t: Thresholds) -> Result:
-    minutes = _num(f.get("power.battery_minutes_remaining"))
+    minutes = _num(f.get(POWER_BATTERY_MINUTES))
     assert minutes is not None
     state = _below(minutes, t.battery_minutes_warning, t.battery_minutes_critical)
-    if f.get("power.on_battery") is False:
+    if f.get(POWER_ON_BATTERY) is False:
         # On mains this is the autonomy the next outage would get: worth a warning when short,
         # but nothing is dark yet.
         state = min(state, CheckState.WARNING)
@@ -234,14 +246,14 @@ def _battery_minutes(f: Mapping[str, FieldValue], t: Thresholds) -> Result:
 
 
 def _battery_charge(f: Mapping[str, FieldValue], t: Thresholds) -> Result:
-    charge = _num(f.get("power.battery_charge_percent"))
+    charge = _num(f.get(POWER_BATTERY_CHARGE))
     assert charge is not None
     state = _below(charge, t.battery_charge_percent_warning, t.battery_charge_percent_critical)
     return (state, shared_text(N_("battery charge {charge}%"), "charge", round(charge)), charge)
 
 
 def _alarms(f: Mapping[str, FieldValue], t: Thresholds) -> Result:
-    count = _num(f.get("power.alarms_active"))
+    count = _num(f.get(POWER_ALARMS_ACTIVE))
     assert count is not None
     if count <= 0:
         return (CheckState.OK, _NO_ALARMS, count)
@@ -262,20 +274,20 @@ def _alarms(f: Mapping[str, FieldValue], t: Thresholds) -> Result:
 
 
 def _link_oper(f: Mapping[str, FieldValue], t: Thresholds) -> Result:
-    if f.get("link.oper_up"):
+    if f.get(LINK_OPER_UP):
         return (CheckState.OK, _RADIO_UP, True)
     return (CheckState.CRITICAL, _RADIO_DOWN, False)
 
 
 def _rx_level(f: Mapping[str, FieldValue], t: Thresholds) -> Result:
-    level = _num(f.get("link.rx_level_dbm"))
+    level = _num(f.get(LINK_RX_LEVEL))
     assert level is not None
     state = _below(level, t.rx_level_dbm_warning, t.rx_level_dbm_critical)
     return (state, shared_text(N_("rx level {dbm} dBm"), "dbm", round(level)), level)
 
 
 def _snr(f: Mapping[str, FieldValue], t: Thresholds) -> Result:
-    snr = _num(f.get("link.snr_db"))
+    snr = _num(f.get(LINK_SNR))
     assert snr is not None
     state = _below(snr, t.snr_db_warning, t.snr_db_critical)
     return (state, shared_text(N_("SNR {db} dB"), "db", round(snr)), snr)
@@ -301,21 +313,21 @@ FIELD_CHECKS: Final[
         ...,
     ]
 ] = (
-    ("power.on_battery", "power.on_battery", _always, _on_battery),
+    ("power.on_battery", POWER_ON_BATTERY, _always, _on_battery),
     (
         "power.battery_minutes",
-        "power.battery_minutes_remaining",
+        POWER_BATTERY_MINUTES,
         _has("battery_minutes_warning", "battery_minutes_critical"),
         _battery_minutes,
     ),
     (
         "power.battery_charge",
-        "power.battery_charge_percent",
+        POWER_BATTERY_CHARGE,
         _has("battery_charge_percent_warning", "battery_charge_percent_critical"),
         _battery_charge,
     ),
-    ("power.alarms", "power.alarms_active", _always, _alarms),
-    ("link.oper", "link.oper_up", _always, _link_oper),
-    ("link.rx_level", "link.rx_level_dbm", _has("rx_level_dbm_warning", "rx_level_dbm_critical"), _rx_level),
-    ("link.snr", "link.snr_db", _has("snr_db_warning", "snr_db_critical"), _snr),
+    ("power.alarms", POWER_ALARMS_ACTIVE, _always, _alarms),
+    ("link.oper", LINK_OPER_UP, _always, _link_oper),
+    ("link.rx_level", LINK_RX_LEVEL, _has("rx_level_dbm_warning", "rx_level_dbm_critical"), _rx_level),
+    ("link.snr", LINK_SNR, _has("snr_db_warning", "snr_db_critical"), _snr),
 )

@@ -130,6 +130,7 @@ FIELDS: Final[Mapping[str, FieldInfo]] = _fields([
     ("link.distance_m", N, "distance to the far end as the radio measures it"),
     ("link.stations", N, "connected stations or peers"),
     ("link.carriers", N, "configured carriers"),
+    ("link.carriers_all_up", B, "every configured carrier carries traffic (one down is a degraded link)"),
     ("link.crc_errors", N, "frames received with CRC errors, a counter"),
     ("link.gps_sync", T, "GPS synchronisation state of the access point"),
     ("link.peer", T, "the far end's name or address"),
@@ -237,6 +238,9 @@ POWER_BATTERY_CHARGE: Final = "power.battery_charge_percent"
 POWER_BATTERY_VOLTAGE: Final = "power.battery_voltage_volts"
 POWER_GENERATOR_RUNNING: Final = "power.generator_running"
 LINK_OPER_UP: Final = "link.oper_up"
+LINK_RX_LEVEL: Final = "link.rx_level_dbm"
+LINK_SNR: Final = "link.snr_db"
+POWER_ALARMS_ACTIVE: Final = "power.alarms_active"
 ICMP_SENT: Final = "icmp.sent"
 ICMP_RECEIVED: Final = "icmp.received"
 ICMP_LOSS_RATIO: Final = "icmp.loss_ratio"

@@ -28,6 +28,13 @@ from typing import Final, TypeVar
 
 from ..config.models import Role
 from ..config.resolve import ResolvedDevice
+from .fields import (
+    ICMP_LOSS_RATIO,
+    ICMP_RTT_AVG,
+    POWER_BATTERY_CHARGE,
+    POWER_BATTERY_VOLTAGE,
+    POWER_ON_BATTERY,
+)
 from .observation import FieldValue, Observation
 
 __all__ = ["DISCHARGE_POINTS", "PING_POINTS", "Discharge", "PingSeries", "RecentSamples"]
@@ -173,9 +180,9 @@ class RecentSamples:
             ring = rings.get(obs.device_id)
             if ring is None:
                 ring = rings[obs.device_id] = _Ring(self._ping_points)
-            ring.add(obs.started_at, _num(f.get("icmp.rtt_avg_seconds")), _num(f.get("icmp.loss_ratio")))
+            ring.add(obs.started_at, _num(f.get(ICMP_RTT_AVG)), _num(f.get(ICMP_LOSS_RATIO)))
         if key in self._power and obs.error is None:
-            on_battery = f.get("power.on_battery")
+            on_battery = f.get(POWER_ON_BATTERY)
             if not isinstance(on_battery, bool):
                 return
             was = self._on_battery.get(key)
@@ -189,15 +196,15 @@ class RecentSamples:
                     curve = curves[obs.device_id] = _Curve(started)
                 curve.add(
                     obs.started_at,
-                    _num(f.get("power.battery_charge_percent")),
-                    _num(f.get("power.battery_voltage_volts")),
+                    _num(f.get(POWER_BATTERY_CHARGE)),
+                    _num(f.get(POWER_BATTERY_VOLTAGE)),
                 )
             elif was and curve is not None and curve.ended_at is None:
                 # the first reading on mains closes the curve, with the charge it ended at
                 curve.add(
                     obs.started_at,
-                    _num(f.get("power.battery_charge_percent")),
-                    _num(f.get("power.battery_voltage_volts")),
+                    _num(f.get(POWER_BATTERY_CHARGE)),
+                    _num(f.get(POWER_BATTERY_VOLTAGE)),
                 )
                 curve.ended_at = obs.started_at
 

@@ -26,6 +26,12 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from ..config.models import Role
 from ..config.resolve import BUILTIN_POWER, ResolvedDevice
 from ..i18n import N_, Phrase, Text
+from ..model.fields import (
+    POWER_BATTERY_CHARGE,
+    POWER_BATTERY_MINUTES,
+    POWER_BATTERY_VOLTAGE,
+    POWER_ON_BATTERY,
+)
 from ..model.observation import FieldValue, Observation
 
 if TYPE_CHECKING:
@@ -183,13 +189,13 @@ def _num(value: FieldValue) -> float | None:
 
 def sample_of(at: float, fields: Mapping[str, FieldValue]) -> PowerSample | None:
     """The power readings of one observation; None when it has none."""
-    on_battery = fields.get("power.on_battery")
+    on_battery = fields.get(POWER_ON_BATTERY)
     sample = PowerSample(
         at=at,
         on_battery=on_battery if isinstance(on_battery, bool) else None,
-        voltage=_num(fields.get("power.battery_voltage_volts")),
-        charge=_num(fields.get("power.battery_charge_percent")),
-        vendor_minutes=_num(fields.get("power.battery_minutes_remaining")),
+        voltage=_num(fields.get(POWER_BATTERY_VOLTAGE)),
+        charge=_num(fields.get(POWER_BATTERY_CHARGE)),
+        vendor_minutes=_num(fields.get(POWER_BATTERY_MINUTES)),
         on_battery_seconds=_num(fields.get("power.on_battery_seconds")),
     )
     if sample.on_battery is None and sample.voltage is None and sample.charge is None:

@@ -49,6 +49,15 @@ from icmplib.exceptions import ICMPLibError, SocketPermissionError
 
 from .. import executors
 from ..config.resolve import ResolvedDevice
+from ..model.fields import (
+    ICMP_JITTER,
+    ICMP_LOSS_RATIO,
+    ICMP_RECEIVED,
+    ICMP_RTT_AVG,
+    ICMP_RTT_MAX,
+    ICMP_RTT_MIN,
+    ICMP_SENT,
+)
 from ..model.observation import ErrorKind, FieldValue, Observation, ProbeError
 
 log = logging.getLogger(__name__)
@@ -666,14 +675,14 @@ def burst_fields(sent: int, rtts: tuple[float, ...] | list[float]) -> dict[str, 
     """The normalized ``icmp.*`` fields of a burst; RTTs are None when nothing came back."""
     received = len(rtts)
     fields: dict[str, FieldValue] = {
-        "icmp.sent": sent,
-        "icmp.received": received,
-        "icmp.loss_ratio": (sent - received) / sent if sent else None,
-        "icmp.rtt_min_seconds": min(rtts) if rtts else None,
-        "icmp.rtt_avg_seconds": sum(rtts) / received if rtts else None,
-        "icmp.rtt_max_seconds": max(rtts) if rtts else None,
+        ICMP_SENT: sent,
+        ICMP_RECEIVED: received,
+        ICMP_LOSS_RATIO: (sent - received) / sent if sent else None,
+        ICMP_RTT_MIN: min(rtts) if rtts else None,
+        ICMP_RTT_AVG: sum(rtts) / received if rtts else None,
+        ICMP_RTT_MAX: max(rtts) if rtts else None,
         # mean absolute difference of consecutive round trips, the RFC 3550 idea without smoothing
-        "icmp.jitter_seconds": (
+        ICMP_JITTER: (
             sum(abs(b - a) for a, b in itertools.pairwise(rtts)) / (received - 1) if received >= 2 else None
         ),
     }

@@ -23,6 +23,7 @@ from aiohttp import web
 from ... import executors
 from ...config.models import Config
 from ...ledger import SiteHistory
+from ...model.fields import LINK_OPER_UP, LINK_RX_LEVEL, LINK_SNR
 from ...model.health import HealthSnapshot, Rollup, SiteStatus
 from ...model.observation import FieldValue
 from ..context import WebContext
@@ -283,10 +284,10 @@ def links_of(site: SiteStatus) -> list[dict[str, Any]]:
     out = []
     for d in site.devices:
         f = d.fields
-        rx, snr = _num(f.get("link.rx_level_dbm")), _num(f.get("link.snr_db"))
+        rx, snr = _num(f.get(LINK_RX_LEVEL)), _num(f.get(LINK_SNR))
         if d.role.value != "link" and rx is None and snr is None:
             continue
-        oper = f.get("link.oper_up")
+        oper = f.get(LINK_OPER_UP)
         out.append(
             {
                 "device": d.device_id,

@@ -15,6 +15,16 @@ from typing import Any, Final
 from ...config.models import Site
 from ...ledger import Interval, SiteHistory
 from ...model.checks import CheckState
+from ...model.fields import (
+    LINK_OPER_UP,
+    LINK_RX_LEVEL,
+    LINK_SNR,
+    POWER_BATTERY_CHARGE,
+    POWER_BATTERY_MINUTES,
+    POWER_BATTERY_VOLTAGE,
+    POWER_ON_BATTERY,
+    POWER_SOURCE,
+)
 from ...model.health import DeviceStatus, HealthSnapshot, SiteState, SiteStatus
 from ...model.history import Discharge, PingSeries
 from ...model.observation import FieldValue
@@ -55,10 +65,10 @@ def power_of(site: SiteStatus, on_battery_since: float | None = None) -> dict[st
     powers = [d for d in site.devices if d.role.value == "power"]
     if not powers:
         return None
-    on_battery = any(d.fields.get("power.on_battery") is True for d in powers)
-    chosen = next((d for d in powers if d.fields.get("power.on_battery") is True), powers[0])
+    on_battery = any(d.fields.get(POWER_ON_BATTERY) is True for d in powers)
+    chosen = next((d for d in powers if d.fields.get(POWER_ON_BATTERY) is True), powers[0])
     f: Mapping[str, FieldValue] = chosen.fields
-    source = f.get("power.source")
+    source = f.get(POWER_SOURCE)
     known = "power.on_battery" in f
     seconds = _num(f.get("power.on_battery_seconds"))
     since = on_battery_since
@@ -73,9 +83,9 @@ def power_of(site: SiteStatus, on_battery_since: float | None = None) -> dict[st
         "device": chosen.device_id,
         "on_battery": on_battery if known or on_battery else None,
         "source": source if isinstance(source, str) else ("battery" if on_battery else None),
-        "battery_minutes": _num(f.get("power.battery_minutes_remaining")),
-        "charge_percent": _num(f.get("power.battery_charge_percent")),
-        "voltage_volts": _num(f.get("power.battery_voltage_volts")),
+        "battery_minutes": _num(f.get(POWER_BATTERY_MINUTES)),
+        "charge_percent": _num(f.get(POWER_BATTERY_CHARGE)),
+        "voltage_volts": _num(f.get(POWER_BATTERY_VOLTAGE)),
         "on_battery_seconds": seconds,
         "on_battery_since": since if on_battery else None,
         "reachable": chosen.reachable,
@@ -219,10 +229,10 @@ def _links(site: SiteStatus) -> list[dict[str, Any]]:
     out = []
     for d in site.devices:
         f = d.fields
-        rx, snr = _num(f.get("link.rx_level_dbm")), _num(f.get("link.snr_db"))
+        rx, snr = _num(f.get(LINK_RX_LEVEL)), _num(f.get(LINK_SNR))
         if d.role.value != "link" and rx is None and snr is None:
             continue
-        oper = f.get("link.oper_up")
+        oper = f.get(LINK_OPER_UP)
         levels = {c.name: _word(c.hard_state) for c in d.checks if c.name.startswith("link.")}
         out.append(
             {
