@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry
 from . import __version__, executors
 from .alerts import api as alerts_api
 from .alerts.service import AlertService
-from .config.loader import ConfigError, LoadedConfig, load_config
+from .config.loader import ConfigError, LoadedConfig, SiteCache, load_config
 from .config.models import Config
 from .config.resolve import ResolvedDevice
 from .export.metrics import HealthCollector, IntakeStats, RuntimeInfo
@@ -69,9 +69,10 @@ def _profiles_dir(loaded: LoadedConfig) -> Path:
 SCRAPE_STEP_SITES = 400
 
 
-def _load(path: Path) -> Loaded:
+def _load(path: Path, cache: SiteCache | None = None) -> Loaded:
     """Blocking: config and profiles are read together, so a reload validates both or neither.
-    The file is parsed and resolved once; the profiles are loaded from the directory it names."""
+    The file is parsed and resolved once; the profiles are loaded from the directory it names.
+    ``cache`` carries the sites of the last good load over, so a reload parses only what changed."""
     catalogs: list[ProfileCatalog] = []
 
     def profile_names(config: Config) -> Collection[str]:
@@ -79,7 +80,7 @@ def _load(path: Path) -> Loaded:
         catalogs.append(load_profiles(directory))
         return catalogs[-1].names()
 
-    loaded = load_config(path, known_profiles=profile_names)
+    loaded = load_config(path, known_profiles=profile_names, cache=cache)
     profiles_dir = _profiles_dir(loaded)
     telemetry_profiles = telemetry.check_telemetry(loaded.config, loaded.source, profiles_dir)
     return Loaded(loaded, catalogs[-1], telemetry_profiles, profiles_dir)
@@ -100,6 +101,7 @@ class Daemon:
         self.config_path = Path(config_path)
         self._listen_override = listen
         self._reload_lock = asyncio.Lock()
+        self._site_cache = SiteCache()  # the sites of the last good load: a reload parses what changed
         self.supervisor = Supervisor()
         self._reload_state = _ReloadState()
         self._notifier = SystemdNotifier()
@@ -143,7 +145,7 @@ class Daemon:
         log.info("uptimewatch stopped")
 
     async def _start_parts(self, stack: contextlib.AsyncExitStack) -> None:
-        first = await executors.CONFIG.run(_load, self.config_path)
+        first = await executors.CONFIG.run(_load, self.config_path, self._site_cache)
         loaded, catalog = first.config, first.catalog
         self._loaded = loaded
         self._catalog = catalog
@@ -283,7 +285,7 @@ class Daemon:
         self._notifier.reloading()
         try:
             async with asyncio.timeout(timeout):
-                new = await executors.CONFIG.run(_load, self.config_path)
+                new = await executors.CONFIG.run(_load, self.config_path, self._site_cache)
                 prepared = await prepare(new, self._intake(), self.notify, self.alerts)
         except ConfigError as exc:
             return self._reload_failed("\n".join(str(i) for i in exc.issues))
