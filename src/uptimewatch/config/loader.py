@@ -32,8 +32,8 @@ from ..primitives import ID_PATTERN, shown, valid_port
 from ..progress import Progress
 from ..yaml_limits import YamlLimitError, load_checked, number_problem
 from .alerting import check_references as check_alerting
-from .models import Config, Device, Site, SnmpVersion
-from .resolve import ResolvedDevice, SiteCascade, resolve_device
+from .models import Config, Device, Settings, Site, SnmpVersion
+from .resolve import ProbeModels, ResolvedDevice, SiteCascade, resolve_device
 from .secrets import secret_file_keys, secret_keys
 
 __all__ = [
@@ -592,18 +592,43 @@ def _device_loc(site_index: int, device_index: int, device: Device, key: str) ->
 OnResolve = Callable[[Config, int, int], None]
 
 
+def _check_probe_blocks(config: Config, models: ProbeModels, ctx: _Context) -> None:
+    """Every ``probes:`` block names a registered protocol and validates against its model."""
+    places: list[tuple[Loc, Settings | Device | None]] = [(("defaults",), config.defaults)]
+    places += [(("districts", i, "defaults"), d.defaults) for i, d in enumerate(config.districts)]
+    for si, site in enumerate(config.sites):
+        places.append((("sites", si, "defaults"), site.defaults))
+        places += [(("sites", si, "devices", di), dev) for di, dev in enumerate(site.devices)]
+    for loc, holder in places:
+        blocks = holder.probes if holder is not None else None
+        for kind, block in (blocks or {}).items():
+            where: Loc = (*loc, "probes", kind)
+            model = models.get(kind)
+            if model is None:
+                known = ", ".join(sorted(models)) or "none"
+                ctx.add(where, f"unknown protocol '{kind}' (registered besides snmp and icmp: {known})")
+                continue
+            try:
+                model.model_validate({**block, "kind": kind})
+            except ValidationError as exc:
+                for error in exc.errors(include_url=False):
+                    at = (*where, *error["loc"])
+                    ctx.add(at, _schema_message(error, at))
+
+
 def _check_devices(
     config: Config,
     known_profiles: Collection[str] | None,
     ctx: _Context,
     on_resolve: OnResolve | None = None,
+    probe_models: ProbeModels | None = None,
 ) -> list[ResolvedDevice]:
     resolved: list[ResolvedDevice] = []
     total = sum(len(site.devices) for site in config.sites)
     cache: SiteCascade = {}
     for si, site in enumerate(config.sites):
         for di, device in enumerate(site.devices):
-            target = resolve_device(config, site, device, cache)
+            target = resolve_device(config, site, device, cache, probe_models)
             resolved.append(target)
             _check_device(
                 si=si, site=site, di=di, device=device, target=target, known_profiles=known_profiles, ctx=ctx
@@ -663,7 +688,11 @@ KnownProfiles = Collection[str] | Callable[[Config], Collection[str]] | None
 
 
 def load_config(
-    path: str | Path, *, known_profiles: KnownProfiles = None, on_resolve: OnResolve | None = None
+    path: str | Path,
+    *,
+    known_profiles: KnownProfiles = None,
+    on_resolve: OnResolve | None = None,
+    probe_models: ProbeModels | None = None,
 ) -> LoadedConfig:
     """Read, expand, validate and resolve a configuration file, or raise :class:`ConfigError`.
 
@@ -671,12 +700,19 @@ def load_config(
     A callable gets the validated configuration (whose ``profiles_dir`` says where to look) and
     returns the names, so the file is parsed once even when the profiles depend on it.
     ``on_resolve`` hears how far the devices' resolution got, site by site (a progress line).
+    ``probe_models``: the config models of the protocols registered besides SNMP and ICMP, by kind
+    (``probing.registry.Registry.settings()``); a ``probes:`` block of any other kind is an error.
     """
     with no_cycle_collection():
-        return _load(Path(path), known_profiles, on_resolve)
+        return _load(Path(path), known_profiles, on_resolve, probe_models or {})
 
 
-def _load(source: Path, known_profiles: KnownProfiles, on_resolve: OnResolve | None = None) -> LoadedConfig:
+def _load(
+    source: Path,
+    known_profiles: KnownProfiles,
+    on_resolve: OnResolve | None = None,
+    probe_models: ProbeModels | None = None,
+) -> LoadedConfig:
     ctx = _Context(file=str(source), base_dir=source.resolve().parent)
     try:
         content = source.read_bytes()
@@ -726,11 +762,13 @@ def _load(source: Path, known_profiles: KnownProfiles, on_resolve: OnResolve | N
             if not any(bad[: len(loc)] == loc for bad in failed):
                 ctx.add(loc, _schema_message(error, loc))
     _check_references(raw, ctx)
+    if config is not None:
+        _check_probe_blocks(config, probe_models or {}, ctx)
     devices: list[ResolvedDevice] = []
     if config is not None and not ctx.issues:
         # resolving needs a consistent file: districts must exist for their defaults to apply
         names = known_profiles(config) if callable(known_profiles) else known_profiles
-        devices = _check_devices(config, names, ctx, on_resolve)
+        devices = _check_devices(config, names, ctx, on_resolve, probe_models)
     if ctx.issues or config is None:
         raise _fail(ctx)
     return LoadedConfig(
