@@ -804,18 +804,21 @@ def _known_profiles(loaded: LoadedConfig) -> tuple[Collection[str] | None, str |
     return names, None
 
 
-def cli_check_config(args: argparse.Namespace) -> int:
-    """``uptimewatch check-config FILE``: exit 0 when the daemon would accept the file, 1 otherwise."""
+def cli_check_config(args: argparse.Namespace, probe_models: ProbeModels | None = None) -> int:
+    """``uptimewatch check-config FILE``: exit 0 when the daemon would accept the file, 1 otherwise.
+    ``probe_models``: the daemon's protocols (``uptimewatch.cli`` passes the shipped registry's)."""
     progress = InventoryProgress()
     try:
-        loaded = load_config(args.config, on_resolve=progress)
+        loaded = load_config(args.config, on_resolve=progress, probe_models=probe_models)
         names, problem = _known_profiles(loaded)
         if problem is not None:
             progress.close()
             print(f"{args.config}: {problem}", file=sys.stderr)
             return 1
         if names is not None:
-            loaded = load_config(args.config, known_profiles=names, on_resolve=progress)
+            loaded = load_config(
+                args.config, known_profiles=names, on_resolve=progress, probe_models=probe_models
+            )
     except ConfigError as exc:
         progress.close()
         for issue in exc.issues:

@@ -198,6 +198,14 @@ class ResolvedDevice:
     def polls(self, kind: str) -> bool:
         return self.target(kind) is not None
 
+    def same_protocols(self, other: ResolvedDevice) -> bool:
+        """Whether the same protocols poll both (cheap: a reload compares every device)."""
+        return (
+            (self.snmp is None) == (other.snmp is None)
+            and (self.icmp is None) == (other.icmp is None)
+            and self.extra_targets.keys() == other.extra_targets.keys()
+        )
+
 
 #: (id of the site's defaults, its district) -> the cascade down to the site, during one resolve
 SiteCascade = dict[tuple[int, str], Settings]

@@ -1055,12 +1055,10 @@ class HealthModel:
                     dev.status = None
                     changed_devices.add(rd.site_id)
                 # which protocols poll it may change who decides whether it answers
-                icmp_changed = {k for _n, k in self._reach if old.polls(k)} != {
-                    k for _n, k in self._reach if rd.polls(k)
-                }
+                protocols_changed = not old.same_protocols(rd)
                 dev.cfg = rd
                 dev.thresholds = None  # thresholds or profile may have changed: recomputed lazily
-                if icmp_changed and dev.polled:
+                if protocols_changed and dev.polled:
                     self._derive_device(dev, self._clock(), [])
                     changed_devices.add(rd.site_id)
             new_devices[rd.key] = dev
