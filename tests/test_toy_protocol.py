@@ -10,12 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from tests import toy_tcp
 from tests.fixtures.daemon import async_http, free_tcp_port, province_config, wait_until, write_yaml
 from uptimewatch.app import run_daemon
 from uptimewatch.config.loader import ConfigError, load_config
 from uptimewatch.model.checks import CheckState
+from uptimewatch.model.health import HealthModel
+from uptimewatch.model.observation import ErrorKind, Observation, ProbeError
 from uptimewatch.probing.registry import Registry, builtin
 
 
@@ -94,6 +97,11 @@ async def test_a_tcp_protocol_from_one_file_runs_end_to_end(tmp_path: Path) -> N
             assert _checks(closed)["tcp.reachable"]["state"] == CheckState.CRITICAL
             assert "refused" in _checks(closed)["tcp.reachable"]["reason"]
 
+            # the status page's data for the site names the failing check in its words
+            status, page = await async_http("GET", base + "/api/v1/status/sites/gw-closed")
+            assert status == 200, page
+            assert "refused the connection" in page
+
             status, metrics = await async_http("GET", base + "/metrics")
             assert status == 200
             labels = 'device="gw",role="router",site="gw-open"'
@@ -157,3 +165,48 @@ def test_a_kind_is_registered_once() -> None:
         registry.register(toy_tcp.PROTOCOL)
     assert registry.kinds() == ("icmp", "snmp", "telemetry", "tcp")
     assert set(registry.probes({})) == {"tcp"}  # the daemon provides SNMP's and ICMP's
+
+
+def test_the_best_ranked_protocol_polling_a_device_says_whether_it_answers(tmp_path: Path) -> None:
+    site = _gateway("gw", 22)
+    site["devices"][0]["snmp_enabled"] = True  # SNMP (rank 50) and TCP (rank 10) poll it
+    path = write_yaml(tmp_path / "config.yaml", province_config([site], listen="127.0.0.1:9"))
+    registry = _registry()
+    loaded = load_config(path, probe_models=registry.settings())
+    health = HealthModel(loaded.config, loaded.devices, probe_checks=registry.checks(), clock=lambda: 100.0)
+    assert set(loaded.devices[0].targets) == {"snmp", "tcp"}
+
+    def observe(probe: str, at: float, error: ProbeError | None) -> None:
+        fields = {} if error is not None else ({toy_tcp.CONNECT_SECONDS: 0.01} if probe == "tcp" else {})
+        health.ingest(Observation("gw", "gw", probe, at, 0.01, fields, error))
+
+    refused = ProbeError(ErrorKind.UNREACHABLE, "port 22 refused the connection")
+    for at in (1.0, 2.0, 3.0):  # hard_after is 3 by default
+        observe("snmp", at, None)
+        observe("tcp", at, refused)
+    device = health.snapshot().site("gw").devices[0]  # type: ignore[union-attr]
+    assert device.reachable is False  # SNMP answers, but the TCP port, ranked first, does not
+    assert device.reason == "port 22 refused the connection"
+
+    timeout = ProbeError(ErrorKind.TIMEOUT, "no answer")
+    for at in (4.0, 5.0, 6.0):
+        observe("snmp", at, timeout)
+        observe("tcp", at, None)
+    device = health.snapshot().site("gw").devices[0]  # type: ignore[union-attr]
+    assert device.reachable is True
+    assert device.check("snmp.reachable").state is CheckState.CRITICAL  # type: ignore[union-attr]
+
+
+class _TokenTcp(toy_tcp.TcpSettings):
+    gateway_key: SecretStr | None = None
+
+
+def test_a_protocols_secret_is_never_echoed_in_an_error(tmp_path: Path) -> None:
+    site = _gateway("gw", 22)
+    site["devices"][0]["probes"]["tcp"]["gateway_key"] = 31415926535
+    path = write_yaml(tmp_path / "config.yaml", province_config([site], listen="127.0.0.1:9"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, probe_models={"tcp": _TokenTcp})
+    text = "\n".join(str(i) for i in caught.value.issues)
+    assert "probes.tcp.gateway_key" in text, text
+    assert "31415926535" not in text

@@ -611,9 +611,11 @@ def _check_probe_blocks(config: Config, models: ProbeModels, ctx: _Context) -> N
             try:
                 model.model_validate({**block, "kind": kind})
             except ValidationError as exc:
+                secrets = secret_keys(model)  # the protocol's own SecretStr fields: never echoed
                 for error in exc.errors(include_url=False):
                     at = (*where, *error["loc"])
-                    ctx.add(at, _schema_message(error, at))
+                    secret = any(isinstance(p, str) and p in secrets for p in error["loc"])
+                    ctx.add(at, _schema_message({**error, "input": None} if secret else error, at))
 
 
 def _check_devices(
