@@ -32,8 +32,8 @@ from ..primitives import ID_PATTERN, shown, valid_port
 from ..progress import Progress
 from ..yaml_limits import YamlLimitError, load_checked, number_problem
 from .alerting import check_references as check_alerting
-from .models import Config, Device, Site, SnmpVersion
-from .resolve import ResolvedDevice, SiteCascade, resolve_device
+from .models import Config, Device, Settings, Site, SnmpVersion
+from .resolve import ProbeModels, ResolvedDevice, SiteCascade, resolve_device
 from .secrets import secret_file_keys, secret_keys
 
 __all__ = [
@@ -593,11 +593,39 @@ def _device_loc(site_index: int, device_index: int, device: Device, key: str) ->
 OnResolve = Callable[[Config, int, int], None]
 
 
+def _check_probe_blocks(config: Config, models: ProbeModels, ctx: _Context) -> None:
+    """Every ``probes:`` block names a registered protocol and validates against its model."""
+    places: list[tuple[Loc, Settings | Device | None]] = [(("defaults",), config.defaults)]
+    places += [(("districts", i, "defaults"), d.defaults) for i, d in enumerate(config.districts)]
+    for si, site in enumerate(config.sites):
+        places.append((("sites", si, "defaults"), site.defaults))
+        places += [(("sites", si, "devices", di), dev) for di, dev in enumerate(site.devices)]
+    for loc, holder in places:
+        blocks = holder.probes if holder is not None else None
+        for kind, block in (blocks or {}).items():
+            where: Loc = (*loc, "probes", kind)
+            model = models.get(kind)
+            if model is None:
+                known = ", ".join(sorted(models)) or "none"
+                ctx.add(where, f"unknown protocol '{kind}' (registered besides snmp and icmp: {known})")
+                continue
+            try:
+                model.model_validate({**block, "kind": kind})
+            except ValidationError as exc:
+                secrets = secret_keys(model)  # the protocol's own SecretStr fields: never echoed
+                for error in exc.errors(include_url=False):
+                    at = (*where, *error["loc"])
+                    secret = any(isinstance(p, str) and p in secrets for p in error["loc"])
+                    ctx.add(at, _schema_message({**error, "input": None} if secret else error, at))
+
+
 def _check_devices(
     config: Config,
     known_profiles: Collection[str] | None,
     ctx: _Context,
     on_resolve: OnResolve | None = None,
+    probe_models: ProbeModels | None = None,
+    *,
     known: dict[int, tuple[ResolvedDevice, ...]] | None = None,
 ) -> list[ResolvedDevice]:
     """Resolve and check every device; ``known`` holds the devices already resolved of sites
@@ -608,7 +636,9 @@ def _check_devices(
     for si, site in enumerate(config.sites):
         prior = known.get(id(site)) if known is not None else None
         for di, device in enumerate(site.devices):
-            target = prior[di] if prior is not None else resolve_device(config, site, device, cache)
+            target = (
+                prior[di] if prior is not None else resolve_device(config, site, device, cache, probe_models)
+            )
             resolved.append(target)
             _check_device(
                 si=si, site=site, di=di, device=device, target=target, known_profiles=known_profiles, ctx=ctx
@@ -792,6 +822,7 @@ def _load_quick(
     cache: SiteCache,
     known_profiles: KnownProfiles,
     on_resolve: OnResolve | None,
+    probe_models: ProbeModels,
 ) -> LoadedConfig | None:
     """The load of a file most of whose sites the cache knows; None when it cannot tell (then the
     whole load runs and reports). Only a load that finds no problem at all returns here."""
@@ -821,13 +852,15 @@ def _load_quick(
     except ValidationError:
         return None
     _check_references({**raw, "sites": [_reference_view(s) for s in sites]}, ctx)
+    _check_probe_blocks(config, probe_models, ctx)
     if ctx.issues:
         return None
     names = known_profiles(config) if callable(known_profiles) else known_profiles
-    devices = _check_devices(config, names, ctx, on_resolve, cache._known(split.around))
+    around = f"{split.around}\0{sorted((k, id(m)) for k, m in probe_models.items())}"
+    devices = _check_devices(config, names, ctx, on_resolve, probe_models, known=cache._known(around))
     if ctx.issues:
         return None
-    cache._fill(split.around, blocks, sites, devices)
+    cache._fill(around, blocks, sites, devices)
     return LoadedConfig(
         config=config, devices=tuple(devices), source=source, digest=hashlib.sha256(content).hexdigest()
     )
@@ -849,6 +882,7 @@ def load_config(
     *,
     known_profiles: KnownProfiles = None,
     on_resolve: OnResolve | None = None,
+    probe_models: ProbeModels | None = None,
     cache: SiteCache | None = None,
 ) -> LoadedConfig:
     """Read, expand, validate and resolve a configuration file, or raise :class:`ConfigError`.
@@ -857,17 +891,20 @@ def load_config(
     A callable gets the validated configuration (whose ``profiles_dir`` says where to look) and
     returns the names, so the file is parsed once even when the profiles depend on it.
     ``on_resolve`` hears how far the devices' resolution got, site by site (a progress line).
+    ``probe_models``: the config models of the protocols registered besides SNMP and ICMP, by kind
+    (``probing.registry.Registry.settings()``); a ``probes:`` block of any other kind is an error.
     ``cache``: what the last good load of this file learnt (:class:`SiteCache`); a reload then
     parses only the sites whose text changed, and unchanged sites keep their objects.
     """
     with no_cycle_collection():
-        return _load(Path(path), known_profiles, on_resolve, cache)
+        return _load(Path(path), known_profiles, on_resolve, probe_models or {}, cache)
 
 
 def _load(
     source: Path,
     known_profiles: KnownProfiles,
     on_resolve: OnResolve | None = None,
+    probe_models: ProbeModels | None = None,
     cache: SiteCache | None = None,
 ) -> LoadedConfig:
     ctx = _Context(file=str(source), base_dir=source.resolve().parent)
@@ -883,7 +920,13 @@ def _load(
         raise _fail(ctx) from None
     if cache is not None and (
         quick := _load_quick(
-            source, content, text, cache=cache, known_profiles=known_profiles, on_resolve=on_resolve
+            source,
+            content,
+            text,
+            cache=cache,
+            known_profiles=known_profiles,
+            on_resolve=on_resolve,
+            probe_models=probe_models or {},
         )
     ):
         return quick
@@ -925,17 +968,20 @@ def _load(
             if not any(bad[: len(loc)] == loc for bad in failed):
                 ctx.add(loc, _schema_message(error, loc))
     _check_references(raw, ctx)
+    if config is not None:
+        _check_probe_blocks(config, probe_models or {}, ctx)
     devices: list[ResolvedDevice] = []
     if config is not None and not ctx.issues:
         # resolving needs a consistent file: districts must exist for their defaults to apply
         names = known_profiles(config) if callable(known_profiles) else known_profiles
-        devices = _check_devices(config, names, ctx, on_resolve)
+        devices = _check_devices(config, names, ctx, on_resolve, probe_models)
     if ctx.issues or config is None:
         raise _fail(ctx)
     if cache is not None:
         split = _site_blocks(text)
         if split is not None and len(split.blocks) == len(config.sites):
-            cache._fill(split.around, split.blocks, config.sites, devices)
+            around = f"{split.around}\0{sorted((k, id(m)) for k, m in (probe_models or {}).items())}"
+            cache._fill(around, split.blocks, config.sites, devices)
     return LoadedConfig(
         config=config,
         devices=tuple(devices),
@@ -969,18 +1015,21 @@ def _known_profiles(loaded: LoadedConfig) -> tuple[Collection[str] | None, str |
     return names, None
 
 
-def cli_check_config(args: argparse.Namespace) -> int:
-    """``uptimewatch check-config FILE``: exit 0 when the daemon would accept the file, 1 otherwise."""
+def cli_check_config(args: argparse.Namespace, probe_models: ProbeModels | None = None) -> int:
+    """``uptimewatch check-config FILE``: exit 0 when the daemon would accept the file, 1 otherwise.
+    ``probe_models``: the daemon's protocols (``uptimewatch.cli`` passes the shipped registry's)."""
     progress = InventoryProgress()
     try:
-        loaded = load_config(args.config, on_resolve=progress)
+        loaded = load_config(args.config, on_resolve=progress, probe_models=probe_models)
         names, problem = _known_profiles(loaded)
         if problem is not None:
             progress.close()
             print(f"{args.config}: {problem}", file=sys.stderr)
             return 1
         if names is not None:
-            loaded = load_config(args.config, known_profiles=names, on_resolve=progress)
+            loaded = load_config(
+                args.config, known_profiles=names, on_resolve=progress, probe_models=probe_models
+            )
     except ConfigError as exc:
         progress.close()
         for issue in exc.issues:

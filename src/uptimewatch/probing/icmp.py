@@ -31,9 +31,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import heapq
 import ipaddress
 import itertools
 import logging
+import math
 import os
 import random
 import socket
@@ -48,7 +50,9 @@ from icmplib import ICMPv4Socket, ICMPv6Socket
 from icmplib.exceptions import ICMPLibError, SocketPermissionError
 
 from .. import executors
+from ..config.models import SchedulerSettings
 from ..config.resolve import ResolvedDevice
+from ..model.checks import ICMP_CHECKS
 from ..model.fields import (
     ICMP_JITTER,
     ICMP_LOSS_RATIO,
@@ -59,6 +63,7 @@ from ..model.fields import (
     ICMP_SENT,
 )
 from ..model.observation import ErrorKind, FieldValue, Observation, ProbeError
+from .protocol import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +103,10 @@ _RECV_BATCH = 256  # replies read per wake-up before giving other callbacks a tu
 # Replies to thousands of requests sent in one loop iteration arrive within a millisecond; the
 # default 208 KiB receive buffer holds only a few hundred of them, and the rest are lost.
 _RCVBUF = 16 * 1024 * 1024
+# The send tick runs at most once per _TICK seconds: a request is sent up to that much later
+# than its interval says (its round trip is measured from when it is sent).
+_TICK = 0.0005
+_SEND_RETRY = 0.002  # the socket's send queue was full: try that request again this much later
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 
 
@@ -233,22 +242,62 @@ def _strip_scope(address: str) -> str:
 
 
 class _Burst:
-    """The bookkeeping of one echo burst; filled in by the socket's reader callback."""
+    """One echo burst: its requests, the replies the socket's reader callback matched to them,
+    and its place on the channel's tick (the next request to send, or the deadline)."""
 
-    __slots__ = ("error", "remaining", "rtts", "sent_at", "timeout", "waiter")
+    __slots__ = (
+        "address",
+        "count",
+        "done",
+        "error",
+        "interval",
+        "keys",
+        "next",
+        "payload_size",
+        "peer",
+        "remaining",
+        "rtts",
+        "sent_at",
+        "target",
+        "timeout",
+        "waiter",
+    )
 
-    def __init__(self, count: int, timeout: float) -> None:
+    def __init__(
+        self,
+        count: int,
+        timeout: float,
+        interval: float = 0.0,
+        *,
+        address: str = "",
+        peer: str = "",
+        payload_size: int = 56,
+    ) -> None:
+        self.count = count
+        self.timeout = timeout
+        self.interval = interval
+        self.address = address  # as given (an IPv6 scope kept), where requests go
+        self.peer = peer  # compressed, unscoped: what replies come from
+        self.target: tuple[Any, ...] = (address, 0)
+        self.payload_size = payload_size
         self.sent_at: list[float] = [0.0] * count
         self.rtts: list[float | None] = [None] * count
+        self.keys: list[_Key] = []
+        self.next = 0  # index of the next request to send; == count once all are sent
         self.remaining = 0  # sent and not yet answered
-        self.timeout = timeout
         self.error: str | None = None  # first ICMP error quoting one of our requests
         self.waiter: asyncio.Future[None] | None = None
+        self.done = False  # answered, expired, failed or given up: the tick skips it
+
+    def finish(self) -> None:
+        self.done = True
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
 
     def resolve(self) -> None:
         self.remaining -= 1
-        if self.remaining == 0 and self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
+        if self.remaining == 0 and self.next >= self.count:
+            self.finish()
 
     def reply(self, index: int, received_at: float, read_at: float) -> None:
         """``received_at``: when the kernel queued the reply, ``read_at``: when we read it, both on
@@ -266,9 +315,14 @@ class _Burst:
         self.rtts[index] = max(rtt, 1e-9)
         self.resolve()
 
-    def abort(self) -> None:
+    def fail(self, exc: BurstError) -> None:
+        """Stop the burst with a local failure (the socket closed, a request could not be sent)."""
+        self.done = True
         if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(BurstError(ErrorKind.INTERNAL, "the ICMP socket was closed"))
+            self.waiter.set_exception(exc)
+
+    def abort(self) -> None:
+        self.fail(BurstError(ErrorKind.INTERNAL, "the ICMP socket was closed"))
 
     def failed(self, index: int, message: str) -> None:
         if self.error is None:
@@ -317,6 +371,17 @@ class _Channel:
         self.ident = 0  # the kernel's identifier for datagram sockets (it rewrites ours)
         self.dropped = 0  # replies the kernel dropped because our receive queue was full
         self._next_overflow_warning = 0.0
+        # identifier and sequence are the two halves of one counter, so a request's numbers
+        # repeat only after 2**32 requests (2**16 for datagram sockets, whose identifier the
+        # kernel sets; replies are also keyed by address, so that is plenty)
+        self.counter = random.getrandbits(32)
+        # The tick: every burst in flight has one entry (when, order, burst), due when its next
+        # request is to be sent or, once all are sent, when it expires. One timer serves them all.
+        self._due: list[tuple[float, int, _Burst]] = []
+        self._order = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+        self._last_tick = -math.inf
 
     def acquire(self) -> None:
         """Open the socket for the first burst; raises icmplib errors and OSError."""
@@ -359,10 +424,121 @@ class _Channel:
             self._icmp.close()
             self._icmp = None
             self.sock = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self._timer_at = math.inf
+        for _when, _order, burst in self._due:
+            burst.abort()
+        self._due.clear()
         for burst, _index in self.pending.values():
             burst.abort()
         self.pending.clear()
         self.users = 0
+
+    # -- the tick: sends and deadlines of every burst in flight --------------------------------
+
+    def start(self, burst: _Burst) -> None:
+        """Send the burst's first request now and put the burst on the tick. Raises
+        :class:`BurstError` when that request cannot be sent."""
+        try:
+            self._send(burst)
+        except BlockingIOError:  # send queue full: the tick tries again
+            self._push(self.loop.time() + _SEND_RETRY, burst)
+        except OSError as exc:
+            raise _send_error(exc, burst.address) from exc
+        else:
+            self._schedule_next(burst, self.loop.time())
+
+    def _send(self, burst: _Burst) -> None:
+        """Send request ``burst.next``; raises OSError (nothing recorded then) or BurstError."""
+        sock = self.sock
+        if sock is None:  # closed under the burst
+            raise BurstError(ErrorKind.INTERNAL, "the ICMP socket was closed")
+        index = burst.next
+        counter = self.counter = (self.counter + 1) & 0xFFFFFFFF
+        ident = counter >> 16 if self.raw else self.ident
+        seq = counter & 0xFFFF
+        key = (burst.peer, ident, seq)
+        packet = _echo_request(self.family, self.raw, ident, seq, burst.payload_size)
+        burst.sent_at[index] = self.monotonic()
+        self.pending[key] = (burst, index)
+        try:
+            sock.sendto(packet, burst.target)
+        except OSError:
+            del self.pending[key]
+            raise
+        burst.keys.append(key)
+        burst.remaining += 1
+        burst.next = index + 1
+
+    def _schedule_next(self, burst: _Burst, now: float) -> None:
+        if burst.next < burst.count:
+            self._push(now + burst.interval, burst)
+        else:
+            # the last request is out: the burst expires ``timeout`` after it, as ``ping -W``
+            self._push(now + burst.timeout, burst)
+
+    def _push(self, when: float, burst: _Burst) -> None:
+        self._order += 1
+        heapq.heappush(self._due, (when, self._order, burst))
+        self._arm()
+
+    def _arm(self) -> None:
+        """Keep one timer at the first entry's time, but at most one tick per ``_TICK``: entries
+        due closer together than that are served by the same tick (sent up to ``_TICK`` late)."""
+        if not self._due:
+            return
+        when = max(self._due[0][0], self._last_tick + _TICK)
+        if self._timer is not None:
+            if self._timer_at <= when:
+                return
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self.loop.call_at(when, self._tick)
+
+    def _tick(self) -> None:
+        """Send the next request of every burst that is due, expire those past their deadline."""
+        self._timer = None
+        self._timer_at = math.inf
+        now = self._last_tick = self.loop.time()
+        due = self._due
+        swept = False
+        try:
+            while due and due[0][0] <= now:
+                _when, _order, burst = heapq.heappop(due)
+                if burst.done:
+                    continue
+                if burst.next < burst.count:
+                    try:
+                        self._send(burst)
+                    except BlockingIOError:
+                        heapq.heappush(due, (now + _SEND_RETRY, self._next_order(), burst))
+                    except OSError as exc:
+                        burst.fail(_send_error(exc, burst.address))
+                    except BurstError as exc:
+                        burst.fail(exc)
+                    else:
+                        self._order += 1
+                        if burst.next < burst.count:
+                            heapq.heappush(due, (now + burst.interval, self._order, burst))
+                        else:
+                            heapq.heappush(due, (now + burst.timeout, self._order, burst))
+                    continue
+                if not swept:
+                    # a busy loop may not have read replies that came in time; their kernel
+                    # timestamps still tell, so read what is queued before calling anything lost
+                    swept = True
+                    self.read(None)
+                    if burst.done:
+                        continue
+                burst.finish()
+        finally:
+            self._arm()
+
+    def _next_order(self) -> int:
+        self._order += 1
+        return self._order
 
     def _filter(self, sock: socket.socket) -> None:
         """Let the kernel drop the ICMP types we never read (echo requests, router adverts...)."""
@@ -537,10 +713,6 @@ class Pinger:
         self._monotonic = monotonic
         self._channels: dict[int, _Channel] = {}
         self.stats = IcmpStats()
-        # identifier and sequence are the two halves of one counter, so a request's numbers
-        # repeat only after 2**32 requests (2**16 for datagram sockets, whose identifier the
-        # kernel sets; replies are also keyed by address, so that is plenty)
-        self._counter = random.getrandbits(32)
         self._closed = False
 
     def _channel(self, family: int) -> _Channel:
@@ -579,10 +751,7 @@ class Pinger:
         ``address`` must be a numeric IP address. A reply counts when it comes from ``address``
         within ``timeout`` of its request. Raises :class:`BurstError` for local failures.
         """
-        ip = ipaddress.ip_address(_strip_scope(address))
-        family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
-        peer = ip.compressed
-        target: tuple[Any, ...] = (address, 0)
+        family, peer = _numeric(address)
         if self._closed:
             raise BurstError(ErrorKind.INTERNAL, "the ICMP socket was closed")
         channel = self._channel(family)
@@ -592,51 +761,28 @@ class Pinger:
             raise BurstError(ErrorKind.PERMISSION, f"cannot open ICMP socket: {exc}") from exc
         except (ICMPLibError, OSError) as exc:
             raise BurstError(ErrorKind.INTERNAL, f"cannot open ICMP socket: {exc}") from exc
-        state = _Burst(count, timeout)
-        keys: list[_Key] = []
-        sent = 0
-        loop = channel.loop
+        state = _Burst(count, timeout, interval, address=address, peer=peer, payload_size=payload_size)
         try:
-            for index in range(count):
-                if index:
-                    await asyncio.sleep(interval)
-                counter = self._counter = (self._counter + 1) & 0xFFFFFFFF
-                ident = counter >> 16 if channel.raw else channel.ident
-                seq = counter & 0xFFFF
-                key = (peer, ident, seq)
-                keys.append(key)
-                channel.pending[key] = (state, index)
-                packet = _echo_request(family, channel.raw, ident, seq, payload_size)
-                sock = channel.sock
-                if sock is None:  # closed under us
-                    raise BurstError(ErrorKind.INTERNAL, "the ICMP socket was closed")
-                state.remaining += 1
-                state.sent_at[index] = self._monotonic()
-                try:
-                    try:
-                        sock.sendto(packet, target)
-                    except BlockingIOError:  # send queue full: wait for room
-                        await loop.sock_sendto(sock, packet, target)
-                except OSError as exc:
-                    state.remaining -= 1
-                    channel.pending.pop(key, None)
-                    raise _send_error(exc, address) from exc
-                sent += 1
-            if state.remaining:
-                state.waiter = loop.create_future()
-                try:
-                    async with asyncio.timeout(timeout):
-                        await state.waiter
-                except TimeoutError:
-                    # a busy loop may not have read replies that came in time; their kernel
-                    # timestamps still tell, so read what is queued before calling anything lost
-                    channel.read(None)
+            if count > 0:
+                state.waiter = channel.loop.create_future()
+                channel.start(state)
+                await state.waiter
         finally:
-            for key in keys:
-                channel.pending.pop(key, None)
+            state.done = True
+            pending = channel.pending
+            for key in state.keys:
+                pending.pop(key, None)
             channel.release()
         rtts = tuple(r for r in state.rtts if r is not None)
-        return BurstResult(peer, sent, rtts, state.error)
+        return BurstResult(peer, state.next, rtts, state.error)
+
+
+@lru_cache(maxsize=1 << 19)
+def _numeric(address: str) -> tuple[int, str]:
+    """The address family of a numeric address and its compressed form without a scope; raises
+    ValueError for anything else. Cached: every burst to a device asks again."""
+    ip = ipaddress.ip_address(_strip_scope(address))
+    return (socket.AF_INET if ip.version == 4 else socket.AF_INET6), ip.compressed
 
 
 def _send_error(exc: OSError, address: str) -> BurstError:
@@ -654,7 +800,7 @@ def _send_error(exc: OSError, address: str) -> BurstError:
 async def _resolve(host: str) -> str:
     """A numeric address for ``host``: IPv4 first (an A lookup), then IPv6, on the DNS lane."""
     try:
-        ipaddress.ip_address(_strip_scope(host))
+        _numeric(host)
     except ValueError:
         pass
     else:
@@ -762,3 +908,12 @@ class IcmpProber:
 
     def close(self) -> None:
         self.pinger.close()
+
+
+def _icmp_concurrency(settings: SchedulerSettings) -> int:
+    return settings.icmp_max_concurrency
+
+
+#: ICMP's registry entry; the daemon pings through its own :class:`IcmpProber` (``probe`` None),
+#: and its series (loss, round trip, jitter) are the exporter's built-in families
+PROTOCOL = Protocol("icmp", ICMP_CHECKS, concurrency=_icmp_concurrency)
