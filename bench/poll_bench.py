@@ -842,8 +842,12 @@ def child_render(config: Path, samples: dict[str, Observation]) -> dict[str, Any
     the snapshot and collecting run on the event loop, the text and gzip in a worker thread. The
     first scrape (every site rendered), one after a full cycle of changes (every site changed),
     three after 1% of the sites changed (median), and one with nothing changed."""
-    from uptimewatch.app import SCRAPE_STEP_SITES
+    from uptimewatch.app import GC_PROMOTE_PERIOD, SCRAPE_STEP_SITES
     from uptimewatch.export.exposition import render, render_body
+    from uptimewatch.gcpause import promote
+
+    # devices a daemon polling 100,000 devices a minute ingests between two promote ticks
+    promote_every_devices = round(100_000 / 60 * GC_PROMOTE_PERIOD)
 
     t0 = time.perf_counter()
     loaded, catalog = load(config)
@@ -863,11 +867,25 @@ def child_render(config: Path, samples: dict[str, Observation]) -> dict[str, Any
     gc_pauses = GcPauses()
     gc.callbacks.append(gc_pauses)
 
+    promotes: list[float] = []  # the daemon's once-a-second gcpause.promote, each a loop piece
+
     def change(site_ids: Sequence[str]) -> None:
+        # ingested at the 100,000-devices-a-minute rate's pace of promote ticks: once a second
+        # the daemon collects and freezes what polls built (gcpause.promote_every)
+        since = 0
         for site_id in site_ids:
             for i, device in by_site[site_id]:
                 for obs in _observations(device, i, samples):
                     health.ingest(obs)
+                since += 1
+            if since >= promote_every_devices:
+                since = 0
+                p0 = time.perf_counter()
+                promote()
+                promotes.append(time.perf_counter() - p0)
+        p0 = time.perf_counter()
+        promote()  # the tick before the scrape
+        promotes.append(time.perf_counter() - p0)
 
     def timed_scrape(keep: bool = False) -> dict[str, Any]:
         # as a Prometheus scrape is served (export.exposition.scrape): the snapshot brought up to
@@ -933,6 +951,8 @@ def child_render(config: Path, samples: dict[str, Observation]) -> dict[str, Any
         # the longest piece a scrape holds the loop for (one snapshot step, or the last step
         # with the collecting)
         "loop_max_s": max(r["loop_max_s"] for r in (first, full, *some, same)),
+        "promote_max_s": max(promotes),
+        "promotes": len(promotes),
         "loop_max_no_gc_s": max(r["loop_max_no_gc_s"] for r in (first, full, *some, same)),
         "gc_max_s": gc_pauses.longest,
         "bytes": len(body),
@@ -1293,20 +1313,23 @@ async def bench(args: argparse.Namespace, workdir: Path) -> tuple[Report, dict[s
                     full["cpu_s"],
                     f"{full['cpu_s']:.3f} s",
                 )
+                block = max(r["loop_max_s"], r["promote_max_s"])
                 report.goal(
                     "metrics_100k_loop_max_s",
-                    "  longest event-loop block of a scrape",
-                    r["loop_max_s"],
-                    f"{r['loop_max_s'] * 1000:,.0f} ms",
+                    "  longest event-loop block: a scrape's piece, or a gc promote tick",
+                    block,
+                    f"{block * 1000:,.0f} ms (scrape {r['loop_max_s'] * 1000:,.0f} ms,"
+                    f" tick {r['promote_max_s'] * 1000:,.0f} ms)",
                 )
                 report.info(
-                    "  same, without the cycle collector's passes in it; its longest pass",
+                    "  scrape without the cycle collector's passes in it; its longest pass",
                     f"{r['loop_max_no_gc_s'] * 1000:,.0f} ms; {r['gc_max_s'] * 1000:,.0f} ms",
                 )
             else:
                 report.info(
-                    "  CPU after a 1% / a full change cycle, longest loop block",
-                    f"{one['cpu_s']:.3f} s / {full['cpu_s']:.3f} s, {r['loop_max_s'] * 1000:,.0f} ms",
+                    "  CPU after a 1% / a full change cycle, longest loop block (scrape, gc tick)",
+                    f"{one['cpu_s']:.3f} s / {full['cpu_s']:.3f} s, {r['loop_max_s'] * 1000:,.0f} ms,"
+                    f" {r['promote_max_s'] * 1000:,.0f} ms",
                 )
     res["summary"] = report.summary
     return report, res
