@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,12 @@ from pydantic import SecretStr
 from tests import toy_tcp
 from tests.fixtures.daemon import async_http, free_tcp_port, province_config, wait_until, write_yaml
 from uptimewatch.app import run_daemon
+from uptimewatch.cli import main as cli_main
 from uptimewatch.config.loader import ConfigError, load_config
 from uptimewatch.model.checks import CheckState
 from uptimewatch.model.health import HealthModel
 from uptimewatch.model.observation import ErrorKind, Observation, ProbeError
-from uptimewatch.probing.registry import Registry, builtin
+from uptimewatch.probing.registry import Registry, RegistryError, builtin, installed
 
 
 def _registry() -> Registry:
@@ -210,3 +212,33 @@ def test_a_protocols_secret_is_never_echoed_in_an_error(tmp_path: Path) -> None:
     text = "\n".join(str(i) for i in caught.value.issues)
     assert "probes.tcp.gateway_key" in text, text
     assert "31415926535" not in text
+
+
+def _package(site: Path, name: str, entry_points: str) -> None:
+    """An installed distribution, as pip leaves one: its metadata on sys.path."""
+    info = site / f"{name}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n", encoding="utf-8")
+    (info / "entry_points.txt").write_text(f"[uptimewatch.protocols]\n{entry_points}\n", encoding="utf-8")
+
+
+def test_an_installed_package_adds_a_protocol_by_one_entry_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert "tcp" not in installed()
+    _package(tmp_path / "site", "gateway_checks", "tcp = tests.toy_tcp:PROTOCOL")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    assert installed().kinds() == ("icmp", "snmp", "telemetry", "tcp")
+
+    # check-config speaks what the daemon speaks
+    path = write_yaml(tmp_path / "config.yaml", province_config([_gateway("gw", 22)], listen="127.0.0.1:9"))
+    assert cli_main(["check-config", str(path)]) == 0, capsys.readouterr().err
+
+    # a broken entry point stops the start with its name, rather than a protocol going missing
+    _package(tmp_path / "site", "broken_checks", "http = tests.no_such_module:PROTOCOL")
+    with pytest.raises(
+        RegistryError, match=re.escape("protocol entry point http = tests.no_such_module:PROTOCOL")
+    ):
+        installed()
+    assert cli_main(["check-config", str(path)]) == 1
+    assert "cannot load it: ModuleNotFoundError" in capsys.readouterr().err
