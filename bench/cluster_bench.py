@@ -40,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +83,20 @@ def _cpu_of(pids: Sequence[int]) -> float:
         with contextlib.suppress(OSError):
             total += _cpu_seconds_of(pid)
     return total
+
+
+def _uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+
+
+async def until(cond: Callable[[], bool], *, step: float, timeout: float = 60.0) -> bool:
+    """Wait for ``cond`` (polled every ``step`` s), at most ``timeout`` s; whether it came true."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(step)
+    return True
 
 
 def _load() -> list[float]:
@@ -293,6 +307,9 @@ async def run_scenario(
             "devices_per_cpu_s": dev / cpu if cpu else 0.0,
             "failed_polls": d.get("failed", 0.0),
             "published": d.get("published", 0.0),
+            # 1.0 in the steady state (an SNMP and an ICMP observation per device polled)
+            "published_per_observation_made": d.get("published", 0.0)
+            / max(1.0, d.get("polls_snmp", 0.0) + d.get("polls_icmp", 0.0)),
             "received": d.get("received", 0.0),
             "lost": {k[5:]: v for k, v in d.items() if k.startswith("lost_")},
         }
@@ -372,8 +389,7 @@ async def child_consume(args: argparse.Namespace) -> dict[str, Any]:
         await _wait_peer(node, "publisher")
         print("ready", flush=True)
         # the clock runs from the first observation received to the last
-        while node.counters["received"] == 0:
-            await asyncio.sleep(0.01)
+        await until(lambda: node.counters["received"] > 0, step=0.01, timeout=120)
         cpu0, wall0, got0 = time.process_time(), time.monotonic(), node.counters["received"]
         last, idle_since = got0, time.monotonic()
         while node.counters["received"] < args.observations and time.monotonic() - idle_since < 10:
@@ -427,16 +443,15 @@ async def child_publish(args: argparse.Namespace) -> dict[str, Any]:
             node.observe(obs, by_id.get(obs.site_id))
             if i % 200 == 199:
                 await asyncio.sleep(0)
-                while queue.qsize() > 2000:
-                    await asyncio.sleep(0.002)
-        done = lambda: node.counters["published"] + node.counters["publish_errors"] + node.counters["dropped"]  # noqa: E731
-        deadline = time.monotonic() + 60
-        while done() < len(todo) and time.monotonic() < deadline:
-            await asyncio.sleep(0.002)
+                await until(lambda: queue.qsize() <= 2000, step=0.002)
+        counters = node.counters
+        await until(
+            lambda: counters["published"] + counters["publish_errors"] + counters["dropped"] >= len(todo),
+            step=0.002,
+        )
         cpu1, wall1 = time.process_time(), time.monotonic()
         # its own messages come back through its subscription (decoded, then skipped): wait for them
-        while node.counters["received"] < node.counters["published"] and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        await until(lambda: counters["received"] >= counters["published"], step=0.01)
         cpu2 = time.process_time()
         print("done", flush=True)
         await asyncio.to_thread(sys.stdin.readline)  # the consumer has finished
@@ -542,9 +557,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "replicas": args.replicas,
         "cpus": cpus,
         "load_at_start": _load(),
-        "uptime_at_start": subprocess.run(
-            ["uptime"], capture_output=True, text=True, check=False
-        ).stdout.strip(),
+        "uptime_at_start": await asyncio.to_thread(_uptime),
     }
     scenarios = [s for s in SCENARIOS if args.scenarios is None or s[0] in args.scenarios]
     with Agents(devices, port, None) as agents:
@@ -626,7 +639,8 @@ def table(res: dict[str, Any]) -> str:
         rows.append(
             (
                 f"{s['name']}: devices per node-CPU-second",
-                f"{s['devices_per_node_cpu_s']:,.0f} ({s['node_cpu_s']:.1f} node CPU-s in {s['wall_s']:.1f} s; "
+                f"{s['devices_per_node_cpu_s']:,.0f} ({s['node_cpu_s']:.1f} node CPU-s "
+                f"in {s['wall_s']:.1f} s; "
                 f"NATS {s['nats_cpu_s']:.1f} CPU-s, agents {s['agents_cpu_s']:.1f}; "
                 f"{failed:.0f} failed polls, {lost:.0f} observations lost)",
             )
@@ -651,7 +665,8 @@ def table(res: dict[str, Any]) -> str:
     rows.append(
         (
             "consuming node: CPU µs per observation",
-            f"{con['us_per_observation']:.1f} (of it health-model ingest {con['ingest_us_per_observation']:.1f})",
+            f"{con['us_per_observation']:.1f} "
+            f"(of it health-model ingest {con['ingest_us_per_observation']:.1f})",
         )
     )
     rows.append(
