@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry
 from . import __version__, executors
 from .alerts import api as alerts_api
 from .alerts.service import AlertService
-from .config.loader import ConfigError, LoadedConfig, load_config
+from .config.loader import ConfigError, LoadedConfig, SiteCache, load_config
 from .config.models import Config
 from .config.resolve import ResolvedDevice
 from .export.metrics import HealthCollector, IntakeStats, RuntimeInfo
@@ -40,6 +40,7 @@ from .model.observation import Observation
 from .notify.service import NotifyService
 from .power import PowerTracker
 from .probing import icmp, snmp, telemetry, traps
+from .probing.registry import Registry, builtin
 from .probing.snmp_transport import create_transport
 from .profiles import ProfileCatalog, default_profiles_dir, load_profiles
 from .reload import Intake, Loaded, Prepared, ReloadError, prepare, prepare_intake
@@ -69,9 +70,11 @@ def _profiles_dir(loaded: LoadedConfig) -> Path:
 SCRAPE_STEP_SITES = 400
 
 
-def _load(path: Path) -> Loaded:
+def _load(path: Path, protocols: Registry, cache: SiteCache | None = None) -> Loaded:
     """Blocking: config and profiles are read together, so a reload validates both or neither.
-    The file is parsed and resolved once; the profiles are loaded from the directory it names."""
+    The file is parsed and resolved once; the profiles are loaded from the directory it names.
+    ``protocols`` says which ``probes:`` kinds the file may use; ``cache`` carries the sites of
+    the last good load over, so a reload parses only what changed."""
     catalogs: list[ProfileCatalog] = []
 
     def profile_names(config: Config) -> Collection[str]:
@@ -79,7 +82,7 @@ def _load(path: Path) -> Loaded:
         catalogs.append(load_profiles(directory))
         return catalogs[-1].names()
 
-    loaded = load_config(path, known_profiles=profile_names)
+    loaded = load_config(path, known_profiles=profile_names, probe_models=protocols.settings(), cache=cache)
     profiles_dir = _profiles_dir(loaded)
     telemetry_profiles = telemetry.check_telemetry(loaded.config, loaded.source, profiles_dir)
     return Loaded(loaded, catalogs[-1], telemetry_profiles, profiles_dir)
@@ -96,10 +99,15 @@ class _ReloadState:
 class Daemon:
     """One monitoring process. Use :func:`run_daemon` rather than calling start/stop directly."""
 
-    def __init__(self, config_path: Path, listen: str | None = None) -> None:
+    def __init__(
+        self, config_path: Path, listen: str | None = None, protocols: Registry | None = None
+    ) -> None:
         self.config_path = Path(config_path)
+        #: the protocols it speaks (probing/registry.py); each part below gets its share
+        self.protocols = protocols if protocols is not None else builtin()
         self._listen_override = listen
         self._reload_lock = asyncio.Lock()
+        self._site_cache = SiteCache()  # the sites of the last good load: a reload parses what changed
         self.supervisor = Supervisor()
         self._reload_state = _ReloadState()
         self._notifier = SystemdNotifier()
@@ -143,7 +151,7 @@ class Daemon:
         log.info("uptimewatch stopped")
 
     async def _start_parts(self, stack: contextlib.AsyncExitStack) -> None:
-        first = await executors.CONFIG.run(_load, self.config_path)
+        first = await executors.CONFIG.run(_load, self.config_path, self.protocols, self._site_cache)
         loaded, catalog = first.config, first.catalog
         self._loaded = loaded
         self._catalog = catalog
@@ -172,7 +180,9 @@ class Daemon:
         self._transport = create_transport()
         _on_stop(stack, "SNMP transport", self._transport.close)
         self._match_cache = snmp.ProfileMatchCache()
-        self.health = HealthModel(loaded.config, loaded.devices, self._profile_thresholds)
+        self.health = HealthModel(
+            loaded.config, loaded.devices, self._profile_thresholds, probe_checks=self.protocols.checks()
+        )
         self.power = PowerTracker(loaded.devices)
         self.samples = RecentSamples(loaded.devices)  # the site page's charts
         self.notify = NotifyService(
@@ -199,14 +209,15 @@ class Daemon:
         if self.cluster is not None:
             _on_stop(stack, "cluster", self.cluster.stop)
             await self.cluster.start()
-        probes: dict[str, ProbeFn] = {"snmp": self._poll_snmp}
+        # the probes built from parts the daemon owns; the registry gives the others
+        own: dict[str, ProbeFn] = {"snmp": self._poll_snmp}
         if self.icmp.usable:
-            probes["icmp"] = self.icmp.probe
-        sched = loaded.config.scheduler
+            own["icmp"] = self.icmp.probe
         self.scheduler = Scheduler(
-            probes,
+            self.protocols.probes(own),
             self._ingest if self.cluster is None else self.cluster.observe,
-            max_concurrency={"snmp": sched.max_concurrency, "icmp": sched.icmp_max_concurrency},
+            max_concurrency=self.protocols.concurrency(loaded.config.scheduler),
+            applies=self.protocols.applies(),
             overload=self.loop_lag,
         )
         health = HealthCollector(
@@ -219,6 +230,7 @@ class Daemon:
             get_time_to_dark=lambda: self.power.time_to_dark(time.time()),
             get_intake_stats=self._intake_stats,
             get_full_detail=lambda: self._loaded.config.server.metrics_detail == "full",
+            probe_series=self.protocols.series(),
         )
         tasks = TaskCollector(self.supervisor.stats, self.ledger.stats)
         if self.cluster is None:
@@ -283,7 +295,7 @@ class Daemon:
         self._notifier.reloading()
         try:
             async with asyncio.timeout(timeout):
-                new = await executors.CONFIG.run(_load, self.config_path)
+                new = await executors.CONFIG.run(_load, self.config_path, self.protocols, self._site_cache)
                 prepared = await prepare(new, self._intake(), self.notify, self.alerts)
         except ConfigError as exc:
             return self._reload_failed("\n".join(str(i) for i in exc.issues))
@@ -529,9 +541,13 @@ async def _cancel(task: asyncio.Task[None]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def run_daemon(config_path: Path, listen: str | None = None) -> AsyncIterator[Daemon]:
-    """Start the whole service; stop it on exit. Used by ``run``, the demo and end-to-end tests."""
-    daemon = Daemon(Path(config_path), listen)
+async def run_daemon(
+    config_path: Path, listen: str | None = None, protocols: Registry | None = None
+) -> AsyncIterator[Daemon]:
+    """Start the whole service; stop it on exit. Used by ``run``, the demo and end-to-end tests.
+    ``protocols``: the protocols it speaks; the shipped ones (:func:`probing.registry.builtin`)
+    when None."""
+    daemon = Daemon(Path(config_path), listen, protocols)
     await daemon.start()  # a failed start has stopped what it started
     try:
         yield daemon
