@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry
 from . import __version__, executors
 from .alerts import api as alerts_api
 from .alerts.service import AlertService
-from .config.loader import ConfigError, LoadedConfig, load_config
+from .config.loader import ConfigError, LoadedConfig, SiteCache, load_config
 from .config.models import Config
 from .config.resolve import ResolvedDevice
 from .export.metrics import HealthCollector, IntakeStats, RuntimeInfo
@@ -70,10 +70,11 @@ def _profiles_dir(loaded: LoadedConfig) -> Path:
 SCRAPE_STEP_SITES = 400
 
 
-def _load(path: Path, protocols: Registry) -> Loaded:
+def _load(path: Path, protocols: Registry, cache: SiteCache | None = None) -> Loaded:
     """Blocking: config and profiles are read together, so a reload validates both or neither.
     The file is parsed and resolved once; the profiles are loaded from the directory it names.
-    ``protocols`` says which ``probes:`` kinds the file may use."""
+    ``protocols`` says which ``probes:`` kinds the file may use; ``cache`` carries the sites of
+    the last good load over, so a reload parses only what changed."""
     catalogs: list[ProfileCatalog] = []
 
     def profile_names(config: Config) -> Collection[str]:
@@ -81,7 +82,7 @@ def _load(path: Path, protocols: Registry) -> Loaded:
         catalogs.append(load_profiles(directory))
         return catalogs[-1].names()
 
-    loaded = load_config(path, known_profiles=profile_names, probe_models=protocols.settings())
+    loaded = load_config(path, known_profiles=profile_names, probe_models=protocols.settings(), cache=cache)
     profiles_dir = _profiles_dir(loaded)
     telemetry_profiles = telemetry.check_telemetry(loaded.config, loaded.source, profiles_dir)
     return Loaded(loaded, catalogs[-1], telemetry_profiles, profiles_dir)
@@ -106,6 +107,7 @@ class Daemon:
         self.protocols = protocols if protocols is not None else installed()
         self._listen_override = listen
         self._reload_lock = asyncio.Lock()
+        self._site_cache = SiteCache()  # the sites of the last good load: a reload parses what changed
         self.supervisor = Supervisor()
         self._reload_state = _ReloadState()
         self._notifier = SystemdNotifier()
@@ -149,7 +151,7 @@ class Daemon:
         log.info("uptimewatch stopped")
 
     async def _start_parts(self, stack: contextlib.AsyncExitStack) -> None:
-        first = await executors.CONFIG.run(_load, self.config_path, self.protocols)
+        first = await executors.CONFIG.run(_load, self.config_path, self.protocols, self._site_cache)
         loaded, catalog = first.config, first.catalog
         self._loaded = loaded
         self._catalog = catalog
@@ -293,7 +295,7 @@ class Daemon:
         self._notifier.reloading()
         try:
             async with asyncio.timeout(timeout):
-                new = await executors.CONFIG.run(_load, self.config_path, self.protocols)
+                new = await executors.CONFIG.run(_load, self.config_path, self.protocols, self._site_cache)
                 prepared = await prepare(new, self._intake(), self.notify, self.alerts)
         except ConfigError as exc:
             return self._reload_failed("\n".join(str(i) for i in exc.issues))
