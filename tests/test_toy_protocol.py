@@ -242,3 +242,52 @@ def test_an_installed_package_adds_a_protocol_by_one_entry_point(
         installed()
     assert cli_main(["check-config", str(path)]) == 1
     assert "cannot load it: ModuleNotFoundError" in capsys.readouterr().err
+
+
+async def test_a_reload_moves_a_protocols_targets(tmp_path: Path) -> None:
+    server = await asyncio.start_server(lambda _r, w: w.close(), "127.0.0.1", 0)
+    open_port = server.sockets[0].getsockname()[1]
+    fast = {"interval": "300ms", "timeout": "2s", "hard_after": 1}
+    listen = f"127.0.0.1:{free_tcp_port()}"
+    path = tmp_path / "config.yaml"
+    write_yaml(path, province_config([_gateway("gw", open_port)], listen=listen, defaults=fast))
+    try:
+        async with run_daemon(path, protocols=_registry()) as daemon:
+            base = daemon.url
+
+            async def state() -> str:
+                return str((await _site(base, "gw"))["state"])
+
+            await wait_until(_is(state, "up"), timeout=30)
+
+            # the device's port moves to one nobody listens on: the next polls go there
+            write_yaml(path, province_config([_gateway("gw", free_tcp_port())], listen=listen, defaults=fast))
+            result = await daemon.reload()
+            assert result.ok, result.message
+            await wait_until(_is(state, "down"), timeout=30)
+
+            # a bad block is refused with its file and line, and the running configuration stays
+            write_yaml(path, province_config([_gateway("gw", 0)], listen=listen, defaults=fast))
+            result = await daemon.reload()
+            assert not result.ok
+            assert f"{path}:" in result.message, result.message
+            assert "probes.tcp.port" in result.message, result.message
+            assert daemon.scheduler.stats().targets["tcp"] == 1
+
+            # without its block, no protocol polls the device any more
+            gateway = _gateway("gw", open_port)
+            del gateway["devices"][0]["probes"]
+            write_yaml(path, province_config([gateway], listen=listen, defaults=fast))
+            result = await daemon.reload()
+            assert result.ok, result.message
+            assert daemon.scheduler.stats().targets["tcp"] == 0
+            assert daemon.devices[0].targets == {}
+    finally:
+        server.close()
+
+
+def _is(state: Any, want: str) -> Any:
+    async def check() -> bool:
+        return bool(await state() == want)
+
+    return check
