@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,12 @@ from pydantic import SecretStr
 from tests import toy_tcp
 from tests.fixtures.daemon import async_http, free_tcp_port, province_config, wait_until, write_yaml
 from uptimewatch.app import run_daemon
+from uptimewatch.cli import main as cli_main
 from uptimewatch.config.loader import ConfigError, load_config
 from uptimewatch.model.checks import CheckState
 from uptimewatch.model.health import HealthModel
 from uptimewatch.model.observation import ErrorKind, Observation, ProbeError
-from uptimewatch.probing.registry import Registry, builtin
+from uptimewatch.probing.registry import Registry, RegistryError, builtin, installed
 
 
 def _registry() -> Registry:
@@ -210,3 +212,82 @@ def test_a_protocols_secret_is_never_echoed_in_an_error(tmp_path: Path) -> None:
     text = "\n".join(str(i) for i in caught.value.issues)
     assert "probes.tcp.gateway_key" in text, text
     assert "31415926535" not in text
+
+
+def _package(site: Path, name: str, entry_points: str) -> None:
+    """An installed distribution, as pip leaves one: its metadata on sys.path."""
+    info = site / f"{name}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n", encoding="utf-8")
+    (info / "entry_points.txt").write_text(f"[uptimewatch.protocols]\n{entry_points}\n", encoding="utf-8")
+
+
+def test_an_installed_package_adds_a_protocol_by_one_entry_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert "tcp" not in installed()
+    _package(tmp_path / "site", "gateway_checks", "tcp = tests.toy_tcp:PROTOCOL")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    assert installed().kinds() == ("icmp", "snmp", "telemetry", "tcp")
+
+    # check-config speaks what the daemon speaks
+    path = write_yaml(tmp_path / "config.yaml", province_config([_gateway("gw", 22)], listen="127.0.0.1:9"))
+    assert cli_main(["check-config", str(path)]) == 0, capsys.readouterr().err
+
+    # a broken entry point stops the start with its name, rather than a protocol going missing
+    _package(tmp_path / "site", "broken_checks", "http = tests.no_such_module:PROTOCOL")
+    with pytest.raises(
+        RegistryError, match=re.escape("protocol entry point http = tests.no_such_module:PROTOCOL")
+    ):
+        installed()
+    assert cli_main(["check-config", str(path)]) == 1
+    assert "cannot load it: ModuleNotFoundError" in capsys.readouterr().err
+
+
+async def test_a_reload_moves_a_protocols_targets(tmp_path: Path) -> None:
+    server = await asyncio.start_server(lambda _r, w: w.close(), "127.0.0.1", 0)
+    open_port = server.sockets[0].getsockname()[1]
+    fast = {"interval": "300ms", "timeout": "2s", "hard_after": 1}
+    listen = f"127.0.0.1:{free_tcp_port()}"
+    path = tmp_path / "config.yaml"
+    write_yaml(path, province_config([_gateway("gw", open_port)], listen=listen, defaults=fast))
+    try:
+        async with run_daemon(path, protocols=_registry()) as daemon:
+            base = daemon.url
+
+            async def state() -> str:
+                return str((await _site(base, "gw"))["state"])
+
+            await wait_until(_is(state, "up"), timeout=30)
+
+            # the device's port moves to one nobody listens on: the next polls go there
+            write_yaml(path, province_config([_gateway("gw", free_tcp_port())], listen=listen, defaults=fast))
+            result = await daemon.reload()
+            assert result.ok, result.message
+            await wait_until(_is(state, "down"), timeout=30)
+
+            # a bad block is refused with its file and line, and the running configuration stays
+            write_yaml(path, province_config([_gateway("gw", 0)], listen=listen, defaults=fast))
+            result = await daemon.reload()
+            assert not result.ok
+            assert f"{path}:" in result.message, result.message
+            assert "probes.tcp.port" in result.message, result.message
+            assert daemon.scheduler.stats().targets["tcp"] == 1
+
+            # without its block, no protocol polls the device any more
+            gateway = _gateway("gw", open_port)
+            del gateway["devices"][0]["probes"]
+            write_yaml(path, province_config([gateway], listen=listen, defaults=fast))
+            result = await daemon.reload()
+            assert result.ok, result.message
+            assert daemon.scheduler.stats().targets["tcp"] == 0
+            assert daemon.devices[0].targets == {}
+    finally:
+        server.close()
+
+
+def _is(state: Any, want: str) -> Any:
+    async def check() -> bool:
+        return bool(await state() == want)
+
+    return check

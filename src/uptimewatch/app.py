@@ -40,7 +40,7 @@ from .model.observation import Observation
 from .notify.service import NotifyService
 from .power import PowerTracker
 from .probing import icmp, snmp, telemetry, traps
-from .probing.registry import Registry, builtin
+from .probing.registry import Registry, RegistryError, installed
 from .probing.snmp_transport import create_transport
 from .profiles import ProfileCatalog, default_profiles_dir, load_profiles
 from .reload import Intake, Loaded, Prepared, ReloadError, prepare, prepare_intake
@@ -108,7 +108,7 @@ class Daemon:
     ) -> None:
         self.config_path = Path(config_path)
         #: the protocols it speaks (probing/registry.py); each part below gets its share
-        self.protocols = protocols if protocols is not None else builtin()
+        self.protocols = protocols if protocols is not None else installed()
         self._listen_override = listen
         self._reload_lock = asyncio.Lock()
         self._site_cache = SiteCache()  # the sites of the last good load: a reload parses what changed
@@ -551,8 +551,8 @@ async def run_daemon(
     config_path: Path, listen: str | None = None, protocols: Registry | None = None
 ) -> AsyncIterator[Daemon]:
     """Start the whole service; stop it on exit. Used by ``run``, the demo and end-to-end tests.
-    ``protocols``: the protocols it speaks; the shipped ones (:func:`probing.registry.builtin`)
-    when None."""
+    ``protocols``: the protocols it speaks; the shipped and installed ones
+    (:func:`probing.registry.installed`) when None."""
     daemon = Daemon(Path(config_path), listen, protocols)
     await daemon.start()  # a failed start has stopped what it started
     try:
@@ -595,6 +595,9 @@ def cli_run(args: argparse.Namespace) -> int:
         print(f"uptimewatch: cannot start: {exc}", file=sys.stderr)
         return 1
     except StoreError as exc:
+        print(f"uptimewatch: cannot start: {exc}", file=sys.stderr)
+        return 1
+    except RegistryError as exc:
         print(f"uptimewatch: cannot start: {exc}", file=sys.stderr)
         return 1
     except sqlite3.Error as exc:  # a disk that fills up while the components prepare their tables

@@ -29,11 +29,16 @@ def _lazy(target: str) -> Handler:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    # the same protocols as the daemon: a probes: block of a shipped protocol is valid here too
+    # the same protocols as the daemon: a probes: block of a shipped or installed one is valid
     from .config.loader import cli_check_config
-    from .probing.registry import builtin
+    from .probing.registry import RegistryError, installed
 
-    return cli_check_config(args, probe_models=builtin().settings())
+    try:
+        models = installed().settings()
+    except RegistryError as exc:
+        print(f"{args.config}: {exc}", file=sys.stderr)
+        return 1
+    return cli_check_config(args, probe_models=models)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -141,7 +141,9 @@ def _at_or_above(value: float, warning: float | None, critical: float | None) ->
 # -- reachability: one per protocol, judged from the observation as a whole ---------------------
 
 
-def icmp_checks(obs: Observation, t: Thresholds) -> list[tuple[str, Result]]:
+def icmp_checks(
+    obs: Observation, t: Thresholds, _device: ResolvedDevice | None = None
+) -> list[tuple[str, Result]]:
     """``icmp.reachable``, ``icmp.loss`` and (when thresholds are set) ``icmp.rtt``.
 
     The value of ``icmp.reachable`` is whether anything answered (``None`` when we could not
@@ -357,15 +359,11 @@ class ProbeChecks:
     judge_fields: bool = False
 
 
-def _icmp(obs: Observation, t: Thresholds, _device: ResolvedDevice) -> list[tuple[str, Result]]:
-    return icmp_checks(obs, t)
+def _snmp(obs: Observation, _t: Thresholds, device: ResolvedDevice) -> tuple[tuple[str, Result]]:
+    return ((SNMP_REACHABLE, snmp_check(obs, device.role)),)
 
 
-def _snmp(obs: Observation, _t: Thresholds, device: ResolvedDevice) -> list[tuple[str, Result]]:
-    return [(SNMP_REACHABLE, snmp_check(obs, device.role))]
-
-
-ICMP_CHECKS: Final = ProbeChecks("icmp", _icmp, ICMP_REACHABLE, rank=0)
+ICMP_CHECKS: Final = ProbeChecks("icmp", icmp_checks, ICMP_REACHABLE, rank=0)
 SNMP_CHECKS: Final = ProbeChecks("snmp", _snmp, SNMP_REACHABLE, rank=50, judge_fields=True)
 TELEMETRY_CHECKS: Final = ProbeChecks("telemetry", judge_fields=True)
 #: the health model's protocols when it is given none (the daemon passes its registry's)

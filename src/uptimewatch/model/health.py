@@ -507,14 +507,18 @@ class HealthModel:
         )
         hard = 0
         source = self._sources.get(obs.probe)
-        if source is not None and source.judge is not None:
+        judge = source.judge if source is not None else None
+        # a protocol nobody registered (an older node's observation) is judged by its fields
+        by_fields = err is None and (source is None or source.judge_fields)
+        if judge is not None or by_fields:
             t = self._thresholds(dev, obs.profile)
-            for name, result in source.judge(obs, t, cfg):
-                hard += self._judge(dev, name, obs.probe, result, at=at, changes=changes)
+            if judge is not None:
+                for name, result in judge(obs, t, cfg):
+                    hard += self._judge(dev, name, obs.probe, result, at=at, changes=changes)
+            if by_fields:
+                hard += self._judge_fields(dev, obs, t, changes)
         if err is None:
             dev.fields_by_probe[obs.probe] = obs.fields
-            if source is None or source.judge_fields:
-                hard += self._judge_fields(dev, obs, changes)
         first = not dev.polled
         dev.polled = True
         dev.status = None
@@ -566,9 +570,8 @@ class HealthModel:
     def topology(self) -> Topology:
         return self._topology
 
-    def _judge_fields(self, dev: _Device, obs: Observation, changes: list[StateChange]) -> int:
+    def _judge_fields(self, dev: _Device, obs: Observation, t: Thresholds, changes: list[StateChange]) -> int:
         fields = obs.fields
-        t = self._thresholds(dev, obs.profile)
         probe = obs.probe
         at = obs.started_at
         hard = 0

@@ -1,13 +1,15 @@
 """The protocols the daemon speaks, by kind: the one list the loader, the scheduler, the health
 model and the exporter read (each gets its part from the composition root, ``app.py``).
 
-Adding a protocol is one module that builds a :class:`~.protocol.Protocol` plus one line in
-:data:`BUILTIN` (or one :meth:`Registry.register` call for a protocol kept outside the package):
-see docs/extending.md.
+Adding a protocol is one module that builds a :class:`~.protocol.Protocol` plus one line: in
+:data:`BUILTIN` for a shipped one; for one kept in a package of its own, an entry point in that
+package's metadata (group ``uptimewatch.protocols``, ``tcp = gateway_checks.tcp:PROTOCOL``), which
+:func:`installed` reads, or a :meth:`Registry.register` call. See docs/extending.md.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from ..config.models import ProbeSettings, SchedulerSettings
@@ -17,7 +19,15 @@ from ..model.checks import ProbeChecks
 from . import icmp, snmp, telemetry
 from .protocol import ProbeFn, Protocol
 
-__all__ = ["BUILTIN", "Protocol", "Registry", "builtin"]
+__all__ = ["BUILTIN", "ENTRY_POINTS", "Protocol", "Registry", "RegistryError", "builtin", "installed"]
+
+#: the entry-point group installed packages declare their protocols in
+ENTRY_POINTS = "uptimewatch.protocols"
+
+
+class RegistryError(ValueError):
+    """A protocol cannot be registered (twice the same kind, a broken entry point...)."""
+
 
 #: the protocols shipped with the daemon, in the order their reachability is listed
 BUILTIN: tuple[Protocol, ...] = (
@@ -41,11 +51,11 @@ class Registry:
     def register(self, protocol: Protocol) -> None:
         """Add ``protocol``; a kind registered twice is a mistake, refused."""
         if protocol.kind in self._by_kind:
-            raise ValueError(f"protocol {protocol.kind!r} is registered already")
+            raise RegistryError(f"protocol {protocol.kind!r} is registered already")
         if protocol.settings is None and protocol.kind not in _OWN_KEYS:
-            raise ValueError(f"protocol {protocol.kind!r} needs a config model (settings)")
+            raise RegistryError(f"protocol {protocol.kind!r} needs a config model (settings)")
         if protocol.scheduled and protocol.probe is None and protocol.kind not in _OWN_KEYS:
-            raise ValueError(f"protocol {protocol.kind!r} is scheduled but has no probe")
+            raise RegistryError(f"protocol {protocol.kind!r} is scheduled but has no probe")
         self._by_kind[protocol.kind] = protocol
 
     def __iter__(self) -> Iterator[Protocol]:
@@ -105,3 +115,27 @@ def _polled_by(kind: str) -> Callable[[ResolvedDevice], bool]:
 def builtin() -> Registry:
     """A fresh registry of the shipped protocols (register more on it: it is not shared)."""
     return Registry(BUILTIN)
+
+
+def installed() -> Registry:
+    """The shipped protocols and those the installed packages declare as entry points (group
+    :data:`ENTRY_POINTS`, the entry point named as the protocol's kind), in name order. What the
+    daemon and ``check-config`` speak unless they are handed a registry. A broken entry point is
+    a :class:`RegistryError` that names it: the daemon does not start without a protocol the
+    configuration may rely on."""
+    registry = builtin()
+    for entry in sorted(importlib.metadata.entry_points(group=ENTRY_POINTS), key=lambda e: e.name):
+        where = f"protocol entry point {entry.name} = {entry.value}"
+        try:
+            protocol = entry.load()
+        except Exception as exc:  # whatever a broken package raises on import, say which one
+            raise RegistryError(f"{where}: cannot load it: {type(exc).__name__}: {exc}") from exc
+        if not isinstance(protocol, Protocol):
+            raise RegistryError(f"{where}: is a {type(protocol).__name__}, not a Protocol")
+        if protocol.kind != entry.name:
+            raise RegistryError(f"{where}: declares kind {protocol.kind!r}; name the entry point after it")
+        try:
+            registry.register(protocol)
+        except RegistryError as exc:
+            raise RegistryError(f"{where}: {exc}") from None
+    return registry
