@@ -308,6 +308,7 @@ class _Device:
 class _Site:
     __slots__ = (
         "carrier",
+        "cfg",
         "challenged_since",
         "commune",
         "core",
@@ -332,6 +333,7 @@ class _Site:
 
     def __init__(self, site_id: str) -> None:
         self.site_id = site_id
+        self.cfg: Site | None = None  # the configuration object it was configured from
         self.name = site_id
         self.district = ""
         self.commune: str | None = None
@@ -357,6 +359,7 @@ class _Site:
         return (self.name, self.district, self.commune, self.carrier, self.priority, self.upstream)
 
     def configure(self, cfg: Site, devices: list[_Device]) -> None:
+        self.cfg = cfg
         self.name = cfg.name
         self.district = cfg.district
         self.commune = cfg.commune
@@ -376,6 +379,10 @@ class _Site:
             else Text(N_("{role} {device}"), {"role": role_text(d.cfg.role), "device": d.cfg.name})
             for d in devices
         }
+
+
+def _same_members(old: list[_Device], new: list[_Device]) -> bool:
+    return len(old) == len(new) and all(a is b for a, b in zip(old, new, strict=True))
 
 
 def _link_down(dev: _Device) -> bool:
@@ -1048,7 +1055,12 @@ class HealthModel:
         by_site: dict[str, list[_Device]] = {}
         changed_devices: set[str] = set()
         for rd in devices:
-            dev = old_devices.get(rd.key)
+            key = rd.key
+            dev = old_devices.get(key)
+            if dev is not None and dev.cfg is rd:  # unchanged (a reload parses only what changed)
+                new_devices[key] = dev
+                by_site.setdefault(rd.site_id, []).append(dev)
+                continue
             if dev is None:
                 dev = _Device(rd)
                 changed_devices.add(rd.site_id)
@@ -1064,7 +1076,7 @@ class HealthModel:
                 if protocols_changed and dev.polled:
                     self._derive_device(dev, self._clock(), [])
                     changed_devices.add(rd.site_id)
-            new_devices[rd.key] = dev
+            new_devices[key] = dev
             by_site.setdefault(rd.site_id, []).append(dev)
         self._devices = new_devices
 
@@ -1089,6 +1101,11 @@ class HealthModel:
                 if members:
                     self._derive_site_quiet(site, now, changes)
                     touched.add(cfg.id)
+            elif site.cfg is cfg and cfg.id not in changed_devices and _same_members(site.devices, members):
+                # the same site object with the same devices: nothing of it changed
+                site.devices = members
+                if cfg.id in self._site_status:
+                    site_status[cfg.id] = self._site_status[cfg.id]
             else:
                 before = (site.meta(), [id(d) for d in site.devices])
                 site.configure(cfg, members)
