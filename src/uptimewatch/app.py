@@ -31,7 +31,7 @@ from .config.models import Config
 from .config.resolve import ResolvedDevice
 from .export.metrics import HealthCollector, IntakeStats, RuntimeInfo
 from .export.tasks import TaskCollector
-from .gcpause import settle_after_load
+from .gcpause import promote_every, settle_after_load
 from .ledger import Ledger
 from .looplag import LoopLag
 from .model.health import HealthModel, HealthSnapshot, StateChange
@@ -65,6 +65,10 @@ def _profiles_dir(loaded: LoadedConfig) -> Path:
     path = Path(configured)
     return path if path.is_absolute() else loaded.source.parent / path
 
+
+#: seconds between two :func:`gcpause.promote` calls: the status objects polls built meanwhile
+#: (1,700 devices' worth at 100,000 devices a minute) are all a collector pass walks
+GC_PROMOTE_PERIOD = 1.0
 
 #: sites whose status a scrape brings up to date per step on the event loop (~25 ms of work)
 SCRAPE_STEP_SITES = 400
@@ -255,6 +259,8 @@ class Daemon:
             await plan.abort()
             raise
         settle_after_load()  # config and model objects live for the whole run: out of GC passes
+        promoting = asyncio.create_task(promote_every(GC_PROMOTE_PERIOD), name="uptimewatch-gc")
+        _on_stop(stack, "cycle-collector policy", lambda: _cancel(promoting))
         if (interval := self._notifier.watchdog_interval()) is not None:
             watchdog = asyncio.create_task(self._watchdog(interval / 2), name="uptimewatch-watchdog")
             _on_stop(stack, "watchdog", lambda: _cancel(watchdog))

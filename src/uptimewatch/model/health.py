@@ -51,7 +51,7 @@ from typing import Final, Literal
 
 from ..config.models import Config, District, Role, Site, Thresholds
 from ..config.resolve import ResolvedDevice
-from ..gcpause import no_cycle_collection
+from ..gcpause import no_cycle_collection, promote
 from ..i18n import N_, Phrase, Text, joined
 from .checks import (
     BUILTIN_CHECKS,
@@ -1181,6 +1181,7 @@ class HealthModel:
                 site = self._sites.get(site_id)
                 if site is not None:
                     self._site_status[site_id] = self._site_status_of(site)
+        promote()  # the step's status objects live on: out of the collector's later passes
         return bool(dirty)
 
     def snapshot(self) -> HealthSnapshot:
@@ -1194,7 +1195,10 @@ class HealthModel:
                 site = self._sites.get(site_id)
                 if site is not None:
                     self._site_status[site_id] = self._site_status_of(site)
+        dirty = bool(self._dirty_sites)
         self._dirty_sites.clear()
+        if dirty:
+            promote()
         empty = dict.fromkeys(SiteState, 0)
         rollups = []
         for level, rid, name, parent, key in self._rollup_meta:
