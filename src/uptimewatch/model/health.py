@@ -402,16 +402,19 @@ def _reach_order(sources: Iterable[ProbeChecks]) -> Reach:
     return tuple((s.reachability, s.kind) for s in ranked if s.reachability is not None)
 
 
-def _reachability(dev: _Device, reach: Reach, known: Callable[[_Check], bool]) -> _Check | None:
-    """The reachability check that decides whether ``dev`` answers: the best-ranked one ``known``
-    of a protocol that polls the device, else the best-ranked one ``known`` at all (a protocol
-    turned off by a reload leaves its last word until another one speaks)."""
+def _reachability(dev: _Device, reach: Reach, *, hard: bool) -> _Check | None:
+    """The reachability check that decides whether ``dev`` answers: the best-ranked one with a
+    value (the hard one with ``hard``) of a protocol that polls the device, else the best-ranked
+    one with a value at all (a protocol turned off by a reload keeps its last word until another
+    one speaks). Without ``hard``, any check that exists counts."""
+    checks = dev.checks
+    cfg = dev.cfg
     fallback: _Check | None = None
     for name, kind in reach:
-        chk = dev.checks.get(name)
-        if chk is None or not known(chk):
+        chk = checks.get(name)
+        if chk is None or (hard and chk.hard_value is None):
             continue
-        if dev.cfg.polls(kind):
+        if cfg.polls(kind):
             return chk
         if fallback is None:
             fallback = chk
@@ -420,7 +423,7 @@ def _reachability(dev: _Device, reach: Reach, known: Callable[[_Check], bool]) -
 
 def _answers_now(dev: _Device, reach: Reach) -> bool:
     """What the latest (possibly soft) reachability result says, decided as for ``reachable``."""
-    chk = _reachability(dev, reach, lambda _c: True)
+    chk = _reachability(dev, reach, hard=False)
     if chk is None or chk.status is None:
         return False
     return chk.status.value is True
@@ -660,7 +663,7 @@ class HealthModel:
         for chk in checks.values():
             if SEVERITY[chk.hard_state] > SEVERITY[worst]:
                 worst = chk.hard_state
-        decider = _reachability(dev, self._reach, lambda c: c.hard_value is not None)
+        decider = _reachability(dev, self._reach, hard=True)
         reachable = None if decider is None else bool(decider.hard_value)
 
         reason: Phrase
