@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DEBIAN_PACKAGES := python3-venv python3-gdbm python3-dev snmp snmpd mosquitto prometheus prometheus-snmp-exporter nftables iproute2 systemd prometheus-alertmanager chromium nats-server fping wrk \
 	libpango-1.0-0 libpangoft2-1.0-0 fonts-noto-core fonts-dejavu-core poppler-utils
 
-.PHONY: demo demo-cluster test lint typecheck unit bench debian-deps clean catalogs
+.PHONY: demo demo-cluster test lint typecheck unit bench bench-cluster debian-deps clean catalogs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ test: debian-deps $(VENV)/.installed lint typecheck unit
 
 bench: debian-deps $(VENV)/.installed
 	$(BIN)/python bench/poll_bench.py
+
+# 1 uptimewatch node against 2 over a 3-server NATS cluster on loopback, and the cost of one
+# observation on the stream (issue 11; ~3 minutes; var/bench/cluster.json, bench/README.md)
+bench-cluster: debian-deps $(VENV)/.installed
+	$(BIN)/python bench/cluster_bench.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -155,6 +155,87 @@ def test_critical_period_thresholds_override_the_built_in_ones() -> None:
     assert ("BatteryLow", "s4", "pwr4") in names(tuned)
 
 
+def _period(at: float, **thresholds: float) -> Any:
+    day = dt.datetime.fromtimestamp(at, dt.UTC)
+    policy = Policy.from_config(
+        AlertingConfig.model_validate(
+            {
+                "critical_periods": [
+                    {
+                        "name": "polling-day",
+                        "start": day - dt.timedelta(hours=1),
+                        "end": day + dt.timedelta(hours=12),
+                        "thresholds": thresholds,
+                    }
+                ]
+            }
+        )
+    )
+    return policy.period(at)
+
+
+def test_a_period_boundary_judges_again_only_the_sites_whose_thresholds_it_moves() -> None:
+    model, _ = make_model()
+    on_battery = {"power.on_battery": True, "power.battery_minutes_remaining": 45}
+    at = poll(model, T0, fields={("s4", "pwr4"): on_battery})
+    ev = evaluator()
+    snap = model.snapshot()
+    ev.evaluate(snap, at)
+    judged: list[str] = []
+    real = ev._site
+
+    def counting(site: Any, now: float, period: Any) -> Any:
+        judged.append(site.site_id)
+        return real(site, now, period)
+
+    ev._site = counting  # type: ignore[method-assign]
+    # a period that moves only the battery threshold: only sites reporting battery minutes
+    battery_sites = {
+        sid
+        for sid, site in snap.sites.items()
+        if any(
+            "power.battery_minutes_remaining" in d.fields or d.check("power.battery_minutes")
+            for d in site.devices
+        )
+    }
+    assert battery_sites
+    assert battery_sites != set(snap.sites)
+    strict = ev.evaluate(snap, at, _period(at, battery_minutes=60))
+    assert ("BatteryLow", "s4", "pwr4") in names(strict)
+    assert set(judged) == battery_sites
+    # and back out of the period: the same sites again, the verdict as before
+    judged.clear()
+    assert ("BatteryLow", "s4", "pwr4") not in names(ev.evaluate(snap, at))
+    assert set(judged) == battery_sites
+    # no boundary, nothing changed: nothing is judged again
+    judged.clear()
+    ev.evaluate(snap, at)
+    assert judged == []
+
+
+def test_a_reload_with_the_same_rules_keeps_the_verdicts_of_unchanged_sites() -> None:
+    model, _ = make_model()
+    at = poll(model, T0)
+    old = evaluator()
+    first = old.evaluate(model.snapshot(), at)
+    new = evaluator()
+    new.adopt(old)
+    judged: list[str] = []
+    real = new._site
+
+    def counting(site: Any, now: float, period: Any) -> Any:
+        judged.append(site.site_id)
+        return real(site, now, period)
+
+    new._site = counting  # type: ignore[method-assign]
+    assert new.evaluate(model.snapshot(), at).candidates == first.candidates
+    assert judged == []
+    # other rules: every site is judged under them
+    other = evaluator(builtins={"BatteryLow": {"threshold": 50}})
+    other.adopt(old)
+    assert other._cache == {}
+
+
 def test_device_rebooted_when_uptime_goes_back_and_for_a_while_only() -> None:
     model, _ = make_model()
     ev = evaluator()

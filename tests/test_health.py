@@ -6,6 +6,7 @@ waits. The builders at the top are shared with tests/test_metrics_export.py.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -836,3 +837,29 @@ def test_snapshot_is_cached_until_something_changes() -> None:
     assert bts1.probes["icmp"].at == T0 + MINUTE
     with pytest.raises(TypeError):
         second.sites["s9"] = second.sites["s1"]  # type: ignore[index]
+
+
+def test_reconfigure_with_the_same_objects_skips_them_and_applies_a_changed_site() -> None:
+    # what a reload through the loader's SiteCache hands over: unchanged sites and devices are the
+    # very objects of the running configuration, a changed site is a new one
+    model, _ = make_model()
+    all_ok(model, T0)
+    _hard_cycle(model, [ping("s2", "bts2", T0 + MINUTE, loss=1.0)])
+    config = model._config
+    devices = [dev.cfg for dev in model._devices.values()]
+    before = model.snapshot()
+    renamed = config.sites[0].model_copy(update={"name": "Trạm mới"})
+    new_config = config.model_copy(update={"sites": [renamed, *config.sites[1:]]})
+    assert model.reconfigure(new_config, devices) == []
+    snap = model.snapshot()
+    assert snap.sites["s1"].name == "Trạm mới"
+    assert snap.sites["s1"] is not before.sites["s1"]
+    for sid in ("s2", "s3", "s4"):
+        assert snap.sites[sid] is before.sites[sid]
+    assert snap.sites["s2"].state is SiteState.DOWN
+    # and a device whose settings changed under an unchanged site is applied too
+    moved = dataclasses.replace(devices[0], address="127.9.9.9")
+    model.reconfigure(new_config, [moved, *devices[1:]])
+    site_of = moved.site_id
+    snap = model.snapshot()
+    assert snap.sites[site_of] is not before.sites[site_of]

@@ -28,6 +28,19 @@ def _lazy(target: str) -> Handler:
     return run
 
 
+def _check_config(args: argparse.Namespace) -> int:
+    # the same protocols as the daemon: a probes: block of a shipped or installed one is valid
+    from .config.loader import cli_check_config
+    from .probing.registry import RegistryError, installed
+
+    try:
+        models = installed().settings()
+    except RegistryError as exc:
+        print(f"{args.config}: {exc}", file=sys.stderr)
+        return 1
+    return cli_check_config(args, probe_models=models)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="uptimewatch", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"uptimewatch {__version__}")
@@ -43,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate a configuration file; exit 1 on errors")
     check.add_argument("config", help="configuration file (YAML)")
-    check.set_defaults(handler=_lazy("uptimewatch.config.loader:cli_check_config"))
+    check.set_defaults(handler=_check_config)
 
     probe = sub.add_parser("probe", help="poll one device once and print its normalized fields")
     probe.add_argument("target", help="HOST or HOST:PORT")

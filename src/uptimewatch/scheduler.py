@@ -45,11 +45,20 @@ Applies = Callable[[ResolvedDevice], bool]
 Sink = Callable[[Observation], None]
 JobKey = tuple[str, str, str]  # (site_id, device_id, probe)
 
-#: Which devices each probe kind polls. A new probe kind is one line here plus its ProbeFn.
-PROBE_APPLIES: Mapping[str, Applies] = {
-    "snmp": lambda device: device.snmp is not None,
-    "icmp": lambda device: device.icmp is not None,
-}
+
+def polled_by(kind: str) -> Applies:
+    """The rule of a protocol: it polls the devices that have a target of its kind."""
+    return lambda device: device.polls(kind)
+
+
+def applicability(kinds: Iterable[str]) -> dict[str, Applies]:
+    """The applicability rules of the registered protocols (``probing.registry.Registry.kinds``)."""
+    return {kind: polled_by(kind) for kind in kinds}
+
+
+#: The rules for the built-in protocols, when the caller gives none (the daemon passes the
+#: registry's); a poll of a kind without a rule is refused, so a typo does not go unnoticed.
+PROBE_APPLIES: Mapping[str, Applies] = applicability(("snmp", "icmp"))
 
 
 class Overload(Protocol):

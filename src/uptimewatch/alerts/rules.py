@@ -35,7 +35,7 @@ from ..config.alerting import BUILTIN_RULES, AlertingConfig, UserRule
 from ..i18n import N_, Phrase, Text
 from ..looplag import Overload
 from ..model.checks import REACHABILITY_CHECKS, CheckState, role_text
-from ..model.fields import ICMP_LOSS_RATIO, POWER_ON_BATTERY
+from ..model.fields import ICMP_LOSS_RATIO, LINK_RX_LEVEL, LINK_SNR, POWER_BATTERY_MINUTES, POWER_ON_BATTERY
 from ..model.health import DeviceStatus, HealthSnapshot, SiteState, SiteStatus
 from ..model.observation import ErrorKind, FieldValue
 from ..model.outages import Outage, outages
@@ -246,6 +246,38 @@ _CONFIDENCE: Final[dict[str, str]] = {
 }
 
 
+#: the thresholds a critical period can set: battery minutes, loss ratio, receive level, SNR
+Overrides = tuple[float | None, float | None, float | None, float | None]
+_NO_OVERRIDES: Final[Overrides] = (None, None, None, None)
+#: the field each of those thresholds is compared with, the check judged without one, and its
+#: bit in a site's cache entry
+_PERIOD_READS: Final = (
+    (1, POWER_BATTERY_MINUTES, "power.battery_minutes"),
+    (2, ICMP_LOSS_RATIO, "icmp.loss"),
+    (4, LINK_RX_LEVEL, "link.rx_level"),
+    (8, LINK_SNR, "link.snr"),
+)
+_BITS: Final = tuple(bit for bit, _field, _check in _PERIOD_READS)
+
+
+def _overrides(period: Period | None) -> Overrides:
+    if period is None:
+        return _NO_OVERRIDES
+    return (period.battery_minutes, period.loss_ratio, period.rx_level_dbm, period.snr_db)
+
+
+def _period_reads(site: SiteStatus) -> int:
+    """The bits of the period thresholds some device of ``site`` has a field or a check for: the
+    only ones that can change its verdict."""
+    mask = 0
+    for dev in site.devices:
+        fields = dev.fields
+        for bit, name, check in _PERIOD_READS:
+            if name in fields or dev.check(check) is not None:
+                mask |= bit
+    return mask
+
+
 def _of_site(site_name: str, reason: Phrase) -> Text:
     return Text(N_("{site}: {reason}"), {"site": site_name, "reason": reason})
 
@@ -273,8 +305,9 @@ class Evaluator:
                 setting.threshold,
             )
         self.rules: tuple[UserRule, ...] = tuple(cfg.rules)
-        self._cache: dict[str, tuple[SiteStatus, list[Candidate], bool]] = {}
-        self._cache_period: str | None = None
+        # per site: (the status judged, what was found, judged at all, the period thresholds it read)
+        self._cache: dict[str, tuple[SiteStatus, list[Candidate], bool, int]] = {}
+        self._cache_overrides: Overrides = _NO_OVERRIDES
         self._uptime: dict[tuple[str, str], float] = {}
         self._rebooted: dict[tuple[str, str], tuple[float, Candidate]] = {}
         #: where TimeToDarkSoon reads the estimates when :meth:`evaluate` is not handed them
@@ -293,6 +326,11 @@ class Evaluator:
         self.power = old.power
         self.monitor = old.monitor
         self._dark_soon = old._dark_soon
+        if (self.province, self.builtins, self.rules) == (old.province, old.builtins, old.rules):
+            # the same rules judge an unchanged site's status object the same way: after a
+            # reload only the sites that changed are judged again
+            self._cache = old._cache
+            self._cache_overrides = old._cache_overrides
 
     def rebase(self, step: float) -> None:
         """The wall clock stepped by ``step`` seconds: recent reboots keep the hold they had left."""
@@ -308,10 +346,14 @@ class Evaluator:
     ) -> Evaluation:
         """The conditions that hold at ``now``. ``batteries``: the time-to-dark estimates of the
         sites on battery (default: read from :attr:`power`, if set)."""
-        tag = period.name if period is not None else None
-        if tag != self._cache_period:
-            self._cache.clear()
-            self._cache_period = tag
+        overrides = _overrides(period)
+        if overrides != self._cache_overrides:
+            # a period boundary: judge again only the sites that read a threshold it moves
+            moved = sum(
+                bit for bit, a, b in zip(_BITS, overrides, self._cache_overrides, strict=True) if a != b
+            )
+            self._cache = {k: v for k, v in self._cache.items() if not v[3] & moved}
+            self._cache_overrides = overrides
         candidates: dict[str, Candidate] = {}
         unjudged: set[str] = set()
         cut_off: list[SiteStatus] = []
@@ -335,7 +377,7 @@ class Evaluator:
                     unjudged.add(site_id)  # not cached: asked again once the upstream has answered
                     continue
                 found = self._site(site, now, period) if judged else []
-                cache[site_id] = (site, found, judged)
+                cache[site_id] = (site, found, judged, _period_reads(site))
             if not judged:
                 unjudged.add(site_id)
             for c in found:

@@ -22,6 +22,7 @@ import nats.js.errors
 
 from ..config.cluster import ClusterConfig
 from ..config.loader import ConfigError, load_config
+from ..probing.registry import RegistryError, installed
 from .membership import decode_heartbeat
 from .node import LEADER_KEY, LEASES_BUCKET, NODES_BUCKET, _Lease
 
@@ -111,7 +112,10 @@ def format_table(status: dict[str, Any], now: float | None = None) -> str:
 
 def cli_cluster_status(args: argparse.Namespace) -> int:
     try:
-        loaded = load_config(args.config)
+        loaded = load_config(args.config, probe_models=installed().settings())
+    except RegistryError as exc:
+        print(f"{args.config}: {exc}", file=sys.stderr)
+        return 1
     except ConfigError as exc:
         for issue in exc.issues:
             print(issue, file=sys.stderr)

@@ -32,14 +32,15 @@ from ..primitives import ID_PATTERN, shown, valid_port
 from ..progress import Progress
 from ..yaml_limits import YamlLimitError, load_checked, number_problem
 from .alerting import check_references as check_alerting
-from .models import Config, Device, Site, SnmpVersion
-from .resolve import ResolvedDevice, SiteCascade, resolve_device
+from .models import Config, Device, Settings, Site, SnmpVersion
+from .resolve import ProbeModels, ResolvedDevice, SiteCascade, resolve_device
 from .secrets import secret_file_keys, secret_keys
 
 __all__ = [
     "ConfigError",
     "ConfigIssue",
     "LoadedConfig",
+    "SiteCache",
     "cli_check_config",
     "load_config",
 ]
@@ -592,18 +593,52 @@ def _device_loc(site_index: int, device_index: int, device: Device, key: str) ->
 OnResolve = Callable[[Config, int, int], None]
 
 
+def _check_probe_blocks(config: Config, models: ProbeModels, ctx: _Context) -> None:
+    """Every ``probes:`` block names a registered protocol and validates against its model."""
+    places: list[tuple[Loc, Settings | Device | None]] = [(("defaults",), config.defaults)]
+    places += [(("districts", i, "defaults"), d.defaults) for i, d in enumerate(config.districts)]
+    for si, site in enumerate(config.sites):
+        places.append((("sites", si, "defaults"), site.defaults))
+        places += [(("sites", si, "devices", di), dev) for di, dev in enumerate(site.devices)]
+    for loc, holder in places:
+        blocks = holder.probes if holder is not None else None
+        for kind, block in (blocks or {}).items():
+            where: Loc = (*loc, "probes", kind)
+            model = models.get(kind)
+            if model is None:
+                known = ", ".join(sorted(models)) or "none"
+                ctx.add(where, f"unknown protocol '{kind}' (registered besides snmp and icmp: {known})")
+                continue
+            try:
+                model.model_validate({**block, "kind": kind})
+            except ValidationError as exc:
+                secrets = secret_keys(model)  # the protocol's own SecretStr fields: never echoed
+                for error in exc.errors(include_url=False):
+                    at = (*where, *error["loc"])
+                    secret = any(isinstance(p, str) and p in secrets for p in error["loc"])
+                    ctx.add(at, _schema_message({**error, "input": None} if secret else error, at))
+
+
 def _check_devices(
     config: Config,
     known_profiles: Collection[str] | None,
     ctx: _Context,
     on_resolve: OnResolve | None = None,
+    probe_models: ProbeModels | None = None,
+    *,
+    known: dict[int, tuple[ResolvedDevice, ...]] | None = None,
 ) -> list[ResolvedDevice]:
+    """Resolve and check every device; ``known`` holds the devices already resolved of sites
+    (by the id of their object) whose cascade did not change."""
     resolved: list[ResolvedDevice] = []
     total = sum(len(site.devices) for site in config.sites)
     cache: SiteCascade = {}
     for si, site in enumerate(config.sites):
+        prior = known.get(id(site)) if known is not None else None
         for di, device in enumerate(site.devices):
-            target = resolve_device(config, site, device, cache)
+            target = (
+                prior[di] if prior is not None else resolve_device(config, site, device, cache, probe_models)
+            )
             resolved.append(target)
             _check_device(
                 si=si, site=site, di=di, device=device, target=target, known_profiles=known_profiles, ctx=ctx
@@ -651,6 +686,186 @@ def _check_device(
         )
 
 
+# --- reload: sites whose text did not change are not parsed again ------------------------------
+
+#: ``sites:`` alone on a line at the top level, in block style
+_SITES_KEY = re.compile(r"^sites:[ \t]*(?:#[^\n]*)?$", re.M)
+#: the next top-level key (or a document marker) after the sites list
+_TOP_LEVEL = re.compile(r"^[^\s#-]|^---|^\.\.\.", re.M)
+#: the first line of the list's first item gives the list's indentation
+_FIRST_ITEM = re.compile(r"^( *)-(?: |$)", re.M)
+
+
+@dataclass(frozen=True, slots=True)
+class _Split:
+    rest: str  # the file with ``sites: []`` and blank lines where the sites were
+    blocks: list[str]  # each site's text
+    around: str  # the file around the sites, whatever lines they take: the cascade's source
+
+
+def _site_blocks(text: str) -> _Split | None:
+    """The file without its sites (``sites: []`` in their place, every line where it was) and the
+    text of each site, one block-style list item each; None when the file is not laid out so
+    simply (flow style, anchors in the list, tabs, lines that are not clearly inside an item):
+    then only the full parse is right."""
+    keys = list(_SITES_KEY.finditer(text))
+    if len(keys) != 1:
+        return None
+    key = keys[0]
+    start = key.end() + 1
+    end_m = _TOP_LEVEL.search(text, start)
+    end = end_m.start() if end_m is not None else len(text)
+    if end_m is not None and text.startswith(("---", "..."), end):
+        return None
+    region = text[start:end]
+    if "&" in region or "\t" in region or "\r" in region:
+        return None
+    first = _FIRST_ITEM.search(region)
+    if first is None:
+        return None
+    indent = first.group(1)
+    # every line is blank, a comment, an item's first line or indented deeper than the items
+    k = len(indent)
+    stray = rf"^ {{{k}}}(?:[^ \n#-]|-[^ \n])" + (rf"|^ {{0,{k - 1}}}[^ \n#]" if k else "")
+    if re.search(stray, region, re.M) is not None:
+        return None
+    starts = [m.start() for m in re.finditer(rf"^{indent}-(?: |$)", region, re.M)]
+    if any(line.strip() and not line.lstrip().startswith("#") for line in region[: starts[0]].splitlines()):
+        return None
+    blocks = [region[a:b] for a, b in zip(starts, [*starts[1:], len(region)], strict=True)]
+    # the lines before the first item (comments, blanks) stay, so the rest keeps its line numbers
+    head = f"{text[: key.start()]}sites: []\n{region[: starts[0]]}"
+    return _Split(head + "\n" * region.count("\n", starts[0]) + text[end:], blocks, f"{head}\0{text[end:]}")
+
+
+def _cacheable(block: str) -> bool:
+    # ${ENV} and *_file secrets read the environment and the disk, not only the text
+    return "$" not in block and "_file" not in block
+
+
+class SiteCache:
+    """The validated :class:`Site` of each site's text in the last good load of one file.
+
+    A reload looks every site's text up here and parses, prepares and validates only the sites
+    whose text changed; an unchanged site keeps its very object, which tells the parts that
+    reconfigure on the loop what they may skip. Any problem found on that path makes the load run
+    again the whole way, so the messages name file, line and field exactly as a first load does.
+    Reloads of one file run one at a time (the daemon's reload lock); it holds the current sites'
+    text only.
+    """
+
+    def __init__(self) -> None:
+        self._sites: dict[str, Site] = {}
+        # the file around its sites, and each cached site's devices resolved under it
+        self._around = ""
+        self._resolved: dict[int, tuple[ResolvedDevice, ...]] = {}
+
+    def __len__(self) -> int:
+        return len(self._sites)
+
+    def _fill(self, around: str, blocks: list[str], sites: list[Site], devices: list[ResolvedDevice]) -> None:
+        self._sites = {b: s for b, s in zip(blocks, sites, strict=True) if _cacheable(b)}
+        self._around = around if _cacheable(around) else ""
+        self._resolved = {}
+        at = 0
+        for block, site in zip(blocks, sites, strict=True):
+            n = len(site.devices)
+            if self._sites.get(block) is site:  # kept alive here, so its id() stays its own
+                self._resolved[id(site)] = tuple(devices[at : at + n])
+            at += n
+
+    def _known(self, around: str) -> dict[int, tuple[ResolvedDevice, ...]] | None:
+        """The resolved devices still right when the file around the sites (the defaults, the
+        districts ...) reads ``around``."""
+        return self._resolved if around and around == self._around else None
+
+
+class _NotSimple(Exception):
+    """The quick path cannot decide this file: load it the whole way."""
+
+
+def _parse_site_block(block: str, base_dir: Path, file: str) -> Site:
+    """One site's list item alone: parsed, prepared and validated, or :class:`_NotSimple`."""
+    try:
+        document = load_checked(_PositionLoader(block), anchors=False)
+    except yaml.YAMLError:
+        raise _NotSimple from None
+    if not isinstance(document, _Seq) or len(document) != 1:
+        raise _NotSimple
+    ctx = _Context(file=file, base_dir=base_dir)
+    plain = _prepare(document[0], ("sites", 0), ctx)
+    if ctx.issues or not isinstance(plain, dict):
+        raise _NotSimple
+    try:
+        return Site.model_validate(plain)
+    except ValidationError:
+        raise _NotSimple from None
+
+
+def _reference_view(site: Site) -> dict[str, Any]:
+    """What the cross-reference checks read of a site, as they read it from the file."""
+    return {
+        "id": site.id,
+        "district": site.district,
+        "commune": site.commune,
+        "carrier": site.carrier,
+        "upstream": site.upstream,
+        "devices": [{"id": d.id} for d in site.devices],
+    }
+
+
+def _load_quick(
+    source: Path,
+    content: bytes,
+    text: str,
+    *,
+    cache: SiteCache,
+    known_profiles: KnownProfiles,
+    on_resolve: OnResolve | None,
+    probe_models: ProbeModels,
+) -> LoadedConfig | None:
+    """The load of a file most of whose sites the cache knows; None when it cannot tell (then the
+    whole load runs and reports). Only a load that finds no problem at all returns here."""
+    split = _site_blocks(text)
+    if split is None or not cache:
+        return None
+    rest, blocks = split.rest, split.blocks
+    ctx = _Context(file=str(source), base_dir=source.resolve().parent)
+    known = cache._sites
+    sites: list[Site] = []
+    try:
+        for block in blocks:
+            site = known.get(block) if _cacheable(block) else None
+            sites.append(site if site is not None else _parse_site_block(block, ctx.base_dir, ctx.file))
+        document = load_checked(_PositionLoader(rest), anchors="&" in rest)
+    except (_NotSimple, yaml.YAMLError):
+        return None
+    if not isinstance(document, _Map):
+        return None
+    ctx.raw = document
+    raw = _prepare(document, (), ctx)
+    if ctx.issues or raw.get("sites") != []:
+        return None
+    ctx.raw = raw
+    try:
+        config = Config.model_validate({**raw, "sites": sites})
+    except ValidationError:
+        return None
+    _check_references({**raw, "sites": [_reference_view(s) for s in sites]}, ctx)
+    _check_probe_blocks(config, probe_models, ctx)
+    if ctx.issues:
+        return None
+    names = known_profiles(config) if callable(known_profiles) else known_profiles
+    around = f"{split.around}\0{sorted((k, id(m)) for k, m in probe_models.items())}"
+    devices = _check_devices(config, names, ctx, on_resolve, probe_models, known=cache._known(around))
+    if ctx.issues:
+        return None
+    cache._fill(around, blocks, sites, devices)
+    return LoadedConfig(
+        config=config, devices=tuple(devices), source=source, digest=hashlib.sha256(content).hexdigest()
+    )
+
+
 # --- entry points --------------------------------------------------------------------------
 
 
@@ -663,7 +878,12 @@ KnownProfiles = Collection[str] | Callable[[Config], Collection[str]] | None
 
 
 def load_config(
-    path: str | Path, *, known_profiles: KnownProfiles = None, on_resolve: OnResolve | None = None
+    path: str | Path,
+    *,
+    known_profiles: KnownProfiles = None,
+    on_resolve: OnResolve | None = None,
+    probe_models: ProbeModels | None = None,
+    cache: SiteCache | None = None,
 ) -> LoadedConfig:
     """Read, expand, validate and resolve a configuration file, or raise :class:`ConfigError`.
 
@@ -671,12 +891,22 @@ def load_config(
     A callable gets the validated configuration (whose ``profiles_dir`` says where to look) and
     returns the names, so the file is parsed once even when the profiles depend on it.
     ``on_resolve`` hears how far the devices' resolution got, site by site (a progress line).
+    ``probe_models``: the config models of the protocols registered besides SNMP and ICMP, by kind
+    (``probing.registry.Registry.settings()``); a ``probes:`` block of any other kind is an error.
+    ``cache``: what the last good load of this file learnt (:class:`SiteCache`); a reload then
+    parses only the sites whose text changed, and unchanged sites keep their objects.
     """
     with no_cycle_collection():
-        return _load(Path(path), known_profiles, on_resolve)
+        return _load(Path(path), known_profiles, on_resolve, probe_models or {}, cache)
 
 
-def _load(source: Path, known_profiles: KnownProfiles, on_resolve: OnResolve | None = None) -> LoadedConfig:
+def _load(
+    source: Path,
+    known_profiles: KnownProfiles,
+    on_resolve: OnResolve | None = None,
+    probe_models: ProbeModels | None = None,
+    cache: SiteCache | None = None,
+) -> LoadedConfig:
     ctx = _Context(file=str(source), base_dir=source.resolve().parent)
     try:
         content = source.read_bytes()
@@ -688,6 +918,18 @@ def _load(source: Path, known_profiles: KnownProfiles, on_resolve: OnResolve | N
     except UnicodeDecodeError as exc:
         ctx.add((), f"not UTF-8 text (byte {exc.start})")
         raise _fail(ctx) from None
+    if cache is not None and (
+        quick := _load_quick(
+            source,
+            content,
+            text,
+            cache=cache,
+            known_profiles=known_profiles,
+            on_resolve=on_resolve,
+            probe_models=probe_models or {},
+        )
+    ):
+        return quick
     try:
         document = load_checked(_PositionLoader(text), anchors="&" in text)
     except YamlLimitError as exc:
@@ -726,13 +968,20 @@ def _load(source: Path, known_profiles: KnownProfiles, on_resolve: OnResolve | N
             if not any(bad[: len(loc)] == loc for bad in failed):
                 ctx.add(loc, _schema_message(error, loc))
     _check_references(raw, ctx)
+    if config is not None:
+        _check_probe_blocks(config, probe_models or {}, ctx)
     devices: list[ResolvedDevice] = []
     if config is not None and not ctx.issues:
         # resolving needs a consistent file: districts must exist for their defaults to apply
         names = known_profiles(config) if callable(known_profiles) else known_profiles
-        devices = _check_devices(config, names, ctx, on_resolve)
+        devices = _check_devices(config, names, ctx, on_resolve, probe_models)
     if ctx.issues or config is None:
         raise _fail(ctx)
+    if cache is not None:
+        split = _site_blocks(text)
+        if split is not None and len(split.blocks) == len(config.sites):
+            around = f"{split.around}\0{sorted((k, id(m)) for k, m in (probe_models or {}).items())}"
+            cache._fill(around, split.blocks, config.sites, devices)
     return LoadedConfig(
         config=config,
         devices=tuple(devices),
@@ -766,18 +1015,21 @@ def _known_profiles(loaded: LoadedConfig) -> tuple[Collection[str] | None, str |
     return names, None
 
 
-def cli_check_config(args: argparse.Namespace) -> int:
-    """``uptimewatch check-config FILE``: exit 0 when the daemon would accept the file, 1 otherwise."""
+def cli_check_config(args: argparse.Namespace, probe_models: ProbeModels | None = None) -> int:
+    """``uptimewatch check-config FILE``: exit 0 when the daemon would accept the file, 1 otherwise.
+    ``probe_models``: the daemon's protocols (``uptimewatch.cli`` passes the shipped registry's)."""
     progress = InventoryProgress()
     try:
-        loaded = load_config(args.config, on_resolve=progress)
+        loaded = load_config(args.config, on_resolve=progress, probe_models=probe_models)
         names, problem = _known_profiles(loaded)
         if problem is not None:
             progress.close()
             print(f"{args.config}: {problem}", file=sys.stderr)
             return 1
         if names is not None:
-            loaded = load_config(args.config, known_profiles=names, on_resolve=progress)
+            loaded = load_config(
+                args.config, known_profiles=names, on_resolve=progress, probe_models=probe_models
+            )
     except ConfigError as exc:
         progress.close()
         for issue in exc.issues:

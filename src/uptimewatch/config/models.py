@@ -147,6 +147,27 @@ class IcmpSettings(Strict):
     payload_size: int | None = Field(default=None, ge=0, le=1400, description="Bytes of echo payload.")
 
 
+class ProbeSettings(Strict):
+    """The config block of a protocol registered besides SNMP and ICMP (``probing/registry.py``).
+
+    A subclass declares ``kind: Literal["<kind>"]`` and optional fields (blocks merge down the
+    defaults cascade, so each level may give only some of them), and builds the resolved target
+    the protocol's probe polls. It is written under ``probes: {<kind>: {...}}`` in ``defaults``
+    or on a device.
+    """
+
+    kind: str
+
+    def target(self, address: str) -> object:
+        """What the probe polls at ``address``, every setting decided; None leaves it out."""
+        raise NotImplementedError
+
+
+#: a protocol's name as written under ``probes:`` and in the ``probe`` label
+ProbeKind = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+ProbeBlocks = dict[ProbeKind, dict[str, Any]]
+
+
 class Thresholds(Strict):
     """When a check turns WARNING or CRITICAL. ``None`` leaves the inherited value."""
 
@@ -245,6 +266,11 @@ class Settings(Strict):
     power: PowerSettings | None = Field(
         default=None, description="Battery cut-off and time-to-dark alerting, merged field by field."
     )
+    probes: ProbeBlocks | None = Field(
+        default=None,
+        description="Settings of further protocols by kind (`probes: {tcp: {port: 22}}`), each"
+        " merged field by field; the kinds are those the daemon registers (docs/extending.md).",
+    )
 
 
 class Commune(Strict):
@@ -330,6 +356,11 @@ class Device(Strict):
     )
     telemetry: DeviceTelemetry | None = Field(
         default=None, description="The device also pushes readings over MQTT (`telemetry` section)."
+    )
+    probes: ProbeBlocks | None = Field(
+        default=None,
+        description="Further protocols polling this device, by kind, over the inherited settings"
+        " (docs/extending.md).",
     )
 
     @field_validator("address")

@@ -7,7 +7,9 @@ repeating the others.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, SecretStr
@@ -19,6 +21,8 @@ from .models import (
     IcmpSettings,
     PowerSettings,
     PrivProtocol,
+    ProbeBlocks,
+    ProbeSettings,
     Role,
     Settings,
     Site,
@@ -72,6 +76,8 @@ def overlay(base: M, top: M | None) -> M:
         current = getattr(base, name)
         if isinstance(value, BaseModel) and isinstance(current, BaseModel):
             updates[name] = overlay(current, value)
+        elif name == "probes" and isinstance(value, dict) and isinstance(current, dict):
+            updates[name] = _merge_blocks(current, value)
         elif value is not None:
             updates[name] = value
     # the *_file variants replace the inline secret they stand for
@@ -81,6 +87,17 @@ def overlay(base: M, top: M | None) -> M:
     if not updates:
         return base  # settings are never changed once made: the same object serves both
     return base.model_copy(update=updates)
+
+
+def _merge_blocks(base: ProbeBlocks, top: ProbeBlocks) -> ProbeBlocks:
+    """The protocol blocks of ``base`` with those of ``top`` laid over them, key by key."""
+    return {kind: {**base.get(kind, {}), **top.get(kind, {})} for kind in {**base, **top}}
+
+
+#: a registered protocol's config model by kind (``probing.registry.Registry.settings()``)
+ProbeModels = Mapping[str, type[ProbeSettings]]
+
+_NO_TARGETS: Mapping[str, object] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,10 +169,42 @@ class ResolvedDevice:
     icmp: IcmpTarget | None
     thresholds: Thresholds
     power: PowerSettings = BUILTIN_POWER
+    #: targets of the protocols registered besides SNMP and ICMP, by kind
+    extra_targets: Mapping[str, object] = field(default_factory=lambda: _NO_TARGETS)
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.site_id, self.device_id)
+
+    @property
+    def targets(self) -> Mapping[str, object]:
+        """What each protocol polls on this device, by kind (only the kinds that poll it)."""
+        out: dict[str, object] = {}
+        if self.snmp is not None:
+            out["snmp"] = self.snmp
+        if self.icmp is not None:
+            out["icmp"] = self.icmp
+        out.update(self.extra_targets)
+        return out
+
+    def target(self, kind: str) -> object | None:
+        """The target of protocol ``kind`` on this device, or None when that protocol does not poll it."""
+        if kind == "snmp":
+            return self.snmp
+        if kind == "icmp":
+            return self.icmp
+        return self.extra_targets.get(kind)
+
+    def polls(self, kind: str) -> bool:
+        return self.target(kind) is not None
+
+    def same_protocols(self, other: ResolvedDevice) -> bool:
+        """Whether the same protocols poll both (cheap: a reload compares every device)."""
+        return (
+            (self.snmp is None) == (other.snmp is None)
+            and (self.icmp is None) == (other.icmp is None)
+            and self.extra_targets.keys() == other.extra_targets.keys()
+        )
 
 
 #: (id of the site's defaults, its district) -> the cascade down to the site, during one resolve
@@ -193,6 +242,7 @@ def effective_settings(
             "snmp": device.snmp,
             "icmp": device.icmp,
             "thresholds": device.thresholds,
+            "probes": device.probes,
         }.items()
         if v is not None
     }
@@ -201,8 +251,28 @@ def effective_settings(
     return overlay(merged, Settings.model_validate(own_values))
 
 
+def probe_targets(blocks: ProbeBlocks | None, models: ProbeModels, address: str) -> Mapping[str, object]:
+    """The targets of the registered protocols a device's merged ``probes`` blocks name (the
+    loader has refused the kinds nobody registered and the blocks that do not validate)."""
+    if not blocks:
+        return _NO_TARGETS
+    out: dict[str, object] = {}
+    for kind, block in blocks.items():
+        model = models.get(kind)
+        if model is None:
+            continue
+        target = model.model_validate({**block, "kind": kind}).target(address)
+        if target is not None:
+            out[kind] = target
+    return MappingProxyType(out) if out else _NO_TARGETS
+
+
 def resolve_device(
-    config: Config, site: Site, device: Device, cache: SiteCascade | None = None
+    config: Config,
+    site: Site,
+    device: Device,
+    cache: SiteCascade | None = None,
+    probe_models: ProbeModels | None = None,
 ) -> ResolvedDevice:
     s = effective_settings(config, site, device, cache)
     assert s.snmp is not None
@@ -252,9 +322,14 @@ def resolve_device(
         icmp=icmp_target,
         thresholds=s.thresholds,
         power=s.power or BUILTIN_POWER,
+        extra_targets=probe_targets(s.probes, probe_models or {}, device.address),
     )
 
 
-def resolve_all(config: Config) -> list[ResolvedDevice]:
+def resolve_all(config: Config, probe_models: ProbeModels | None = None) -> list[ResolvedDevice]:
     cache: SiteCascade = {}
-    return [resolve_device(config, site, dev, cache) for site in config.sites for dev in site.devices]
+    return [
+        resolve_device(config, site, dev, cache, probe_models)
+        for site in config.sites
+        for dev in site.devices
+    ]

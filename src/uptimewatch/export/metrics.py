@@ -31,7 +31,7 @@ from ..model.health import HealthSnapshot, SiteState
 from ..model.stats import LAG_BUCKETS, AlertStats, SchedulerStats
 from ..notify.base import ChannelStats
 from ..notify.metrics import outbox_families
-from .site_series import SiteSeriesCache, site_families
+from .site_series import ProbeSeries, SiteSeriesCache, site_families
 
 _STATES: tuple[SiteState, ...] = tuple(SiteState)
 
@@ -141,6 +141,7 @@ class HealthCollector:
         get_time_to_dark: Callable[[], Mapping[str, float]] | None = None,
         get_intake_stats: Callable[[], IntakeStats] | None = None,
         get_full_detail: Callable[[], bool] | None = None,
+        probe_series: Sequence[ProbeSeries] = (),
     ) -> None:
         self._get_full_detail = get_full_detail
         self._get_intake_stats = get_intake_stats
@@ -151,7 +152,7 @@ class HealthCollector:
         self._get_stats = get_scheduler_stats
         self._get_runtime = get_runtime
         self._python = platform.python_version()
-        self._site_cache = SiteSeriesCache()
+        self._site_cache = SiteSeriesCache(probe_series)
         if registry is not None:
             registry.register(self)
             if process_metrics:

@@ -106,6 +106,21 @@ FIELD_GAUGES: tuple[tuple[str, str, float, str], ...] = (
     ),
 )
 
+
+@dataclass(frozen=True, slots=True)
+class ProbeSeries:
+    """A per-device gauge a registered protocol exports (its part of a registry entry): the
+    value of one of its fields, while the device's last poll of that protocol succeeded (a
+    failed poll leaves its last values in the snapshot, which on a graph would look current).
+    Booleans export as 1/0; the family follows the built-in ones, in registry order."""
+
+    kind: str
+    name: str
+    help: str
+    field: str
+    scale: float = 1.0
+
+
 #: (name, help) of every per-site family, in exposition order; _render_site returns one chunk
 #: per entry, in this order.
 SITE_FAMILIES: tuple[tuple[str, str], ...] = (
@@ -191,8 +206,9 @@ def _text(value: FieldValue, scale: float = 1.0) -> str | None:
     return text
 
 
-def _render_site(site: SiteStatus, full: bool) -> tuple[bytes, ...]:
-    """One chunk of sample lines per entry of SITE_FAMILIES (empty where the site has none).
+def _render_site(site: SiteStatus, full: bool, extra: Sequence[ProbeSeries] = ()) -> tuple[bytes, ...]:
+    """One chunk of sample lines per entry of SITE_FAMILIES, then one per ``extra`` series
+    (empty where the site has none).
 
     Labels are written in name order, as prometheus_client writes them, so the text is the same.
     ``full``: every series; otherwise the standard set (see the module's docstring).
@@ -221,6 +237,7 @@ def _render_site(site: SiteStatus, full: bool) -> tuple[bytes, ...]:
     snmp_up: list[str] = []
     duration: list[str] = []
     gauges: list[list[str]] = [[] for _ in _FIELD_SPECS]
+    extra_lines: list[list[str]] = [[] for _ in extra]
     for dev in site.devices:
         base = f'device="{esc(dev.device_id)}",role="{_ROLE_TEXT[dev.role]}",site="{esc(dev.site_id)}"'
         if dev.reachable is not None:
@@ -245,6 +262,12 @@ def _render_site(site: SiteStatus, full: bool) -> tuple[bytes, ...]:
             text = _text(fields.get(ICMP_JITTER))
             if text is not None:
                 jitter.append(f"uptimewatch_icmp_jitter_seconds{{{base}}} {text}\n")
+        for spec, lines in zip(extra, extra_lines, strict=True):
+            record = probes.get(spec.kind)
+            if record is not None and record.error_kind is None:
+                text = _text(fields.get(spec.field), spec.scale)
+                if text is not None:
+                    lines.append(f"{spec.name}{{{base}}} {text}\n")
         snmp = probes.get("snmp")
         if snmp is not None:
             snmp_ok = snmp.error_kind is None
@@ -266,7 +289,7 @@ def _render_site(site: SiteStatus, full: bool) -> tuple[bytes, ...]:
         since.encode() if since else _EMPTY,
         *(
             "".join(lines).encode() if lines else _EMPTY
-            for lines in (up, checks, loss, rtt, jitter, snmp_up, duration, *gauges)
+            for lines in (up, checks, loss, rtt, jitter, snmp_up, duration, *gauges, *extra_lines)
         ),
     )
 
@@ -311,7 +334,10 @@ class SiteSeriesCache:
     Thread-safe: a scrape renders in a worker thread and two scrapes may overlap.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, probe_series: Sequence[ProbeSeries] = ()) -> None:
+        #: the registered protocols' series, after the built-in families
+        self.probe_series = tuple(probe_series)
+        self.families = (*SITE_FAMILIES, *((spec.name, spec.help) for spec in self.probe_series))
         self._lock = threading.Lock()
         self._sites: dict[str, tuple[SiteStatus, tuple[bytes, ...]]] = {}
         self._groups: list[_Group] = []
@@ -350,7 +376,7 @@ class SiteSeriesCache:
             for site in members:
                 entry = texts.get(site.site_id)
                 if entry is None or entry[0] is not site:
-                    entry = texts[site.site_id] = (site, _render_site(site, full))
+                    entry = texts[site.site_id] = (site, _render_site(site, full, self.probe_series))
                     rendered += 1
                 chunks.append(entry[1])
             groups.append(_Group(members, tuple(map(_EMPTY.join, zip(*chunks, strict=True)))))
@@ -421,7 +447,7 @@ def site_families(
             partial(_family_chunks, cache, snap, full, i),
             partial(_family_packed, cache, snap, full, i),
         )
-        for i, (name, help_text) in enumerate(SITE_FAMILIES)
+        for i, (name, help_text) in enumerate(cache.families)
         if full or name not in FULL_ONLY_FAMILIES
     ]
     out.append(PrerenderedFamily(*SITES_FAMILY, partial(_sites_chunks, cache, snap, full)))

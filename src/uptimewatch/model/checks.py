@@ -11,12 +11,14 @@ Fields read (the normalized names the probes produce): ``icmp.sent``, ``icmp.rec
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from enum import IntEnum
 from functools import lru_cache
 from typing import Final
 
 from ..config.models import Role, Thresholds
+from ..config.resolve import ResolvedDevice
 from ..i18n import N_, Phrase, Text
 from .fields import (
     ICMP_LOSS_RATIO,
@@ -139,7 +141,9 @@ def _at_or_above(value: float, warning: float | None, critical: float | None) ->
 # -- reachability: one per protocol, judged from the observation as a whole ---------------------
 
 
-def icmp_checks(obs: Observation, t: Thresholds) -> list[tuple[str, Result]]:
+def icmp_checks(
+    obs: Observation, t: Thresholds, _device: ResolvedDevice | None = None
+) -> list[tuple[str, Result]]:
     """``icmp.reachable``, ``icmp.loss`` and (when thresholds are set) ``icmp.rtt``.
 
     The value of ``icmp.reachable`` is whether anything answered (``None`` when we could not
@@ -331,3 +335,36 @@ FIELD_CHECKS: Final[
     ("link.rx_level", LINK_RX_LEVEL, _has("rx_level_dbm_warning", "rx_level_dbm_critical"), _rx_level),
     ("link.snr", LINK_SNR, _has("snr_db_warning", "snr_db_critical"), _snr),
 )
+
+
+#: the checks one observation of a protocol yields: (check name, result) pairs
+Judge = Callable[[Observation, Thresholds, ResolvedDevice], Sequence[tuple[str, Result]]]
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeChecks:
+    """What the health model needs to know of one protocol (its part of a registry entry).
+
+    ``judge`` turns an observation of the protocol into checks (None: it yields none of its
+    own). ``reachability`` names the check whose value says whether the device answers; among a
+    device's protocols that poll it, the lowest ``rank`` decides (ping before a TCP connect before
+    SNMP). ``judge_fields``: whether the observation's normalized fields feed the field checks
+    (on battery, link down, ...), as the fields of SNMP profiles and telemetry do.
+    """
+
+    kind: str
+    judge: Judge | None = None
+    reachability: str | None = None
+    rank: int = 100
+    judge_fields: bool = False
+
+
+def _snmp(obs: Observation, _t: Thresholds, device: ResolvedDevice) -> tuple[tuple[str, Result]]:
+    return ((SNMP_REACHABLE, snmp_check(obs, device.role)),)
+
+
+ICMP_CHECKS: Final = ProbeChecks("icmp", icmp_checks, ICMP_REACHABLE, rank=0)
+SNMP_CHECKS: Final = ProbeChecks("snmp", _snmp, SNMP_REACHABLE, rank=50, judge_fields=True)
+TELEMETRY_CHECKS: Final = ProbeChecks("telemetry", judge_fields=True)
+#: the health model's protocols when it is given none (the daemon passes its registry's)
+BUILTIN_CHECKS: Final = (ICMP_CHECKS, SNMP_CHECKS, TELEMETRY_CHECKS)

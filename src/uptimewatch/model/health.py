@@ -51,20 +51,18 @@ from typing import Final, Literal
 
 from ..config.models import Config, District, Role, Site, Thresholds
 from ..config.resolve import ResolvedDevice
-from ..gcpause import no_cycle_collection
+from ..gcpause import no_cycle_collection, promote
 from ..i18n import N_, Phrase, Text, joined
 from .checks import (
+    BUILTIN_CHECKS,
     FIELD_CHECKS,
-    ICMP_REACHABLE,
     NO_DATA,
     SEVERITY,
-    SNMP_REACHABLE,
     CheckState,
+    ProbeChecks,
     Result,
-    icmp_checks,
     role_text,
     shared_text,
-    snmp_check,
 )
 from .observation import ErrorKind, FieldValue, Observation
 from .topology import Topology, UplinkState, UplinkView, UpstreamRef
@@ -310,6 +308,7 @@ class _Device:
 class _Site:
     __slots__ = (
         "carrier",
+        "cfg",
         "challenged_since",
         "commune",
         "core",
@@ -334,6 +333,7 @@ class _Site:
 
     def __init__(self, site_id: str) -> None:
         self.site_id = site_id
+        self.cfg: Site | None = None  # the configuration object it was configured from
         self.name = site_id
         self.district = ""
         self.commune: str | None = None
@@ -359,6 +359,7 @@ class _Site:
         return (self.name, self.district, self.commune, self.carrier, self.priority, self.upstream)
 
     def configure(self, cfg: Site, devices: list[_Device]) -> None:
+        self.cfg = cfg
         self.name = cfg.name
         self.district = cfg.district
         self.commune = cfg.commune
@@ -380,6 +381,10 @@ class _Site:
         }
 
 
+def _same_members(old: list[_Device], new: list[_Device]) -> bool:
+    return len(old) == len(new) and all(a is b for a, b in zip(old, new, strict=True))
+
+
 def _link_down(dev: _Device) -> bool:
     """A link device as an upstream: down when it does not answer or reports its link down."""
     if dev.reachable is False:
@@ -388,22 +393,48 @@ def _link_down(dev: _Device) -> bool:
     return oper is not None and oper.hard_state is CheckState.CRITICAL
 
 
-def _answers_now(dev: _Device) -> bool:
+#: (reachability check, protocol kind), the one deciding first first
+Reach = tuple[tuple[str, str], ...]
+
+
+def _reach_order(sources: Iterable[ProbeChecks]) -> Reach:
+    ranked = sorted((s for s in sources if s.reachability is not None), key=lambda s: s.rank)
+    return tuple((s.reachability, s.kind) for s in ranked if s.reachability is not None)
+
+
+def _reachability(dev: _Device, reach: Reach, *, hard: bool) -> _Check | None:
+    """The reachability check that decides whether ``dev`` answers: the best-ranked one with a
+    value (the hard one with ``hard``) of a protocol that polls the device, else the best-ranked
+    one with a value at all (a protocol turned off by a reload keeps its last word until another
+    one speaks). Without ``hard``, any check that exists counts."""
+    checks = dev.checks
+    cfg = dev.cfg
+    fallback: _Check | None = None
+    for name, kind in reach:
+        chk = checks.get(name)
+        if chk is None or (hard and chk.hard_value is None):
+            continue
+        if cfg.polls(kind):
+            return chk
+        if fallback is None:
+            fallback = chk
+    return fallback
+
+
+def _answers_now(dev: _Device, reach: Reach) -> bool:
     """What the latest (possibly soft) reachability result says, decided as for ``reachable``."""
-    icmp = dev.checks.get(ICMP_REACHABLE)
-    snmp = dev.checks.get(SNMP_REACHABLE)
-    chk = icmp if icmp is not None and (dev.cfg.icmp is not None or snmp is None) else snmp or icmp
+    chk = _reachability(dev, reach, hard=False)
     if chk is None or chk.status is None:
         return False
     return chk.status.value is True
 
 
-def _unsettled(dev: _Device, since: float) -> bool:
+def _unsettled(dev: _Device, since: float, reach: Reach) -> bool:
     """Whether ``dev`` has yet to tell whether it answers: no result started at or after
     ``since``, or its latest reachability result disagrees with the one hysteresis still holds."""
     if not any(p.at >= since for p in dev.probes.values()):
         return True
-    for name in (ICMP_REACHABLE, SNMP_REACHABLE):
+    for name, _kind in reach:
         chk = dev.checks.get(name)
         if chk is not None and (SEVERITY[chk.state] >= _BAD) != (SEVERITY[chk.hard_state] >= _BAD):
             return True
@@ -437,8 +468,12 @@ class HealthModel:
         profile_thresholds: Callable[[str | None], Thresholds | None] | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        probe_checks: Sequence[ProbeChecks] = BUILTIN_CHECKS,
     ) -> None:
         self._profile_thresholds = profile_thresholds
+        #: what each protocol's observations yield (``probing.registry.Registry.checks()``)
+        self._sources = {source.kind: source for source in probe_checks}
+        self._reach = _reach_order(probe_checks)
         self._clock = clock
         self._devices: dict[tuple[str, str], _Device] = {}
         self._sites: dict[str, _Site] = {}
@@ -481,20 +516,19 @@ class HealthModel:
             obs.problems,
         )
         hard = 0
-        if obs.probe == "icmp":
-            t = self._thresholds(dev, None)
-            for name, result in icmp_checks(obs, t):
-                hard += self._judge(dev, name, "icmp", result, at=at, changes=changes)
-            if err is None:
-                dev.fields_by_probe["icmp"] = obs.fields
-        else:
-            if obs.probe == "snmp":
-                hard += self._judge(
-                    dev, SNMP_REACHABLE, "snmp", snmp_check(obs, cfg.role), at=at, changes=changes
-                )
-            if err is None:
-                dev.fields_by_probe[obs.probe] = obs.fields
-                hard += self._judge_fields(dev, obs, changes)
+        source = self._sources.get(obs.probe)
+        judge = source.judge if source is not None else None
+        # a protocol nobody registered (an older node's observation) is judged by its fields
+        by_fields = err is None and (source is None or source.judge_fields)
+        if judge is not None or by_fields:
+            t = self._thresholds(dev, obs.profile)
+            if judge is not None:
+                for name, result in judge(obs, t, cfg):
+                    hard += self._judge(dev, name, obs.probe, result, at=at, changes=changes)
+            if by_fields:
+                hard += self._judge_fields(dev, obs, t, changes)
+        if err is None:
+            dev.fields_by_probe[obs.probe] = obs.fields
         first = not dev.polled
         dev.polled = True
         dev.status = None
@@ -514,7 +548,9 @@ class HealthModel:
             self._settle(waiting, at, changes)
         if site is not None and site.challenged_since is not None:
             since = site.challenged_since
-            if at - since > _hold_limit(site.core) or not any(_unsettled(d, since) for d in site.core):
+            if at - since > _hold_limit(site.core) or not any(
+                _unsettled(d, since, self._reach) for d in site.core
+            ):
                 site.challenged_since = None
         return changes
 
@@ -544,9 +580,8 @@ class HealthModel:
     def topology(self) -> Topology:
         return self._topology
 
-    def _judge_fields(self, dev: _Device, obs: Observation, changes: list[StateChange]) -> int:
+    def _judge_fields(self, dev: _Device, obs: Observation, t: Thresholds, changes: list[StateChange]) -> int:
         fields = obs.fields
-        t = self._thresholds(dev, obs.profile)
         probe = obs.probe
         at = obs.started_at
         hard = 0
@@ -628,15 +663,7 @@ class HealthModel:
         for chk in checks.values():
             if SEVERITY[chk.hard_state] > SEVERITY[worst]:
                 worst = chk.hard_state
-        icmp = checks.get(ICMP_REACHABLE)
-        snmp = checks.get(SNMP_REACHABLE)
-        decider: _Check | None = None
-        if icmp is not None and icmp.hard_value is not None and (dev.cfg.icmp is not None or snmp is None):
-            decider = icmp
-        elif snmp is not None and snmp.hard_value is not None:
-            decider = snmp
-        elif icmp is not None and icmp.hard_value is not None:
-            decider = icmp
+        decider = _reachability(dev, self._reach, hard=True)
         reachable = None if decider is None else bool(decider.hard_value)
 
         reason: Phrase
@@ -756,7 +783,9 @@ class HealthModel:
         if lost - site.lost_seen and (site.site_id in topo.upstreams or site.site_id in topo.children):
             # a device never polled yet has nothing to take back (a start shows the first cycle)
             doubt = [
-                d for d in site.devices if d.polled and d.reachable is not False and _unsettled(d, since)
+                d
+                for d in site.devices
+                if d.polled and d.reachable is not False and _unsettled(d, since, self._reach)
             ]
             if doubt and at - since <= _hold_limit(doubt):
                 site.held_since = since
@@ -851,7 +880,7 @@ class HealthModel:
             return False
         if up.held_since is not None:
             return True  # found down itself, waiting for its own upstream
-        return any(_unsettled(d, since) for d in devices)
+        return any(_unsettled(d, since, self._reach) for d in devices)
 
     def _challenge(self, site: _Site, refs: Iterable[UpstreamRef]) -> None:
         """This site answers: an upstream hub still judged down on older results is polled at once,
@@ -863,7 +892,7 @@ class HealthModel:
             up = self._sites.get(ref.site_id)
             if up is None or up.state is not SiteState.DOWN or up.challenged_since is not None:
                 continue
-            if not any(_unsettled(d, heard) for d in up.core):
+            if not any(_unsettled(d, heard, self._reach) for d in up.core):
                 continue  # its own latest results are as fresh as this one: it is down
             up.challenged_since = heard
             self._polls.extend((up.site_id, d.cfg.device_id) for d in up.core)
@@ -899,7 +928,7 @@ class HealthModel:
             child = self._sites.get(child_id)
             if child is None or child.state in (SiteState.DOWN, SiteState.UNREACHABLE):
                 continue
-            if child.held_since is not None or any(_unsettled(d, since) for d in child.core):
+            if child.held_since is not None or any(_unsettled(d, since, self._reach) for d in child.core):
                 pending.append(child_id)
         for child_id in pending:
             self._waiters.setdefault(child_id, set()).add(site.site_id)
@@ -908,15 +937,14 @@ class HealthModel:
             self._dirty_sites.add(site.site_id)
             self._snapshot = None
 
-    @staticmethod
-    def _rechecked(site: _Site, since: float, state: SiteState) -> bool:
+    def _rechecked(self, site: _Site, since: float, state: SiteState) -> bool:
         """Every core device has a result started after ``since``; and if they still count as
         unreachable, the latest results agree (the others are being confirmed by hysteresis)."""
         for d in site.core:
             if not any(p.at >= since for p in d.probes.values()):
                 return False
         if state is SiteState.DOWN:
-            return not any(_answers_now(d) for d in site.core)
+            return not any(_answers_now(d, self._reach) for d in site.core)
         return True
 
     def _uplink(self, ref: UpstreamRef) -> UplinkView:
@@ -1030,7 +1058,12 @@ class HealthModel:
         by_site: dict[str, list[_Device]] = {}
         changed_devices: set[str] = set()
         for rd in devices:
-            dev = old_devices.get(rd.key)
+            key = rd.key
+            dev = old_devices.get(key)
+            if dev is not None and dev.cfg is rd:  # unchanged (a reload parses only what changed)
+                new_devices[key] = dev
+                by_site.setdefault(rd.site_id, []).append(dev)
+                continue
             if dev is None:
                 dev = _Device(rd)
                 changed_devices.add(rd.site_id)
@@ -1039,13 +1072,14 @@ class HealthModel:
                 if (old.role, old.name, old.address) != (rd.role, rd.name, rd.address):
                     dev.status = None
                     changed_devices.add(rd.site_id)
-                icmp_changed = (old.icmp is None) != (rd.icmp is None)
+                # which protocols poll it may change who decides whether it answers
+                protocols_changed = not old.same_protocols(rd)
                 dev.cfg = rd
                 dev.thresholds = None  # thresholds or profile may have changed: recomputed lazily
-                if icmp_changed and dev.polled:
+                if protocols_changed and dev.polled:
                     self._derive_device(dev, self._clock(), [])
                     changed_devices.add(rd.site_id)
-            new_devices[rd.key] = dev
+            new_devices[key] = dev
             by_site.setdefault(rd.site_id, []).append(dev)
         self._devices = new_devices
 
@@ -1070,6 +1104,11 @@ class HealthModel:
                 if members:
                     self._derive_site_quiet(site, now, changes)
                     touched.add(cfg.id)
+            elif site.cfg is cfg and cfg.id not in changed_devices and _same_members(site.devices, members):
+                # the same site object with the same devices: nothing of it changed
+                site.devices = members
+                if cfg.id in self._site_status:
+                    site_status[cfg.id] = self._site_status[cfg.id]
             else:
                 before = (site.meta(), [id(d) for d in site.devices])
                 site.configure(cfg, members)
@@ -1159,6 +1198,7 @@ class HealthModel:
                 site = self._sites.get(site_id)
                 if site is not None:
                     self._site_status[site_id] = self._site_status_of(site)
+        promote()  # the step's status objects live on: out of the collector's later passes
         return bool(dirty)
 
     def snapshot(self) -> HealthSnapshot:
@@ -1172,7 +1212,10 @@ class HealthModel:
                 site = self._sites.get(site_id)
                 if site is not None:
                     self._site_status[site_id] = self._site_status_of(site)
+        dirty = bool(self._dirty_sites)
         self._dirty_sites.clear()
+        if dirty:
+            promote()
         empty = dict.fromkeys(SiteState, 0)
         rollups = []
         for level, rid, name, parent, key in self._rollup_meta:

@@ -50,7 +50,9 @@ from icmplib import ICMPv4Socket, ICMPv6Socket
 from icmplib.exceptions import ICMPLibError, SocketPermissionError
 
 from .. import executors
+from ..config.models import SchedulerSettings
 from ..config.resolve import ResolvedDevice
+from ..model.checks import ICMP_CHECKS
 from ..model.fields import (
     ICMP_JITTER,
     ICMP_LOSS_RATIO,
@@ -61,6 +63,7 @@ from ..model.fields import (
     ICMP_SENT,
 )
 from ..model.observation import ErrorKind, FieldValue, Observation, ProbeError
+from .protocol import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -905,3 +908,12 @@ class IcmpProber:
 
     def close(self) -> None:
         self.pinger.close()
+
+
+def _icmp_concurrency(settings: SchedulerSettings) -> int:
+    return settings.icmp_max_concurrency
+
+
+#: ICMP's registry entry; the daemon pings through its own :class:`IcmpProber` (``probe`` None),
+#: and its series (loss, round trip, jitter) are the exporter's built-in families
+PROTOCOL = Protocol("icmp", ICMP_CHECKS, concurrency=_icmp_concurrency)

@@ -13,8 +13,10 @@ import time
 from dataclasses import dataclass
 
 from ..config.resolve import ResolvedDevice, SnmpTarget
+from ..model.checks import SNMP_CHECKS
 from ..model.observation import ErrorKind, FieldValue, Observation, ProbeError
 from ..profiles import SYS_OBJECT_ID, CompiledProfile, ProfileCatalog, decode
+from .protocol import Protocol
 from .snmp_types import SnmpResponse, SnmpTransport, Varbind
 
 log = logging.getLogger(__name__)
@@ -237,3 +239,8 @@ def _sys_object_id(varbinds: tuple[Varbind, ...]) -> str | None:
         if vb.oid == SYS_OBJECT_ID and not vb.empty and vb.value is not None:
             return str(vb.value).removeprefix(".")
     return None
+
+
+#: SNMP's registry entry; the daemon polls through its own transport and profile catalog
+#: (``probe`` None), and its series are the exporter's built-in families
+PROTOCOL = Protocol("snmp", SNMP_CHECKS)

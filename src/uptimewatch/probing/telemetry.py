@@ -32,6 +32,7 @@ from typing import Final, Literal
 
 from .. import executors
 from ..config.models import Config, MqttBroker, TelemetrySettings
+from ..model.checks import TELEMETRY_CHECKS
 from ..model.observation import ErrorKind, Observation, ProbeError
 from ..profiles.telemetry import (
     TelemetryProfile,
@@ -40,6 +41,7 @@ from ..profiles.telemetry import (
     load_telemetry_profiles,
 )
 from ..supervisor import Supervisor
+from .protocol import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -467,3 +469,7 @@ async def prepare_subscriber(
         config.mqtt, config.telemetry, devices, profiles, sink, password=password, supervisor=supervisor
     )
     return SubscriberPlan(current, fresh, devices, profiles, enabled=True)
+
+
+#: telemetry's registry entry: pushed over MQTT, so never scheduled; its fields feed the checks
+PROTOCOL = Protocol("telemetry", TELEMETRY_CHECKS, scheduled=False)

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from ..config.loader import ConfigError, InventoryProgress, load_config
 from ..i18n import Translator, translator
+from ..probing.registry import RegistryError, installed
 from ..progress import Progress
 from .compute import Availability, CriticalReport, GroupBy, Ledger, availability, critical_period, read_ledger
 from .pdf import PdfUnavailableError, html_to_pdf
@@ -58,7 +59,11 @@ def group_names(config: Any) -> dict[str, str]:
 def cli_report(args: argparse.Namespace) -> int:
     inventory = InventoryProgress()
     try:
-        loaded = load_config(Path(args.config), on_resolve=inventory)
+        loaded = load_config(Path(args.config), on_resolve=inventory, probe_models=installed().settings())
+    except RegistryError as exc:
+        inventory.close()
+        print(f"{args.config}: {exc}", file=sys.stderr)
+        return 1
     except ConfigError as exc:
         inventory.close()
         for issue in exc.issues:
