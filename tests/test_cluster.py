@@ -144,6 +144,20 @@ def _pollers(nodes: Nodes, node_id: str) -> dict[str, list[str]]:
     return dict(nodes.get(node_id, "/api/v1/cluster/sites")["sites"])
 
 
+class Staleness:
+    """The oldest ``last_observed_at`` of any site seen on a node's API, sampled during a failover:
+    how long a site went without an observation."""
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+
+    def sample(self, nodes: Nodes, node_id: str) -> None:
+        now = time.time()
+        for site in nodes.get(node_id, "/api/v1/sites")["sites"]:
+            if site["last_observed_at"]:
+                self.worst = max(self.worst, now - site["last_observed_at"])
+
+
 def test_three_nodes_share_the_province_and_survive_kill_9(nodes: Nodes) -> None:
     for node_id in ("n1", "n2", "n3"):
         nodes.start(node_id)
@@ -186,9 +200,18 @@ def test_three_nodes_share_the_province_and_survive_kill_9(nodes: Nodes) -> None
     # kill -9 a follower: its sites go to the others, and no site goes stale or down
     victim = next(n for n in sorted(everyone) if n != leader)
     survivors = everyone - {victim}
+    gap = Staleness()
+
+    def seen_dead(alive: set[str], leading: str | None = None) -> bool:
+        """Every node in ``alive`` sees exactly those alive (and, if given, ``leading`` leads)."""
+        gap.sample(nodes, min(alive))
+        if leading is not None:
+            return _agreed(nodes, alive) == leading
+        return all({n["id"] for n in nodes.cluster(m)["nodes"] if n["alive"]} == alive for m in alive)
+
     killed_at = time.time()
     nodes.kill(victim)
-    wait_for(lambda: _agreed(nodes, survivors) == leader, 15, f"{victim} seen dead", nodes.logs)
+    wait_for(lambda: seen_dead(survivors, leader), 15, f"{victim} seen dead", nodes.logs)
     detected = time.time() - killed_at
     # the assignment follows at the next heartbeat round
     wait_for(
@@ -196,15 +219,36 @@ def test_three_nodes_share_the_province_and_survive_kill_9(nodes: Nodes) -> None
         2,
         "the dead node's sites reassigned",
     )
-    since = killed_at + detected
+    reassigned = time.time() - killed_at
+    since = killed_at + reassigned
     for node_id in survivors:
-        wait_for(lambda n=node_id: _all_up_and_fresh(nodes, n, since), 10, f"fresh on {node_id}")
+        wait_for(
+            lambda n=node_id: gap.sample(nodes, n) or _all_up_and_fresh(nodes, n, since),
+            10,
+            f"fresh on {node_id}",
+        )
+    repolled = time.time() - killed_at
+    follower_gap = gap.worst
 
     # kill -9 the leader: the last node leads within leader_timeout and polls everything
     last = next(iter(survivors - {leader}))
+    gap = Staleness()
     killed_at = time.time()
     nodes.kill(leader)
-    wait_for(lambda: _agreed(nodes, {last}) == last, 15, f"{last} leading", nodes.logs)
+    wait_for(lambda: seen_dead({last}), 15, f"{leader} seen dead by {last}", nodes.logs)
+    leader_dead = time.time() - killed_at
+    wait_for(lambda: seen_dead({last}, last), 15, f"{last} leading", nodes.logs)
     took_over = time.time() - killed_at
-    wait_for(lambda: _all_up_and_fresh(nodes, last, killed_at + took_over), 10, "fresh after failover")
-    print(f"follower death seen after {detected:.1f} s; leader failover after {took_over:.1f} s")
+    since = killed_at + took_over
+    wait_for(
+        lambda: gap.sample(nodes, last) or _all_up_and_fresh(nodes, last, since), 10, "fresh after failover"
+    )
+    leader_repolled = time.time() - killed_at
+    print(
+        f"\nFAILOVER kill -9 follower {victim}: seen dead after {detected:.1f} s, sites reassigned after"
+        f" {reassigned:.1f} s, every site observed after the reassignment {repolled:.1f} s after the kill;"
+        f" oldest site observation during it {follower_gap:.1f} s (interval {INTERVAL:g} s)"
+        f"\nFAILOVER kill -9 leader {leader}: seen dead after {leader_dead:.1f} s, {last} leads after"
+        f" {took_over:.1f} s, every site observed again {leader_repolled:.1f} s after the kill;"
+        f" oldest site observation during it {gap.worst:.1f} s"
+    )

@@ -286,8 +286,12 @@ def test_kill_9_of_the_leader_with_notices_pending_loses_none(alerting_nodes: Al
     assert (_firing(nodes, new_leader)[acked]["ack"] or {}).get("by") == "Lò Văn Bình"
     assert silence_id in {s["id"] for s in nodes.get(new_leader, "/api/v1/silences")["silences"]}
     print(
-        f"leader failover after {took_over:.1f} s; notices delivered: {len(hook_ids)} by webhook,"
-        f" {len(mail_ids)} by email; duplicated: {duplicated}"
+        f"\nFAILOVER kill -9 leader {leader} with notices pending: {new_leader} leads after {took_over:.1f} s"
+        f" (leader_timeout {LEADER_TIMEOUT:g} s) and took {taken} pending deliveries over"
+        f" ({len(hook_ids)} notices x email and webhook); delivered: webhook {len(hook_ids)} notices"
+        f" in {hook_ids.total()} requests, email {len(mail_ids)} notices in {mail_ids.total()} messages;"
+        f" duplicated (same id): webhook {hook_ids.total() - len(hook_ids)},"
+        f" email {mail_ids.total() - len(mail_ids)}; total {duplicated}"
     )
 
 

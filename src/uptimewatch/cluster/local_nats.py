@@ -56,11 +56,12 @@ class NatsServer:
     cluster_port: int
     http_port: int
     directory: Path
+    host: str = "127.0.0.1"  # where clients connect; routes and monitoring stay on loopback
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.client_port}"
+        return f"nats://{self.host}:{self.client_port}"
 
     @property
     def config_path(self) -> Path:
@@ -82,9 +83,19 @@ class NatsServer:
 
 
 class LocalNatsCluster:
-    """``with LocalNatsCluster(directory, size=3) as nats``: servers up, JetStream meta leader elected."""
+    """``with LocalNatsCluster(directory, size=3) as nats``: servers up, JetStream meta leader elected.
 
-    def __init__(self, directory: Path, size: int = 3, *, cluster_name: str = "uptimewatch") -> None:
+    ``client_host`` is the local address the servers take clients on (default loopback; a test
+    gives an address that a network namespace reaches too)."""
+
+    def __init__(
+        self,
+        directory: Path,
+        size: int = 3,
+        *,
+        cluster_name: str = "uptimewatch",
+        client_host: str = "127.0.0.1",
+    ) -> None:
         if size < 1:
             raise ValueError("a NATS cluster needs at least one server")
         self.binary = nats_server_binary()
@@ -93,7 +104,9 @@ class LocalNatsCluster:
         self.cluster_name = cluster_name
         ports = _free_ports(3 * size)
         self.servers = [
-            NatsServer(f"n{i + 1}", ports[3 * i], ports[3 * i + 1], ports[3 * i + 2], self.directory)
+            NatsServer(
+                f"n{i + 1}", ports[3 * i], ports[3 * i + 1], ports[3 * i + 2], self.directory, client_host
+            )
             for i in range(size)
         ]
         for server in self.servers:
@@ -107,7 +120,7 @@ class LocalNatsCluster:
         store = self.directory / server.name
         lines = [
             f"server_name: {server.name}",
-            f"listen: 127.0.0.1:{server.client_port}",
+            f"listen: {server.host}:{server.client_port}",
             f"http: 127.0.0.1:{server.http_port}",
             "jetstream {",
             f'  store_dir: "{store}"',

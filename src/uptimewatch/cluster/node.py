@@ -156,6 +156,8 @@ class ClusterNode:
         self._publish_queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=100_000)
         self._last_nats_ok = time.monotonic()
         self._nats_ready = False
+        # decided once per heartbeat round, with isolation, so the two never disagree in between
+        self._nats_lost = False
         self._assignment: dict[str, tuple[str, ...]] = {}
         self._owned: frozenset[str] | None = None  # None: every site (alone, or degraded)
         self._primary: frozenset[str] = frozenset()  # sites whose first vantage point we are
@@ -201,6 +203,7 @@ class ClusterNode:
         except BaseException:
             await self.stop()  # nothing of a failed start stays open
             raise
+        self._nats_lost = not self._nats_fresh()
         self._recompute()
         self.started = True
         self._tasks += [
@@ -486,8 +489,10 @@ class ClusterNode:
 
     # -- reachability -------------------------------------------------------------------------
 
+    def _nats_fresh(self) -> bool:
+        return self._nats_ready and time.monotonic() - self._last_nats_ok <= self.config.node_timeout
+
     async def _check_reach(self) -> None:
-        nats_ok = self._nats_ready and time.monotonic() - self._last_nats_ok <= self.config.node_timeout
         peers = [m for m in self._views() if m.id != self.node_id]
         reached_peers = await asyncio.gather(*(self._reach_peer(m.heartbeat.url) for m in peers))
         self._peers_reached = sum(reached_peers)
@@ -495,6 +500,12 @@ class ClusterNode:
         if self.config.canaries and self._ping is not None:
             reached = await asyncio.gather(*(self._ping(a) for a in self.config.canaries))
             self._canaries_reached = sum(reached)
+        # NATS is judged after the probes above (which take up to their timeouts) and in the same
+        # step as isolation: were "degraded" read from the clock meanwhile, a node that just lost its
+        # uplink would for one round judge alone, not yet isolated, and take its own silence for
+        # sites down
+        nats_ok = self._nats_fresh()
+        self._nats_lost = not nats_ok
         isolated = (
             not nats_ok
             and self._peers_reached == 0
@@ -528,7 +539,7 @@ class ClusterNode:
 
     @property
     def degraded(self) -> str:
-        if self._nats_ready and time.monotonic() - self._last_nats_ok <= self.config.node_timeout:
+        if not self._nats_lost:
             return ""
         return "NATS unreachable: polling every site and alerting locally"
 
