@@ -156,6 +156,7 @@ def test_environment_in_a_site_is_read_on_every_reload(
         "flow",  # sites: [...] is not split: the whole file is parsed
         "anchors",  # anchors in the list: the whole file is parsed
         "comments",  # comments between and before the items
+        "last",  # the sites are the file's last key, its last line without a newline
     ],
 )
 def test_layouts_load_as_without_the_cache(tmp_path: Path, layout: str) -> None:
@@ -167,6 +168,8 @@ def test_layouts_load_as_without_the_cache(tmp_path: Path, layout: str) -> None:
         sites[0] = sites[0].replace("  carrier: vnpt\n", "  carrier: &c vnpt\n")
         sites[2] = sites[2].replace("  carrier: vnpt\n", "  carrier: *c\n")
         text = _province(sites)
+    elif layout == "last":
+        text = _province(sites, tail="").rstrip("\n")
     elif layout == "comments":
         text = _province(["# the hubs first\n", *[f"{s}# next\n\n" for s in sites]])
     else:

@@ -690,8 +690,9 @@ def _check_device(
 
 #: ``sites:`` alone on a line at the top level, in block style
 _SITES_KEY = re.compile(r"^sites:[ \t]*(?:#[^\n]*)?$", re.M)
-#: the next top-level key (or a document marker) after the sites list
-_TOP_LEVEL = re.compile(r"^[^\s#-]|^---|^\.\.\.", re.M)
+#: the next top-level key (or a document marker) after the sites list; the patterns here begin
+#: with a newline, which the regex engine finds fast, rather than with ``^`` tried everywhere
+_TOP_LEVEL = re.compile(r"\n(?=[^\s#-]|---|\.\.\.)")
 #: the first line of the list's first item gives the list's indentation
 _FIRST_ITEM = re.compile(r"^( *)-(?: |$)", re.M)
 
@@ -713,8 +714,8 @@ def _site_blocks(text: str) -> _Split | None:
         return None
     key = keys[0]
     start = key.end() + 1
-    end_m = _TOP_LEVEL.search(text, start)
-    end = end_m.start() if end_m is not None else len(text)
+    end_m = _TOP_LEVEL.search(text, key.end())
+    end = end_m.start() + 1 if end_m is not None else len(text)
     if end_m is not None and text.startswith(("---", "..."), end):
         return None
     region = text[start:end]
@@ -724,12 +725,15 @@ def _site_blocks(text: str) -> _Split | None:
     if first is None:
         return None
     indent = first.group(1)
+    lines = "\n" + region  # every line, the first too, starts after a newline
     # every line is blank, a comment, an item's first line or indented deeper than the items
     k = len(indent)
-    stray = rf"^ {{{k}}}(?:[^ \n#-]|-[^ \n])" + (rf"|^ {{0,{k - 1}}}[^ \n#]" if k else "")
-    if re.search(stray, region, re.M) is not None:
+    if re.search(rf"\n {{{k}}}(?:[^ \n#-]|-[^ \n])", lines) is not None:
         return None
-    starts = [m.start() for m in re.finditer(rf"^{indent}-(?: |$)", region, re.M)]
+    if k and re.search(rf"\n {{0,{k - 1}}}[^ \n#]", lines) is not None:
+        return None
+    # the newline before an item's first line is at the item's own offset in ``region``
+    starts = [m.start() for m in re.finditer(rf"\n{indent}-(?= |\n|$)", lines)]
     if any(line.strip() and not line.lstrip().startswith("#") for line in region[: starts[0]].splitlines()):
         return None
     blocks = [region[a:b] for a, b in zip(starts, [*starts[1:], len(region)], strict=True)]
