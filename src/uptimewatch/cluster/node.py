@@ -157,7 +157,7 @@ class ClusterNode:
         self._last_nats_ok = time.monotonic()
         self._nats_ready = False
         # decided once per heartbeat round, with isolation, so the two never disagree in between
-        self._nats_lost = False
+        self._nats_lost = True  # not reached yet: a node never connected is degraded
         self._assignment: dict[str, tuple[str, ...]] = {}
         self._owned: frozenset[str] | None = None  # None: every site (alone, or degraded)
         self._primary: frozenset[str] = frozenset()  # sites whose first vantage point we are

@@ -25,7 +25,7 @@ from typing import Any
 import aiomqtt
 from pydantic import Field
 
-from .. import executors
+from .. import executors, mqtt_session
 from ..primitives import Duration
 from ..supervisor import Supervisor
 from . import render
@@ -45,21 +45,6 @@ class MqttSettings(StrictSettings):
         description="First level of the topics: `<prefix>/<province>/events`.",
     )
     timeout: Duration = Field(default=10.0, description="Deadline for the broker's PUBACK of one notice.")
-
-
-async def _connect(client: aiomqtt.Client) -> None:
-    """``client.__aenter__()``, except that a cancellation while it connects lets the connect
-    end and disconnects: aiomqtt would leave the socket open and its loop task running."""
-    enter = asyncio.ensure_future(client.__aenter__())
-    try:
-        await asyncio.shield(enter)
-    except asyncio.CancelledError:
-        # the connect is bounded by the client's own timeout; nothing is awaited past it
-        await asyncio.wait({enter}, timeout=15.0)
-        if enter.done() and not enter.cancelled() and enter.exception() is None:
-            with contextlib.suppress(aiomqtt.MqttError, OSError):
-                await client.__aexit__(None, None, None)
-        raise
 
 
 class MqttLink:
@@ -124,7 +109,7 @@ class MqttLink:
             )
             lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             try:
-                await _connect(client)
+                await mqtt_session.enter(client)
                 try:
                     self._client, self._lost = client, lost
                     self._connected.set()

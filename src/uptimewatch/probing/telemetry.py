@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
-from .. import executors
+from .. import executors, mqtt_session
 from ..config.models import Config, MqttBroker, TelemetrySettings
 from ..model.checks import TELEMETRY_CHECKS
 from ..model.observation import ErrorKind, Observation, ProbeError
@@ -204,7 +204,7 @@ class TelemetrySubscriber:
         delay = INITIAL_RECONNECT_DELAY
         while True:
             try:
-                async with aiomqtt.Client(
+                client = aiomqtt.Client(
                     broker.host,
                     broker.port,
                     username=broker.username,
@@ -214,7 +214,9 @@ class TelemetrySubscriber:
                     identifier=f"{broker.client_id}-telemetry",
                     keepalive=max(int(broker.keepalive), 1),
                     tls_context=ssl.create_default_context() if broker.tls else None,
-                ) as client:
+                )
+                await mqtt_session.enter(client)
+                try:
                     for topic in self.topics:
                         await client.subscribe(topic, qos=1)
                     self.connections += 1
@@ -228,6 +230,8 @@ class TelemetrySubscriber:
                     )
                     async for message in client.messages:
                         self.handle(str(message.topic), message.payload)
+                finally:
+                    await mqtt_session.leave(client)
             except (aiomqtt.MqttError, OSError) as exc:
                 self.connected.clear()
                 log.warning(
