@@ -18,6 +18,7 @@ from tests.fixtures.daemon import async_http, free_tcp_port, province_config, wa
 from uptimewatch.app import run_daemon
 from uptimewatch.cli import main as cli_main
 from uptimewatch.config.loader import ConfigError, load_config
+from uptimewatch.export.site_series import SiteSeriesCache
 from uptimewatch.model.checks import CheckState
 from uptimewatch.model.health import HealthModel
 from uptimewatch.model.observation import ErrorKind, Observation, ProbeError
@@ -291,3 +292,28 @@ def _is(state: Any, want: str) -> Any:
         return bool(await state() == want)
 
     return check
+
+
+def test_the_exporter_renders_a_protocols_series_from_its_registry_entry_alone() -> None:
+    """Nothing under src/ names the toy protocol or its series: the exporter renders what the
+    registry's entries declare (the shipped ones' series come the same way, in registry order)."""
+    src = Path(__file__).resolve().parents[1] / "src" / "uptimewatch"
+    spelled = [
+        str(path)
+        for path in src.rglob("*.py")
+        if any(
+            word in path.read_text(encoding="utf-8") for word in ("uptimewatch_tcp_", toy_tcp.CONNECT_SECONDS)
+        )
+    ]
+    assert spelled == []
+    series = _registry().series()
+    assert [s.kind for s in series][-1] == "tcp"
+    assert {s.kind for s in series} == {"icmp", "snmp", "tcp"}
+    cache = SiteSeriesCache(series)
+    names = [name for name, _help in cache.families]
+    # the protocols' families in registry order, before the field gauges
+    assert names.index("uptimewatch_snmp_poll_duration_seconds") < names.index(
+        "uptimewatch_tcp_connect_seconds"
+    )
+    assert names.index("uptimewatch_tcp_connect_seconds") < names.index("uptimewatch_power_on_battery")
+    assert cache.full_only == {"uptimewatch_snmp_up"}
