@@ -70,6 +70,8 @@ _EMPTY: Final = {
 }
 
 _Reply = tuple[int, int, list[ber.RawVarbind]]  # error-status (or _TIMED_OUT/_CLOSED), index, varbinds
+# a one-PDU GET: the OIDs as requests name them, the prebuilt request, the names' BER content
+_GetPlan = tuple[tuple[str, ...], ber.RequestTemplate, tuple[bytes, ...]]
 
 
 @functools.lru_cache(maxsize=_OID_CACHE_SIZE)
@@ -248,6 +250,8 @@ class FastSnmpTransport(snmp_driver.DrivenTransport[ber.RawVarbind, "_Peer"]):
         # previous life as answers
         self._next_id = random.randint(ber.REQUEST_ID_MIN, ber.REQUEST_ID_MAX)
         self.stats = FastTransportStats()
+        # the one-PDU GETs asked: (community, version, OIDs as given) -> what to send and expect
+        self._get_plans: dict[tuple[object, ...], _GetPlan] = {}
 
     async def close(self) -> None:
         self._closed = True
@@ -264,6 +268,68 @@ class FastSnmpTransport(snmp_driver.DrivenTransport[ber.RawVarbind, "_Peer"]):
                 endpoint.transport.close()
         # let the loop run the close callbacks, so the sockets are really gone when this returns
         await asyncio.sleep(0)
+
+    # -- the common GET: one PDU, answered in full ----------------------------------------------
+
+    async def get(self, target: SnmpTarget, oids: Sequence[str]) -> SnmpResponse:
+        """A v1/v2c GET that fits one PDU goes straight to the wire with its prebuilt request, and a
+        reply naming the OIDs asked, in order, with no error-status, straight back as varbinds.
+        Anything else (a split, an error-status, a timeout, other names) is the driver's, given the
+        reply already received, so it reads exactly as :meth:`DrivenTransport.get` would."""
+        if not oids or target.version is SnmpVersion.V3 or target.community is None or self._closed:
+            return await super().get(target, oids)
+        key = (target.community, target.version, oids if isinstance(oids, tuple) else tuple(oids))
+        plan = self._get_plans.get(key)
+        if plan is None:
+            if len(oids) > self._max_varbinds:
+                return await super().get(target, oids)
+            plan = self._get_plan(key, target, oids)
+        try:
+            peer = self._peers.get((target.host, target.port))
+            if peer is None:
+                found = await self._peer(target)
+                if isinstance(found, ProbeError):
+                    return SnmpResponse(error=found)
+                peer = found
+            names, template, encoded = plan
+            status, index, raw, sent = await self._exchange(
+                peer, target, template.with_id, attempts=target.retries + 1
+            )
+            if status == 0 and len(raw) == len(encoded) and tuple([r[0] for r in raw]) == encoded:
+                convert = self._rows.varbind
+                return SnmpResponse(varbinds=tuple([convert(r) for r in raw]), requests=sent)
+        except self.bad_value_errors as exc:
+            return SnmpResponse(error=self._bad_value(target, exc))
+        except Exception:
+            log.exception("SNMP GET with %s failed unexpectedly", snmp_driver.describe(target))
+            return SnmpResponse(error=ProbeError(ErrorKind.INTERNAL, "unexpected error in SNMP GET"))
+        first: Reply[ber.RawVarbind]
+        if status == _TIMED_OUT:
+            first = Reply(sent, timed_out=True)
+        elif status == _CLOSED:
+            first = Reply(sent, error=closed_error())
+        else:
+            first = Reply(sent, status, index, raw)
+        primed = [first]
+
+        async def exchange(request: Request, attempts: int) -> Reply[ber.RawVarbind]:
+            if primed and request.oids == names:
+                return primed.pop()
+            return await self._request(peer, target, request, attempts)
+
+        rows, step = self._rows, self._max_varbinds
+        return await self._drive(
+            target, "GET", lambda _exchange: snmp_driver.get(exchange, rows, target, oids, max_varbinds=step)
+        )
+
+    def _get_plan(self, key: tuple[object, ...], target: SnmpTarget, oids: Sequence[str]) -> _GetPlan:
+        names = tuple(snmp_driver.oid_key(o) for o in oids)
+        template = self._template(target, Request("get", names))
+        plan = (names, template, tuple(_encoded_name(name) for name in names))
+        if len(self._get_plans) >= _TEMPLATE_CACHE_SIZE:
+            self._get_plans.clear()
+        self._get_plans[key] = plan
+        return plan
 
     # -- requests --------------------------------------------------------------------------------
 
