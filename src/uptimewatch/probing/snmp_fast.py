@@ -20,6 +20,7 @@ import asyncio
 import collections
 import functools
 import logging
+import math
 import random
 import socket
 from collections.abc import Callable, Sequence
@@ -54,6 +55,8 @@ _OID_CACHE_SIZE: Final = 65_536
 _TIMED_OUT: Final = -1
 _MAX_DATAGRAM: Final = 65_535
 _CLOSED: Final = -2
+#: a request times out up to this much after its timeout: those due together share one sweep
+_TIMEOUT_SLACK: Final = 0.01
 _VERSION_NUMBER: Final = {SnmpVersion.V1: ber.VERSION_1, SnmpVersion.V2C: ber.VERSION_2C}
 
 _UNSIGNED: Final = {
@@ -160,7 +163,6 @@ class _Pending:
     attempts: int
     timeout: float
     sent: int = 0
-    timer: asyncio.TimerHandle | None = None
 
 
 class _Rows:
@@ -252,13 +254,20 @@ class FastSnmpTransport(snmp_driver.DrivenTransport[ber.RawVarbind, "_Peer"]):
         self.stats = FastTransportStats()
         # the one-PDU GETs asked: (community, version, OIDs as given) -> what to send and expect
         self._get_plans: dict[tuple[object, ...], _GetPlan] = {}
+        # per timeout value, (deadline, request, attempt) in send order: swept by one timer
+        self._timeouts: dict[float, collections.deque[tuple[float, _Pending, int]]] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._sweep_at = math.inf
 
     async def close(self) -> None:
         self._closed = True
         pending, self._pending = self._pending, {}
+        self._timeouts.clear()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+            self._sweep_at = math.inf
         for entry in pending.values():
-            if entry.timer is not None:
-                entry.timer.cancel()
             if not entry.fut.done():
                 entry.fut.set_result((_CLOSED, 0, []))
         endpoints, self._endpoints = self._endpoints, {}
@@ -400,8 +409,6 @@ class FastSnmpTransport(snmp_driver.DrivenTransport[ber.RawVarbind, "_Peer"]):
             # the caller's deadline: forget the request, a late reply is then merely unmatched
             if self._pending.get(request_id) is entry:
                 del self._pending[request_id]
-            if entry.timer is not None:
-                entry.timer.cancel()
             raise
         return status, index, raw, entry.sent
 
@@ -421,7 +428,42 @@ class FastSnmpTransport(snmp_driver.DrivenTransport[ber.RawVarbind, "_Peer"]):
             transport.sendto(entry.payload, peer.sockaddr)
         entry.sent += 1
         self.stats.requests += 1
-        entry.timer = asyncio.get_running_loop().call_later(entry.timeout, self._expire, entry)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + entry.timeout
+        queue = self._timeouts.get(entry.timeout)
+        if queue is None:
+            queue = self._timeouts[entry.timeout] = collections.deque()
+        queue.append((deadline, entry, entry.sent))
+        if deadline + _TIMEOUT_SLACK < self._sweep_at:
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+            self._sweep_at = deadline + _TIMEOUT_SLACK
+            self._sweeper = loop.call_at(self._sweep_at, self._sweep)
+
+    def _sweep(self) -> None:
+        """Resend or time out the requests whose attempt is past its timeout; one timer serves
+        every request (a per-request timer cost more than the rest of the exchange's scheduling)."""
+        self._sweeper = None
+        self._sweep_at = math.inf
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        pending = self._pending
+        first = math.inf
+        for timeout, queue in list(self._timeouts.items()):
+            while queue and queue[0][0] <= now:
+                _deadline, entry, attempt = queue.popleft()
+                # answered, cancelled or resent since: that attempt's timeout is moot
+                if entry.sent == attempt and pending.get(entry.request_id) is entry:
+                    self._expire(entry)
+            if queue:
+                first = min(first, queue[0][0])
+            else:
+                del self._timeouts[timeout]
+        if first < math.inf and first + _TIMEOUT_SLACK < self._sweep_at:
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+            self._sweep_at = first + _TIMEOUT_SLACK
+            self._sweeper = loop.call_at(self._sweep_at, self._sweep)
 
     def _expire(self, entry: _Pending) -> None:
         if self._pending.get(entry.request_id) is not entry:
@@ -458,8 +500,6 @@ class FastSnmpTransport(snmp_driver.DrivenTransport[ber.RawVarbind, "_Peer"]):
             log.exception("SNMP response from %s could not be read", addr[0] if addr else "?")
             return
         del self._pending[head.request_id]
-        if entry.timer is not None:
-            entry.timer.cancel()
         stats.responses += 1
         if not entry.fut.done():
             entry.fut.set_result((head.error_status, head.error_index, varbinds))
