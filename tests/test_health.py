@@ -863,3 +863,19 @@ def test_reconfigure_with_the_same_objects_skips_them_and_applies_a_changed_site
     site_of = moved.site_id
     snap = model.snapshot()
     assert snap.sites[site_of] is not before.sites[site_of]
+
+
+def test_one_site_is_brought_up_to_date_alone_as_the_snapshot_shows_it() -> None:
+    model, _devices = make_model()
+    assert model.site("s1") == model.snapshot().site("s1")
+    all_ok(model, T0)
+    assert model.site("s1") == model.snapshot().site("s1")
+    # after a change, the site alone first; the snapshot that follows shows the same status
+    model.ingest(ping("s2", "bts2", T0 + 60, loss=1.0))
+    one = model.site("s2")
+    snap = model.snapshot()
+    assert one is snap.site("s2")
+    assert one is not None
+    assert one.devices == snap.sites["s2"].devices
+    assert model.site("s1") is snap.site("s1")
+    assert model.site("no-such-site") is None

@@ -192,7 +192,7 @@ class Daemon:
         self.notify = NotifyService(
             self.store,
             loaded.config,
-            get_site=lambda sid: self.snapshot().site(sid),
+            get_site=self.health.site,
             supervisor=self.supervisor,
         )
         if loaded.config.cluster is not None:

@@ -13,7 +13,10 @@ Timing rules:
 * A job still polling (or still waiting for a concurrency slot) when its next cycle is due skips
   that cycle and counts it as missed; polls never queue up behind a slow device.
 * Every poll runs under the device's deadline; a timeout or a probe bug becomes an Observation,
-  so the health model always hears about the device.
+  so the health model always hears about the device. Deadlines are kept by the dispatcher too,
+  not by a timer per poll: one FIFO per timeout value (polls start in time order, so each FIFO is
+  sorted), swept when the dispatcher wakes, which it does at most :data:`DEADLINE_SLACK` after a
+  deadline. A poll past its deadline is cancelled and observed as a timeout.
 * A poll that timed out while the event loop ran late (``overload``, a
   :class:`~uptimewatch.looplag.LoopLag`) is ``overloaded``, not ``timeout``: a reply may have
   waited in the socket for us. The health model holds nothing against the device for it.
@@ -22,11 +25,11 @@ Timing rules:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import hashlib
 import heapq
 import logging
+import math
 import time
 from bisect import bisect_left
 from collections import deque
@@ -71,6 +74,12 @@ class Overload(Protocol):
 
 #: A zero interval would make the dispatcher spin; the config does not forbid it, so clamp here.
 MIN_INTERVAL = 0.05
+#: How late a poll past its deadline may be cancelled: deadlines that close together are swept in
+#: one wake-up of the dispatcher rather than one each.
+DEADLINE_SLACK = 0.05
+#: The dispatcher wakes at most once per this many seconds: polls due closer together than that
+#: start in one wake-up (up to this much late, which the lag histogram shows) instead of one each.
+DISPATCH_TICK = 0.001
 
 
 def phase_of(site_id: str, device_id: str, probe: str, interval: float) -> float:
@@ -97,9 +106,11 @@ class _Job:
     __slots__ = (
         "base",
         "device",
+        "expired",
         "interval",
         "k",
         "key",
+        "poll",
         "probe",
         "queued_due",
         "removed",
@@ -122,11 +133,8 @@ class _Job:
         self.queued_due = 0.0
         self.removed = False
         self.task: asyncio.Task[None] | None = None
-
-
-def _wake(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
+        self.poll = 0  # the id of the poll running or queued (the deadline entries name it)
+        self.expired = 0  # the id of a poll the dispatcher cancelled at its deadline
 
 
 class Scheduler:
@@ -185,8 +193,15 @@ class Scheduler:
         self._by_ticket: dict[int, _Job] = {}
         self._tickets = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self._dispatcher: asyncio.Task[None] | None = None
-        self._waiter: asyncio.Future[None] | None = None
+        # deadlines of the polls running: per timeout value, (deadline, poll id) in start order;
+        # ``_in_flight`` maps the poll id to its job until the poll ends
+        self._deadlines: dict[float, deque[tuple[float, int]]] = {}
+        self._in_flight: dict[int, _Job] = {}
+        self._poll_ids = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+        self._next_deadline = math.inf  # the earliest deadline in ``_deadlines``
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._running = False
 
         self._lag_counts = [0] * (len(LAG_BUCKETS) + 1)
@@ -200,19 +215,20 @@ class Scheduler:
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._dispatcher is not None:
+        if self._loop is not None:
             return
         self._running = True
-        self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="uptimewatch-scheduler")
+        self._loop = asyncio.get_running_loop()
+        self._arm(self._clock())
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop taking new work, give in-flight polls ``grace`` seconds, then cancel the rest."""
         self._running = False
-        if self._dispatcher is not None:
-            self._dispatcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._dispatcher
-            self._dispatcher = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self._timer_at = math.inf
+        self._loop = None
         for queue in self._pending.values():
             for job in queue:
                 if job.state is _State.QUEUED:
@@ -331,33 +347,64 @@ class Scheduler:
     # -- dispatching --------------------------------------------------------------------------
 
     def _poke(self) -> None:
-        if self._waiter is not None:
-            _wake(self._waiter)
+        """Wake the dispatcher now (the heap's first entry may have moved earlier)."""
+        if self._loop is not None:
+            self._arm(self._clock())
 
-    async def _dispatch_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            heap = self._heap
-            by_ticket = self._by_ticket
-            now = self._clock()
-            while heap and heap[0][0] <= now:
-                due, ticket = heapq.heappop(heap)
-                job = by_ticket.get(ticket)
-                if job is None:
-                    continue
-                try:
-                    self._fire(job, due, now)
-                except Exception:
-                    log.exception("scheduler: cannot dispatch site %s device %s probe %s", *job.key)
-            fut: asyncio.Future[None] = loop.create_future()
-            self._waiter = fut
-            handle = loop.call_later(heap[0][0] - now, _wake, fut) if heap else None
+    def _arm(self, when: float) -> None:
+        """One timer for the dispatcher, at the earliest moment anything asks for (``when`` on
+        the scheduler's clock)."""
+        loop = self._loop
+        if loop is None:
+            return
+        if self._timer is not None:
+            if self._timer_at <= when:
+                return
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = loop.call_later(max(when - self._clock(), 0.0), self._dispatch)
+
+    def _dispatch(self) -> None:
+        """Start the polls that are due, cancel those past their deadline, and sleep until the
+        next of either."""
+        self._timer = None
+        self._timer_at = math.inf
+        if not self._running:
+            return
+        heap = self._heap
+        by_ticket = self._by_ticket
+        now = self._clock()
+        while heap and heap[0][0] <= now:
+            due, ticket = heapq.heappop(heap)
+            job = by_ticket.get(ticket)
+            if job is None:
+                continue
             try:
-                await fut
-            finally:
-                self._waiter = None
-                if handle is not None:
-                    handle.cancel()
+                self._fire(job, due, now)
+            except Exception:
+                log.exception("scheduler: cannot dispatch site %s device %s probe %s", *job.key)
+        if self._next_deadline <= now:
+            self._next_deadline = self._sweep(now)
+        wake = min(heap[0][0] if heap else math.inf, self._next_deadline + DEADLINE_SLACK)
+        if wake < math.inf:
+            self._arm(max(wake, now + DISPATCH_TICK))
+
+    def _sweep(self, now: float) -> float:
+        """Cancel the polls whose deadline has passed; returns the next deadline (inf if none)."""
+        in_flight = self._in_flight
+        first = math.inf
+        for timeout, queue in list(self._deadlines.items()):
+            while queue and queue[0][0] <= now:
+                _deadline, poll = queue.popleft()
+                job = in_flight.get(poll)
+                if job is not None and job.poll == poll and job.task is not None:
+                    job.expired = poll
+                    job.task.cancel()
+            if queue:
+                first = min(first, queue[0][0])
+            else:
+                del self._deadlines[timeout]
+        return first
 
     def _fire(self, job: _Job, due: float, now: float) -> None:
         interval = job.interval
@@ -391,10 +438,24 @@ class Scheduler:
             return
         self._active[name] += 1
         job.state = _State.RUNNING
-        task = asyncio.create_task(self._poll(job, due, scheduled))
+        self._poll_ids += 1
+        poll = job.poll = self._poll_ids
+        timeout = job.device.timeout
+        deadline = self._clock() + timeout
+        queue = self._deadlines.get(timeout)
+        if queue is None:
+            queue = self._deadlines[timeout] = deque()
+        queue.append((deadline, poll))
+        earliest = deadline < self._next_deadline
+        if earliest:
+            self._next_deadline = deadline
+        self._in_flight[poll] = job
+        task = asyncio.create_task(self._poll(job, due, scheduled, poll))
         job.task = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if earliest and deadline + DEADLINE_SLACK < self._timer_at:
+            self._arm(deadline + DEADLINE_SLACK)
 
     def _overloaded_poll(self, obs: Observation, start: float) -> Observation:
         """``obs`` timed out; if the loop was late meanwhile, the answer may be ours to blame."""
@@ -414,7 +475,7 @@ class Scheduler:
                 continue
             self._start(job, job.queued_due, scheduled=job.scheduled)
 
-    async def _poll(self, job: _Job, due: float, scheduled: bool) -> None:
+    async def _poll(self, job: _Job, due: float, scheduled: bool, poll: int) -> None:
         name = job.probe
         device = job.device
         start = self._clock()
@@ -424,14 +485,14 @@ class Scheduler:
             self._lag_sum += lag
         started_at = self._wall()
         try:
-            deadline = asyncio.timeout(device.timeout)
             try:
-                async with deadline:
-                    obs = await self._probes[name](device)
+                obs = await self._probes[name](device)
                 if not isinstance(obs, Observation):
                     raise TypeError(f"probe returned {type(obs).__name__}, not an Observation")
-            except TimeoutError:
-                if not deadline.expired():
+            except asyncio.CancelledError:
+                # the dispatcher's deadline, unless someone else cancels too (stop, removal)
+                task = asyncio.current_task()
+                if job.expired != poll or task is None or task.uncancel() > 0 or job.removed:
                     raise
                 self._deadline[name] += 1
                 obs = Observation(
@@ -462,6 +523,7 @@ class Scheduler:
                 error=ProbeError(ErrorKind.INTERNAL, f"probe failed: {type(exc).__name__}: {exc}"),
             )
         finally:
+            del self._in_flight[poll]
             job.state = _State.IDLE
             job.task = None
             self._active[name] -= 1

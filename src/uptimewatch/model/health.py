@@ -1201,6 +1201,17 @@ class HealthModel:
         promote()  # the step's status objects live on: out of the collector's later passes
         return bool(dirty)
 
+    def site(self, site_id: str) -> SiteStatus | None:
+        """One site's current status, as ``snapshot().site(site_id)`` gives it, but brought up to
+        date alone: the cost of its devices, not of a snapshot of every site (the notifiers ask
+        once per site that changed)."""
+        if site_id in self._dirty_sites:
+            site = self._sites.get(site_id)
+            self._dirty_sites.discard(site_id)
+            if site is not None:
+                self._site_status[site_id] = self._site_status_of(site)
+        return self._site_status.get(site_id) if site_id in self._sites else None
+
     def snapshot(self) -> HealthSnapshot:
         """The current picture; the same object until something changes."""
         if self._snapshot is not None:

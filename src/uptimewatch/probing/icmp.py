@@ -99,6 +99,7 @@ _V6_UNREACH_CODES = {
 }
 _TIMESTAMP = struct.Struct("=qq")
 _ID_SEQ = struct.Struct("!HH")
+_ECHO_HEADER = struct.Struct("!BBHHH")
 _U32 = struct.Struct("=I")
 _RECV_BATCH = 256  # replies read per wake-up before giving other callbacks a turn
 # Replies to thousands of requests sent in one loop iteration arrive within a millisecond; the
@@ -383,6 +384,8 @@ class _Channel:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
         self._last_tick = -math.inf
+        # per payload size: (ICMP type, its sum with the payload's for the checksum or -1, payload)
+        self._packets: dict[int, tuple[int, int, bytes]] = {}
 
     def acquire(self) -> None:
         """Open the socket for the first burst; raises icmplib errors and OSError."""
@@ -461,7 +464,7 @@ class _Channel:
         ident = counter >> 16 if self.raw else self.ident
         seq = counter & 0xFFFF
         key = (burst.peer, ident, seq)
-        packet = _echo_request(self.family, self.raw, ident, seq, burst.payload_size)
+        packet = self._request(ident, seq, burst.payload_size)
         burst.sent_at[index] = self.monotonic()
         self.pending[key] = (burst, index)
         try:
@@ -472,6 +475,27 @@ class _Channel:
         burst.keys.append(key)
         burst.remaining += 1
         burst.next = index + 1
+
+    def _request(self, ident: int, seq: int, payload_size: int) -> bytes:
+        """:func:`_echo_request` of this channel, its constant parts looked up once per size."""
+        parts = self._packets.get(payload_size)
+        if parts is None:
+            payload, payload_sum = _payload(payload_size)
+            kind = _ECHO_REQUEST[self.family]
+            # the kernel fills the checksum for ICMPv6 and datagram sockets; raw ICMPv4 is ours
+            parts = self._packets[payload_size] = (
+                kind,
+                (kind << 8) + payload_sum if self.raw and self.family == socket.AF_INET else -1,
+                payload,
+            )
+        kind, partial, payload = parts
+        checksum = 0
+        if partial >= 0:
+            total = partial + ident + seq
+            total = (total & 0xFFFF) + (total >> 16)
+            total = (total & 0xFFFF) + (total >> 16)
+            checksum = ~total & 0xFFFF
+        return _ECHO_HEADER.pack(kind, 0, checksum, ident, seq) + payload
 
     def _schedule_next(self, burst: _Burst, now: float) -> None:
         if burst.next < burst.count:
@@ -563,6 +587,7 @@ class _Channel:
         sock = self.sock
         if sock is None:
             return
+        v4 = self.family == socket.AF_INET
         count = 0
         while limit is None or count < limit:
             count += 1
@@ -584,7 +609,7 @@ class _Channel:
                     received_at -= self.wall() - (sec + nsec * 1e-9)
                 elif kind == _SO_RXQ_OVFL and len(value) >= 4:
                     self._overflowed(_U32.unpack_from(value)[0])
-            source = _strip_scope(peer[0])
+            source = peer[0] if v4 else _strip_scope(peer[0])
             try:
                 self._dispatch(data, source, received_at)
             except _Malformed as exc:
@@ -786,6 +811,15 @@ def _numeric(address: str) -> tuple[int, str]:
     return (socket.AF_INET if ip.version == 4 else socket.AF_INET6), ip.compressed
 
 
+@lru_cache(maxsize=1 << 19)
+def _numeric_or_none(address: str) -> tuple[int, str] | None:
+    """:func:`_numeric`, or None for a name; cached either way (``_numeric``'s errors are not)."""
+    try:
+        return _numeric(address)
+    except ValueError:
+        return None
+
+
 def _send_error(exc: OSError, address: str) -> BurstError:
     if exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL):
         return BurstError(ErrorKind.UNREACHABLE, f"cannot send to {address}: {exc.strerror}")
@@ -875,7 +909,9 @@ class IcmpProber:
                 raise BurstError(ErrorKind.INTERNAL, "ICMP is not enabled for this device")
             if not self.privilege.usable:
                 raise BurstError(ErrorKind.PERMISSION, self.privilege.message)
-            address = await _resolve(target.host)
+            host = target.host
+            # a numeric address (the usual case) needs no lookup, nor a coroutine to say so
+            address = host if _numeric_or_none(host) is not None else await _resolve(host)
             result = await self.pinger.burst(
                 address, target.count, target.interval, target.timeout, target.payload_size
             )

@@ -8,8 +8,10 @@ sysObjectID changes (a box was swapped) or after a number of polls (firmware add
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+import weakref
 from dataclasses import dataclass
 
 from ..config.resolve import ResolvedDevice, SnmpTarget
@@ -32,6 +34,61 @@ class _Match:
     sys_object_id: str | None
     profiles: tuple[CompiledProfile, ...]
     polls_left: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What polling a set of profiles asks: the scalars to GET and the tables to walk, worked out
+    once per profile set rather than per poll."""
+
+    profiles: tuple[CompiledProfile, ...]
+    oids: tuple[str, ...]
+    roots: tuple[str, ...]
+
+
+def _plan_of(profiles: tuple[CompiledProfile, ...], auto: bool) -> _Plan:
+    oids = list(dict.fromkeys(o for p in profiles for o in p.scalar_oids))
+    if auto and SYS_OBJECT_ID not in oids:
+        oids.append(SYS_OBJECT_ID)  # to notice a swapped device even without generic-host
+    roots = tuple(dict.fromkeys(r for p in profiles for r in p.walk_roots))
+    return _Plan(profiles, tuple(oids), roots)
+
+
+class _Plans:
+    """The plans of one catalog: per explicit profile name, and per matched profile set."""
+
+    __slots__ = ("explicit", "matched")
+
+    def __init__(self) -> None:
+        self.explicit: dict[str, _Plan] = {}
+        self.matched: dict[tuple[CompiledProfile, ...], _Plan] = {}
+
+
+#: per catalog (a reload builds a new one; the old one's plans go with it)
+_PLANS: weakref.WeakKeyDictionary[ProfileCatalog, _Plans] = weakref.WeakKeyDictionary()
+
+
+def _plans_for(catalog: ProfileCatalog) -> _Plans:
+    plans = _PLANS.get(catalog)
+    if plans is None:
+        plans = _PLANS[catalog] = _Plans()
+    return plans
+
+
+def _explicit_plan(catalog: ProfileCatalog, name: str) -> _Plan:
+    plans = _plans_for(catalog)
+    plan = plans.explicit.get(name)
+    if plan is None:
+        plan = plans.explicit[name] = _plan_of(tuple(catalog.explicit(name)), auto=False)
+    return plan
+
+
+def _matched_plan(catalog: ProfileCatalog, profiles: tuple[CompiledProfile, ...]) -> _Plan:
+    plans = _plans_for(catalog)
+    plan = plans.matched.get(profiles)
+    if plan is None:
+        plan = plans.matched[profiles] = _plan_of(profiles, auto=True)
+    return plan
 
 
 class ProfileMatchCache:
@@ -105,8 +162,14 @@ class _Result:
             fields=fields or {},
             error=error,
             problems=tuple(problems),
-            profile=",".join(p.name for p in profiles) or None,
+            profile=_names(profiles),
         )
+
+
+@functools.lru_cache(maxsize=1024)
+def _names(profiles: tuple[CompiledProfile, ...]) -> str | None:
+    """``Observation.profile`` of a profile set (profiles hash by identity: a cheap key)."""
+    return ",".join(p.name for p in profiles) or None
 
 
 def _key(device: ResolvedDevice) -> tuple[str, str, str]:
@@ -165,12 +228,9 @@ async def _probe(
                 cache.store(device, catalog, sys_oid, list(profiles))
             log.debug("%s/%s matched %s", device.site_id, device.device_id, [p.name for p in profiles])
         else:
-            profiles, expected_sys_oid = tuple(catalog.explicit(device.profile)), None
-
-        oids = list(dict.fromkeys(o for p in profiles for o in p.scalar_oids))
-        if auto and SYS_OBJECT_ID not in oids:
-            oids.append(SYS_OBJECT_ID)  # to notice a swapped device even without generic-host
-        roots = list(dict.fromkeys(r for p in profiles for r in p.walk_roots))
+            profiles, expected_sys_oid = (), None
+        plan = _matched_plan(catalog, profiles) if auto else _explicit_plan(catalog, device.profile)
+        profiles, oids, roots = plan.profiles, plan.oids, plan.roots
         responses: list[SnmpResponse] = []
         if oids:
             got = await transport.get(target, oids)
@@ -198,7 +258,7 @@ async def _probe(
 
 def _observation(
     responses: list[SnmpResponse],
-    roots: list[str],
+    roots: tuple[str, ...],
     profiles: tuple[CompiledProfile, ...],
     result: _Result,
 ) -> Observation:

@@ -20,6 +20,7 @@ import asyncio
 import collections
 import functools
 import logging
+import math
 import random
 import socket
 from collections.abc import Callable, Sequence
@@ -54,6 +55,8 @@ _OID_CACHE_SIZE: Final = 65_536
 _TIMED_OUT: Final = -1
 _MAX_DATAGRAM: Final = 65_535
 _CLOSED: Final = -2
+#: a request times out up to this much after its timeout: those due together share one sweep
+_TIMEOUT_SLACK: Final = 0.01
 _VERSION_NUMBER: Final = {SnmpVersion.V1: ber.VERSION_1, SnmpVersion.V2C: ber.VERSION_2C}
 
 _UNSIGNED: Final = {
@@ -70,6 +73,8 @@ _EMPTY: Final = {
 }
 
 _Reply = tuple[int, int, list[ber.RawVarbind]]  # error-status (or _TIMED_OUT/_CLOSED), index, varbinds
+# a one-PDU GET: the OIDs as requests name them, the prebuilt request, the names' BER content
+_GetPlan = tuple[tuple[str, ...], ber.RequestTemplate, tuple[bytes, ...]]
 
 
 @functools.lru_cache(maxsize=_OID_CACHE_SIZE)
@@ -158,7 +163,6 @@ class _Pending:
     attempts: int
     timeout: float
     sent: int = 0
-    timer: asyncio.TimerHandle | None = None
 
 
 class _Rows:
@@ -248,13 +252,22 @@ class FastSnmpTransport(snmp_driver.DrivenTransport[ber.RawVarbind, "_Peer"]):
         # previous life as answers
         self._next_id = random.randint(ber.REQUEST_ID_MIN, ber.REQUEST_ID_MAX)
         self.stats = FastTransportStats()
+        # the one-PDU GETs asked: (community, version, OIDs as given) -> what to send and expect
+        self._get_plans: dict[tuple[object, ...], _GetPlan] = {}
+        # per timeout value, (deadline, request, attempt) in send order: swept by one timer
+        self._timeouts: dict[float, collections.deque[tuple[float, _Pending, int]]] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._sweep_at = math.inf
 
     async def close(self) -> None:
         self._closed = True
         pending, self._pending = self._pending, {}
+        self._timeouts.clear()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+            self._sweep_at = math.inf
         for entry in pending.values():
-            if entry.timer is not None:
-                entry.timer.cancel()
             if not entry.fut.done():
                 entry.fut.set_result((_CLOSED, 0, []))
         endpoints, self._endpoints = self._endpoints, {}
@@ -264,6 +277,68 @@ class FastSnmpTransport(snmp_driver.DrivenTransport[ber.RawVarbind, "_Peer"]):
                 endpoint.transport.close()
         # let the loop run the close callbacks, so the sockets are really gone when this returns
         await asyncio.sleep(0)
+
+    # -- the common GET: one PDU, answered in full ----------------------------------------------
+
+    async def get(self, target: SnmpTarget, oids: Sequence[str]) -> SnmpResponse:
+        """A v1/v2c GET that fits one PDU goes straight to the wire with its prebuilt request, and a
+        reply naming the OIDs asked, in order, with no error-status, straight back as varbinds.
+        Anything else (a split, an error-status, a timeout, other names) is the driver's, given the
+        reply already received, so it reads exactly as :meth:`DrivenTransport.get` would."""
+        if not oids or target.version is SnmpVersion.V3 or target.community is None or self._closed:
+            return await super().get(target, oids)
+        key = (target.community, target.version, oids if isinstance(oids, tuple) else tuple(oids))
+        plan = self._get_plans.get(key)
+        if plan is None:
+            if len(oids) > self._max_varbinds:
+                return await super().get(target, oids)
+            plan = self._get_plan(key, target, oids)
+        try:
+            peer = self._peers.get((target.host, target.port))
+            if peer is None:
+                found = await self._peer(target)
+                if isinstance(found, ProbeError):
+                    return SnmpResponse(error=found)
+                peer = found
+            names, template, encoded = plan
+            status, index, raw, sent = await self._exchange(
+                peer, target, template.with_id, attempts=target.retries + 1
+            )
+            if status == 0 and len(raw) == len(encoded) and tuple([r[0] for r in raw]) == encoded:
+                convert = self._rows.varbind
+                return SnmpResponse(varbinds=tuple([convert(r) for r in raw]), requests=sent)
+        except self.bad_value_errors as exc:
+            return SnmpResponse(error=self._bad_value(target, exc))
+        except Exception:
+            log.exception("SNMP GET with %s failed unexpectedly", snmp_driver.describe(target))
+            return SnmpResponse(error=ProbeError(ErrorKind.INTERNAL, "unexpected error in SNMP GET"))
+        first: Reply[ber.RawVarbind]
+        if status == _TIMED_OUT:
+            first = Reply(sent, timed_out=True)
+        elif status == _CLOSED:
+            first = Reply(sent, error=closed_error())
+        else:
+            first = Reply(sent, status, index, raw)
+        primed = [first]
+
+        async def exchange(request: Request, attempts: int) -> Reply[ber.RawVarbind]:
+            if primed and request.oids == names:
+                return primed.pop()
+            return await self._request(peer, target, request, attempts)
+
+        rows, step = self._rows, self._max_varbinds
+        return await self._drive(
+            target, "GET", lambda _exchange: snmp_driver.get(exchange, rows, target, oids, max_varbinds=step)
+        )
+
+    def _get_plan(self, key: tuple[object, ...], target: SnmpTarget, oids: Sequence[str]) -> _GetPlan:
+        names = tuple(snmp_driver.oid_key(o) for o in oids)
+        template = self._template(target, Request("get", names))
+        plan = (names, template, tuple(_encoded_name(name) for name in names))
+        if len(self._get_plans) >= _TEMPLATE_CACHE_SIZE:
+            self._get_plans.clear()
+        self._get_plans[key] = plan
+        return plan
 
     # -- requests --------------------------------------------------------------------------------
 
@@ -334,8 +409,6 @@ class FastSnmpTransport(snmp_driver.DrivenTransport[ber.RawVarbind, "_Peer"]):
             # the caller's deadline: forget the request, a late reply is then merely unmatched
             if self._pending.get(request_id) is entry:
                 del self._pending[request_id]
-            if entry.timer is not None:
-                entry.timer.cancel()
             raise
         return status, index, raw, entry.sent
 
@@ -355,7 +428,42 @@ class FastSnmpTransport(snmp_driver.DrivenTransport[ber.RawVarbind, "_Peer"]):
             transport.sendto(entry.payload, peer.sockaddr)
         entry.sent += 1
         self.stats.requests += 1
-        entry.timer = asyncio.get_running_loop().call_later(entry.timeout, self._expire, entry)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + entry.timeout
+        queue = self._timeouts.get(entry.timeout)
+        if queue is None:
+            queue = self._timeouts[entry.timeout] = collections.deque()
+        queue.append((deadline, entry, entry.sent))
+        if deadline + _TIMEOUT_SLACK < self._sweep_at:
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+            self._sweep_at = deadline + _TIMEOUT_SLACK
+            self._sweeper = loop.call_at(self._sweep_at, self._sweep)
+
+    def _sweep(self) -> None:
+        """Resend or time out the requests whose attempt is past its timeout; one timer serves
+        every request (a per-request timer cost more than the rest of the exchange's scheduling)."""
+        self._sweeper = None
+        self._sweep_at = math.inf
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        pending = self._pending
+        first = math.inf
+        for timeout, queue in list(self._timeouts.items()):
+            while queue and queue[0][0] <= now:
+                _deadline, entry, attempt = queue.popleft()
+                # answered, cancelled or resent since: that attempt's timeout is moot
+                if entry.sent == attempt and pending.get(entry.request_id) is entry:
+                    self._expire(entry)
+            if queue:
+                first = min(first, queue[0][0])
+            else:
+                del self._timeouts[timeout]
+        if first < math.inf and first + _TIMEOUT_SLACK < self._sweep_at:
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+            self._sweep_at = first + _TIMEOUT_SLACK
+            self._sweeper = loop.call_at(self._sweep_at, self._sweep)
 
     def _expire(self, entry: _Pending) -> None:
         if self._pending.get(entry.request_id) is not entry:
@@ -392,8 +500,6 @@ class FastSnmpTransport(snmp_driver.DrivenTransport[ber.RawVarbind, "_Peer"]):
             log.exception("SNMP response from %s could not be read", addr[0] if addr else "?")
             return
         del self._pending[head.request_id]
-        if entry.timer is not None:
-            entry.timer.cancel()
         stats.responses += 1
         if not entry.fut.done():
             entry.fut.set_result((head.error_status, head.error_index, varbinds))
