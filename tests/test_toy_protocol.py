@@ -15,8 +15,10 @@ from pydantic import SecretStr
 
 from tests import toy_tcp
 from tests.fixtures.daemon import async_http, free_tcp_port, province_config, wait_until, write_yaml
+from uptimewatch.alerts.rules import SHIPPED_REACHABILITY
 from uptimewatch.app import run_daemon
 from uptimewatch.cli import main as cli_main
+from uptimewatch.cluster.quorum import VantageMerge
 from uptimewatch.config.loader import ConfigError, load_config
 from uptimewatch.export.site_series import SiteSeriesCache
 from uptimewatch.model.checks import CheckState
@@ -346,3 +348,32 @@ def test_a_secret_file_in_a_probes_block_is_read_like_the_other_secret_files(tmp
     issue = caught.value.issues[0]
     assert "cannot read gateway_key_file" in str(issue), caught.value.issues
     assert issue.line is not None
+
+
+def test_the_alert_rules_and_the_quorum_read_reachability_from_the_registry() -> None:
+    registry = _registry()
+    assert registry.reachability_checks() == {"icmp.reachable", "snmp.reachable", toy_tcp.REACHABLE}
+    assert toy_tcp.REACHABLE not in SHIPPED_REACHABILITY  # only a registry that has the protocol
+    silent = registry.silence()
+    refused = ProbeError(ErrorKind.UNREACHABLE, "port 22 refused the connection")
+    assert silent(Observation("s", "d", "tcp", 1.0, 0.01, {}, refused))
+    assert not silent(Observation("s", "d", "tcp", 1.0, 0.01, {toy_tcp.CONNECT_SECONDS: 0.01}))
+    # ICMP declares the burst that lost every reply silent, though it carries no error
+    assert silent(Observation("s", "d", "icmp", 1.0, 0.01, {"icmp.loss_ratio": 1.0}))
+    assert not silent(Observation("s", "d", "icmp", 1.0, 0.01, {"icmp.loss_ratio": 0.5}))
+
+    # three vantage points, two of which get no TCP answer: the quorum of two says no answer
+    merge = VantageMerge(silent)
+    offers = {"a": refused, "b": refused, "c": None}
+    out = None
+    for node in ("c", "b", "a"):
+        error = offers[node]
+        obs = Observation(
+            "s", "d", "tcp", 10.0, 0.01, {} if error else {toy_tcp.CONNECT_SECONDS: 0.01}, error
+        )
+        out = merge.offer(
+            node, obs, pollers=("a", "b", "c"), healthy={"a", "b", "c"}, quorum=2, max_age=60.0, now=11.0
+        )
+    assert out is not None
+    assert out.error is not None
+    assert out.error.message.startswith("2 of 3 probe nodes"), out.error

@@ -27,20 +27,21 @@ import logging
 import operator
 import string
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from ..config.alerting import BUILTIN_RULES, AlertingConfig, UserRule
 from ..i18n import N_, Phrase, Text
 from ..looplag import Overload
-from ..model.checks import REACHABILITY_CHECKS, CheckState, role_text
+from ..model.checks import CheckState, role_text
 from ..model.fields import ICMP_LOSS_RATIO, LINK_RX_LEVEL, LINK_SNR, POWER_BATTERY_MINUTES, POWER_ON_BATTERY
 from ..model.health import DeviceStatus, HealthSnapshot, SiteState, SiteStatus
 from ..model.observation import ErrorKind, FieldValue
 from ..model.outages import Outage, outages
 from ..model.topology import UpstreamRef
 from ..power.timetodark import TimeToDark
+from ..probing.registry import builtin
 from .engine import Candidate, Evaluation, fingerprint
 from .routing import Period
 
@@ -148,7 +149,13 @@ def dark_summary(site_name: str, est: TimeToDark, left_s: float) -> Text:
     )
 
 
-def upstream_in_doubt(site: SiteStatus, snap: HealthSnapshot) -> bool:
+#: the checks that say whether a device answers, of the shipped protocols (``Registry.reachability_checks()``)
+SHIPPED_REACHABILITY: Final = builtin().reachability_checks()
+
+
+def upstream_in_doubt(
+    site: SiteStatus, snap: HealthSnapshot, reachability: Collection[str] = SHIPPED_REACHABILITY
+) -> bool:
     """Whether a site found down may yet turn out cut off: one of its upstreams that still counts
     as up has not been polled since the site went down, or its latest reachability result failed
     while hysteresis still holds it up."""
@@ -168,7 +175,7 @@ def upstream_in_doubt(site: SiteStatus, snap: HealthSnapshot) -> bool:
             if not dev.probes or max(p.at for p in dev.probes.values()) < site.since:
                 return True
             for chk in dev.checks:
-                if chk.name in REACHABILITY_CHECKS and chk.state in _BAD and chk.hard_state not in _BAD:
+                if chk.name in reachability and chk.state in _BAD and chk.hard_state not in _BAD:
                     return True
     return False
 
@@ -291,8 +298,12 @@ def _fmt(value: FieldValue) -> str:
 class Evaluator:
     """Turns snapshots into :class:`Evaluation` events. Holds only caches and reboot memory."""
 
-    def __init__(self, cfg: AlertingConfig, province: str) -> None:
+    def __init__(
+        self, cfg: AlertingConfig, province: str, *, reachability: Collection[str] = SHIPPED_REACHABILITY
+    ) -> None:
+        """``reachability``: the daemon's registry's ``reachability_checks()``."""
         self.province = province
+        self._reachability = reachability
         b = cfg.builtins
         self.builtins: dict[str, Builtin] = {}
         for name in BUILTIN_RULES:
@@ -373,7 +384,11 @@ class Evaluator:
                     and not site.root_in_doubt
                     and all(d.probes for d in site.devices)
                 )
-                if judged and site.state is SiteState.DOWN and upstream_in_doubt(site, snap):
+                if (
+                    judged
+                    and site.state is SiteState.DOWN
+                    and upstream_in_doubt(site, snap, self._reachability)
+                ):
                     unjudged.add(site_id)  # not cached: asked again once the upstream has answered
                     continue
                 found = self._site(site, now, period) if judged else []
@@ -453,7 +468,7 @@ class Evaluator:
             root = snap.sites.get(ref.site_id)
             if root is None:
                 continue
-            if root.state is SiteState.DOWN and upstream_in_doubt(root, snap):
+            if root.state is SiteState.DOWN and upstream_in_doubt(root, snap, self._reachability):
                 # it may turn out cut off itself, behind the real root cause; its doubt rests on
                 # sites outside the key, so this answer must not be kept
                 settled = False

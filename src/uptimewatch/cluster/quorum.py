@@ -16,22 +16,18 @@ Pure and synchronous; time is the observations' own ``started_at`` and the ``now
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
-from ..model.checks import SILENT_ERRORS
-from ..model.fields import ICMP_LOSS_RATIO
 from ..model.observation import Observation, ProbeError
+from ..probing.registry import builtin
 
 Key = tuple[str, str, str]  # (site, device, probe)
 
 
-def is_silent(obs: Observation) -> bool:
-    """Did the device fail to answer this probe (what "down" is made of)?"""
-    if obs.error is not None:
-        return obs.error.kind in SILENT_ERRORS
-    loss = obs.fields.get(ICMP_LOSS_RATIO)
-    return obs.probe == "icmp" and isinstance(loss, int | float) and loss >= 1.0
+#: whether an observation says its device did not answer, as the shipped protocols declare it
+#: (``Registry.silence()``: an error of the silent kinds, or ICMP's burst that lost every reply)
+is_silent: Callable[[Observation], bool] = builtin().silence()
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +40,9 @@ class Disagreement:
 
 
 class VantageMerge:
-    def __init__(self) -> None:
+    def __init__(self, silent: Callable[[Observation], bool] = is_silent) -> None:
+        """``silent``: the daemon's registry's ``silence()``; by default the shipped protocols'."""
+        self._silent = silent
         self._last: dict[Key, dict[str, Observation]] = {}
         self._disagree: dict[Key, Disagreement] = {}
 
@@ -73,8 +71,8 @@ class VantageMerge:
             self._note(key, seen, fresh)
             return None  # not the lead's round
         self._note(key, seen, fresh)
-        silent = [n for n in fresh if is_silent(seen[n])]
-        answered = [n for n in fresh if not is_silent(seen[n])]
+        silent = [n for n in fresh if self._silent(seen[n])]
+        answered = [n for n in fresh if not self._silent(seen[n])]
         needed = max(1, min(quorum, len(voters)))
         if len(silent) >= needed:
             return _annotated(obs if obs in (seen[n] for n in silent) else seen[silent[0]], silent, voters)
@@ -83,8 +81,8 @@ class VantageMerge:
         return None  # one node saw nothing and the others have not confirmed yet
 
     def _note(self, key: Key, seen: dict[str, Observation], fresh: list[str]) -> None:
-        silent = tuple(n for n in fresh if is_silent(seen[n]))
-        answered = tuple(n for n in fresh if not is_silent(seen[n]))
+        silent = tuple(n for n in fresh if self._silent(seen[n]))
+        answered = tuple(n for n in fresh if not self._silent(seen[n]))
         if silent and answered:
             self._disagree[key] = Disagreement(*key, silent, answered)
         else:

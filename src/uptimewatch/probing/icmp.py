@@ -953,4 +953,9 @@ def _icmp_concurrency(settings: SchedulerSettings) -> int:
 
 #: ICMP's registry entry; the daemon pings through its own :class:`IcmpProber` (``probe`` None),
 #: and its series (loss, round trip, jitter) are the exporter's built-in families
-PROTOCOL = Protocol("icmp", ICMP_CHECKS, series=ICMP_SERIES, concurrency=_icmp_concurrency)
+def _all_lost(obs: Observation) -> bool:
+    loss = obs.fields.get(ICMP_LOSS_RATIO)
+    return isinstance(loss, int | float) and loss >= 1.0
+
+
+PROTOCOL = Protocol("icmp", ICMP_CHECKS, series=ICMP_SERIES, concurrency=_icmp_concurrency, silent=_all_lost)

@@ -36,6 +36,9 @@ class Protocol:
     as data); None when the daemon builds it from parts it owns (SNMP's transport, ICMP's sockets)
     or when the protocol is not polled at all (telemetry is pushed).
     ``scheduled``: whether the scheduler polls it; ``concurrency``: its cap on polls in flight.
+    ``silent``: whether an observation without an error still says the device did not answer (a
+    ping burst that lost every reply); an error of the silent kinds (timeout, unreachable) always
+    does. The vantage points' quorum votes with it (cluster/quorum.py).
     """
 
     kind: str
@@ -45,6 +48,7 @@ class Protocol:
     series: tuple[ProbeSeries, ...] = ()
     scheduled: bool = True
     concurrency: Callable[[SchedulerSettings], int] = _max_concurrency
+    silent: Callable[[Observation], bool] | None = None
 
     def __post_init__(self) -> None:
         if self.checks.kind != self.kind:

@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from ..config.models import ProbeSettings, SchedulerSettings
 from ..config.resolve import ResolvedDevice
 from ..export.site_series import ProbeSeries
-from ..model.checks import ProbeChecks
+from ..model.checks import SILENT_ERRORS, ProbeChecks
+from ..model.observation import Observation
 from . import icmp, snmp, telemetry
 from .protocol import ProbeFn, Protocol
 
@@ -75,6 +76,23 @@ class Registry:
     def settings(self) -> dict[str, type[ProbeSettings]]:
         """For the loader and the resolver: the config model of each ``probes:`` kind."""
         return {p.kind: p.settings for p in self if p.settings is not None}
+
+    def reachability_checks(self) -> frozenset[str]:
+        """For the alert rules: the checks that say whether a device answers, one per protocol
+        that has one (the health model ranks them: ICMP 0, SNMP 50)."""
+        return frozenset(p.checks.reachability for p in self if p.checks.reachability is not None)
+
+    def silence(self) -> Callable[[Observation], bool]:
+        """For the vantage points' quorum: whether an observation says its device did not answer."""
+        quiet = {p.kind: p.silent for p in self if p.silent is not None}
+
+        def silent(obs: Observation) -> bool:
+            if obs.error is not None:
+                return obs.error.kind in SILENT_ERRORS
+            judge = quiet.get(obs.probe)
+            return judge is not None and judge(obs)
+
+        return silent
 
     def checks(self) -> tuple[ProbeChecks, ...]:
         """For the health model: what each protocol's observations yield."""
