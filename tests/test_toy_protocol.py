@@ -18,6 +18,7 @@ from tests.fixtures.daemon import async_http, free_tcp_port, province_config, wa
 from uptimewatch.app import run_daemon
 from uptimewatch.cli import main as cli_main
 from uptimewatch.config.loader import ConfigError, load_config
+from uptimewatch.export.site_series import SiteSeriesCache
 from uptimewatch.model.checks import CheckState
 from uptimewatch.model.health import HealthModel
 from uptimewatch.model.observation import ErrorKind, Observation, ProbeError
@@ -291,3 +292,57 @@ def _is(state: Any, want: str) -> Any:
         return bool(await state() == want)
 
     return check
+
+
+def test_the_exporter_renders_a_protocols_series_from_its_registry_entry_alone() -> None:
+    """Nothing under src/ names the toy protocol or its series: the exporter renders what the
+    registry's entries declare (the shipped ones' series come the same way, in registry order)."""
+    src = Path(__file__).resolve().parents[1] / "src" / "uptimewatch"
+    spelled = [
+        str(path)
+        for path in src.rglob("*.py")
+        if any(
+            word in path.read_text(encoding="utf-8") for word in ("uptimewatch_tcp_", toy_tcp.CONNECT_SECONDS)
+        )
+    ]
+    assert spelled == []
+    series = _registry().series()
+    assert [s.kind for s in series][-1] == "tcp"
+    assert {s.kind for s in series} == {"icmp", "snmp", "tcp"}
+    cache = SiteSeriesCache(series)
+    names = [name for name, _help in cache.families]
+    # the protocols' families in registry order, before the field gauges
+    assert names.index("uptimewatch_snmp_poll_duration_seconds") < names.index(
+        "uptimewatch_tcp_connect_seconds"
+    )
+    assert names.index("uptimewatch_tcp_connect_seconds") < names.index("uptimewatch_power_on_battery")
+    assert cache.full_only == {"uptimewatch_snmp_up"}
+
+
+class _KeyedTcp(toy_tcp.TcpSettings):
+    gateway_key: SecretStr | None = None
+    gateway_key_file: str | None = None
+
+    def target(self, address: str) -> object:
+        plain = super().target(address)
+        return None if plain is None else (plain, self.gateway_key)
+
+
+def test_a_secret_file_in_a_probes_block_is_read_like_the_other_secret_files(tmp_path: Path) -> None:
+    (tmp_path / "gateway.key").write_text("s3cr3t-gw\n", encoding="utf-8")
+    site = _gateway("gw", 22)
+    site["devices"][0]["probes"]["tcp"]["gateway_key_file"] = "gateway.key"  # beside the config
+    path = write_yaml(tmp_path / "config.yaml", province_config([site], listen="127.0.0.1:9"))
+    loaded = load_config(path, probe_models={"tcp": _KeyedTcp})
+    target = loaded.devices[0].targets["tcp"]
+    assert isinstance(target, tuple)
+    assert target[1].get_secret_value() == "s3cr3t-gw"
+
+    # a file that cannot be read is an error with the file and line, never its would-be content
+    site["devices"][0]["probes"]["tcp"]["gateway_key_file"] = "missing.key"
+    path = write_yaml(tmp_path / "config.yaml", province_config([site], listen="127.0.0.1:9"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, probe_models={"tcp": _KeyedTcp})
+    issue = caught.value.issues[0]
+    assert "cannot read gateway_key_file" in str(issue), caught.value.issues
+    assert issue.line is not None

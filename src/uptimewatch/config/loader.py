@@ -18,7 +18,7 @@ import re
 import sys
 import types
 import typing
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -34,7 +34,7 @@ from ..yaml_limits import YamlLimitError, load_checked, number_problem
 from .alerting import check_references as check_alerting
 from .models import Config, Device, Settings, Site, SnmpVersion
 from .resolve import ProbeModels, ResolvedDevice, SiteCascade, resolve_device
-from .secrets import secret_file_keys, secret_keys
+from .secrets import own_secret_files, secret_file_keys, secret_keys
 
 __all__ = [
     "ConfigError",
@@ -204,6 +204,8 @@ class _Context:
     raw: Any = None
     issues: list[ConfigIssue] = field(default_factory=list)
     failed: list[Loc] = field(default_factory=list)  # values that could not be loaded
+    #: per ``probes:`` kind, the secrets its config model lets come from a ``*_file``
+    probe_files: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def position(self, loc: Loc) -> tuple[int | None, int | None]:
         # an error about a missing key points at the mapping that should hold it
@@ -283,6 +285,10 @@ def _read_secret(path_text: str, secret: str, loc: Loc, ctx: _Context) -> str | 
     return content
 
 
+def _probe_files(models: ProbeModels) -> dict[str, tuple[str, ...]]:
+    return {kind: files for kind, model in models.items() if (files := own_secret_files(model))}
+
+
 def _prepare(node: Any, loc: Loc, ctx: _Context) -> Any:
     """Plain data from the positioned tree: positions recorded, ``${ENV}`` expanded, secret files read."""
     if isinstance(node, _Map):
@@ -300,7 +306,10 @@ def _prepare(node: Any, loc: Loc, ctx: _Context) -> Any:
             start = node.key_marks[key] if isinstance(value, dict | list) else node.value_marks[key]
             ctx.positions[child] = _mark(start)
             out[name] = _prepare(value, child, ctx)
-        if loc and (secrets := _SECRET_FILES.get(str(loc[-1]))):
+        if len(loc) >= 2 and loc[-2] == "probes":
+            if secrets := ctx.probe_files.get(str(loc[-1])):
+                _inline_secret_files(out, loc, ctx, secrets)
+        elif loc and (secrets := _SECRET_FILES.get(str(loc[-1]))):
             _inline_secret_files(out, loc, ctx, secrets)
         return out
     if isinstance(node, _Seq):
@@ -788,7 +797,9 @@ class _NotSimple(Exception):
     """The quick path cannot decide this file: load it the whole way."""
 
 
-def _parse_site_block(block: str, base_dir: Path, file: str) -> Site:
+def _parse_site_block(
+    block: str, base_dir: Path, file: str, probe_files: Mapping[str, tuple[str, ...]]
+) -> Site:
     """One site's list item alone: parsed, prepared and validated, or :class:`_NotSimple`."""
     try:
         document = load_checked(_PositionLoader(block), anchors=False)
@@ -796,7 +807,7 @@ def _parse_site_block(block: str, base_dir: Path, file: str) -> Site:
         raise _NotSimple from None
     if not isinstance(document, _Seq) or len(document) != 1:
         raise _NotSimple
-    ctx = _Context(file=file, base_dir=base_dir)
+    ctx = _Context(file=file, base_dir=base_dir, probe_files=probe_files)
     plain = _prepare(document[0], ("sites", 0), ctx)
     if ctx.issues or not isinstance(plain, dict):
         raise _NotSimple
@@ -834,13 +845,17 @@ def _load_quick(
     if split is None or not cache:
         return None
     rest, blocks = split.rest, split.blocks
-    ctx = _Context(file=str(source), base_dir=source.resolve().parent)
+    ctx = _Context(file=str(source), base_dir=source.resolve().parent, probe_files=_probe_files(probe_models))
     known = cache._sites
     sites: list[Site] = []
     try:
         for block in blocks:
             site = known.get(block) if _cacheable(block) else None
-            sites.append(site if site is not None else _parse_site_block(block, ctx.base_dir, ctx.file))
+            sites.append(
+                site
+                if site is not None
+                else _parse_site_block(block, ctx.base_dir, ctx.file, ctx.probe_files)
+            )
         document = load_checked(_PositionLoader(rest), anchors="&" in rest)
     except (_NotSimple, yaml.YAMLError):
         return None
@@ -911,7 +926,9 @@ def _load(
     probe_models: ProbeModels | None = None,
     cache: SiteCache | None = None,
 ) -> LoadedConfig:
-    ctx = _Context(file=str(source), base_dir=source.resolve().parent)
+    ctx = _Context(
+        file=str(source), base_dir=source.resolve().parent, probe_files=_probe_files(probe_models or {})
+    )
     try:
         content = source.read_bytes()
     except OSError as exc:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, SecretStr
 
 from .models import Config
 
-__all__ = ["secret_file_keys", "secret_keys"]
+__all__ = ["own_secret_files", "secret_file_keys", "secret_keys"]
 
 
 def _flatten(annotation: Any) -> Iterator[Any]:
@@ -83,3 +83,11 @@ def secret_file_keys(root: type[BaseModel] = Config) -> Mapping[str, tuple[str, 
         if key is not None and names:
             out[key] = tuple(dict.fromkeys([*out.get(key, ()), *names]))  # declaration order, once each
     return MappingProxyType(out)
+
+
+@functools.cache
+def own_secret_files(model: type[BaseModel]) -> tuple[str, ...]:
+    """The secrets of ``model`` itself that may be given as ``*_file`` (a protocol's ``probes:``
+    block, whose key is the protocol's kind rather than a key of the configuration's models)."""
+    fields = model.model_fields
+    return tuple(n for n, info in fields.items() if _is_secret(info.annotation) and f"{n}_file" in fields)

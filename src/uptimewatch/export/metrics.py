@@ -141,7 +141,7 @@ class HealthCollector:
         get_time_to_dark: Callable[[], Mapping[str, float]] | None = None,
         get_intake_stats: Callable[[], IntakeStats] | None = None,
         get_full_detail: Callable[[], bool] | None = None,
-        probe_series: Sequence[ProbeSeries] = (),
+        probe_series: Sequence[ProbeSeries] | None = None,
     ) -> None:
         self._get_full_detail = get_full_detail
         self._get_intake_stats = get_intake_stats

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from operator import attrgetter, is_
+from typing import Literal
 
 from ..config.models import Role
 from ..gcpause import no_cycle_collection
@@ -107,23 +108,108 @@ FIELD_GAUGES: tuple[tuple[str, str, float, str], ...] = (
 )
 
 
+#: what a series reads: a field of the device's last observation (only while that poll succeeded:
+#: a failed poll leaves its last values in the snapshot, which on a graph would look current),
+#: whether the last poll succeeded (1/0), or how long it took in seconds (both while there is one)
+SeriesValue = Literal["field", "up", "duration"]
+
+
 @dataclass(frozen=True, slots=True)
 class ProbeSeries:
-    """A per-device gauge a registered protocol exports (its part of a registry entry): the
-    value of one of its fields, while the device's last poll of that protocol succeeded (a
-    failed poll leaves its last values in the snapshot, which on a graph would look current).
-    Booleans export as 1/0; the family follows the built-in ones, in registry order."""
+    """A per-device gauge a protocol exports (its part of a registry entry), labelled ``device``,
+    ``role`` and ``site``, then ``labels``. Booleans export as 1/0; a field that is None, absent
+    or a string exports no sample.
+
+    Entries with the same ``name`` are one family (declared one after the other, with the same
+    help): each gives one sample per device, in declaration order, as the ``stat`` samples of
+    ``uptimewatch_icmp_rtt_seconds`` do. ``full_only``: exported with ``metrics_detail: full``
+    only; a family all of whose entries are is left out of the standard set. ``stale_fields``: a
+    failed poll of this protocol also leaves out the device's field gauges (power, link): the
+    snapshot keeps their last values, which a graph would show as current."""
 
     kind: str
     name: str
     help: str
-    field: str
+    field: str | None = None
     scale: float = 1.0
+    value: SeriesValue = "field"
+    labels: tuple[tuple[str, str], ...] = ()
+    full_only: bool = False
+    stale_fields: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.field is None) == (self.value == "field"):
+            raise ValueError(f"series {self.name}: a field is read with value='field', and only then")
 
 
-#: (name, help) of every per-site family, in exposition order; _render_site returns one chunk
-#: per entry, in this order.
-SITE_FAMILIES: tuple[tuple[str, str], ...] = (
+#: the shipped protocols' series, their registry entries' part (probing/icmp.py, probing/snmp.py).
+#: They are declared here, beside the exporter, because the exporter renders them when it is
+#: given no registry (tests and embedders that build a HealthCollector alone) and the exporter
+#: never imports the probing package (probing imports the exporter's ProbeSeries).
+_RTT_HELP = (
+    "Round-trip time of the last ping burst in seconds: stat=avg or max over its replies "
+    "(and min with the full metrics detail)."
+)
+ICMP_SERIES: tuple[ProbeSeries, ...] = (
+    ProbeSeries(
+        "icmp",
+        "uptimewatch_icmp_loss_ratio",
+        "Share of the last ping burst that got no reply, 0..1 (1 = nothing answered).",
+        ICMP_LOSS_RATIO,
+    ),
+    ProbeSeries(
+        "icmp",
+        "uptimewatch_icmp_rtt_seconds",
+        _RTT_HELP,
+        ICMP_RTT_MIN,
+        labels=(("stat", "min"),),
+        full_only=True,
+    ),
+    ProbeSeries("icmp", "uptimewatch_icmp_rtt_seconds", _RTT_HELP, ICMP_RTT_AVG, labels=(("stat", "avg"),)),
+    ProbeSeries("icmp", "uptimewatch_icmp_rtt_seconds", _RTT_HELP, ICMP_RTT_MAX, labels=(("stat", "max"),)),
+    ProbeSeries(
+        "icmp",
+        "uptimewatch_icmp_jitter_seconds",
+        "Mean difference between consecutive ping round trips of the last burst, in seconds.",
+        ICMP_JITTER,
+    ),
+)
+SNMP_SERIES: tuple[ProbeSeries, ...] = (
+    ProbeSeries(
+        "snmp",
+        "uptimewatch_snmp_up",
+        "1 when the last SNMP poll of the device got a usable answer, 0 when it failed "
+        "(timeout, authentication, no such object...).",
+        value="up",
+        full_only=True,
+        stale_fields=True,
+    ),
+    ProbeSeries(
+        "snmp",
+        "uptimewatch_snmp_poll_duration_seconds",
+        "How long the last SNMP poll of the device took, in seconds.",
+        value="duration",
+    ),
+)
+#: the series rendered when the exporter is given none: the shipped registry's, in its order
+BUILTIN_SERIES: tuple[ProbeSeries, ...] = (*ICMP_SERIES, *SNMP_SERIES)
+
+
+def series_families(series: Sequence[ProbeSeries]) -> tuple[tuple[str, str], ...]:
+    """(name, help) of each family ``series`` make, in order; entries of one family must be
+    declared one after the other, with one help text."""
+    out: dict[str, str] = {}
+    last: str | None = None
+    for spec in series:
+        if spec.name in out and (spec.name != last or out[spec.name] != spec.help):
+            raise ValueError(f"series {spec.name}: its entries must be consecutive, with one help text")
+        out[spec.name] = spec.help
+        last = spec.name
+    return tuple(out.items())
+
+
+#: (name, help) of the per-site families before the protocols' series
+CORE_FAMILIES: tuple[tuple[str, str], ...] = (
     (
         "uptimewatch_site_state",
         "Site state: 1 on the current state (up, degraded, down, unreachable, unknown), 0 on the "
@@ -143,42 +229,20 @@ SITE_FAMILIES: tuple[tuple[str, str], ...] = (
         "State of one health check of a device, after hysteresis: 0 ok, 1 warning, 2 critical, 3 unknown. "
         "Checks that are ok are left out (but link.rx_level) unless the metrics detail is full.",
     ),
-    (
-        "uptimewatch_icmp_loss_ratio",
-        "Share of the last ping burst that got no reply, 0..1 (1 = nothing answered).",
-    ),
-    (
-        "uptimewatch_icmp_rtt_seconds",
-        "Round-trip time of the last ping burst in seconds: stat=avg or max over its replies "
-        "(and min with the full metrics detail).",
-    ),
-    (
-        "uptimewatch_icmp_jitter_seconds",
-        "Mean difference between consecutive ping round trips of the last burst, in seconds.",
-    ),
-    (
-        "uptimewatch_snmp_up",
-        "1 when the last SNMP poll of the device got a usable answer, 0 when it failed "
-        "(timeout, authentication, no such object...).",
-    ),
-    (
-        "uptimewatch_snmp_poll_duration_seconds",
-        "How long the last SNMP poll of the device took, in seconds.",
-    ),
-    *((name, help_text) for name, _field, _scale, help_text in FIELD_GAUGES),
+)
+_FIELD_FAMILIES = tuple((name, help_text) for name, _field, _scale, help_text in FIELD_GAUGES)
+
+#: (name, help) of every per-site family with the shipped protocols, in exposition order: the
+#: core families, each protocol's series in registry order, the field gauges. A cache given other
+#: series has them in :attr:`SiteSeriesCache.families`; _render_site returns one chunk per entry.
+SITE_FAMILIES: tuple[tuple[str, str], ...] = (
+    *CORE_FAMILIES,
+    *series_families(BUILTIN_SERIES),
+    *_FIELD_FAMILIES,
 )
 
 SITES_FAMILY = ("uptimewatch_sites", "Number of sites in each state, per district and carrier.")
 
-_RTT_STATS = (
-    ("min", ICMP_RTT_MIN),
-    ("avg", ICMP_RTT_AVG),
-    ("max", ICMP_RTT_MAX),
-)
-_RTT_STATS_STANDARD = _RTT_STATS[1:]
-
-#: families only the full detail exports
-FULL_ONLY_FAMILIES = frozenset({"uptimewatch_snmp_up"})
 #: checks whose state the standard detail exports even when ok: the shipped LinkRxLevelLow rule
 #: tells a device with configured thresholds from one on the -75 dBm fallback by its presence
 ALWAYS_EXPORTED_CHECKS = frozenset({"link.rx_level"})
@@ -206,9 +270,44 @@ def _text(value: FieldValue, scale: float = 1.0) -> str | None:
     return text
 
 
-def _render_site(site: SiteStatus, full: bool, extra: Sequence[ProbeSeries] = ()) -> tuple[bytes, ...]:
-    """One chunk of sample lines per entry of SITE_FAMILIES, then one per ``extra`` series
-    (empty where the site has none).
+#: one series entry as _render_site writes it: (chunk index among the protocols' families,
+#: field, scale, text before the device labels, text after them up to the value)
+_FieldSpec = tuple[int, str, float, str, str]
+#: (chunk index, reads "up" rather than "duration", text before the labels, text after them)
+_RecordSpec = tuple[int, bool, str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class _KindPlan:
+    kind: str
+    fields: tuple[_FieldSpec, ...]  # read while its last poll succeeded
+    records: tuple[_RecordSpec, ...]  # read from its last poll record, whatever the outcome
+    stale_fields: bool
+
+
+def _plan(series: Sequence[ProbeSeries], full: bool) -> tuple[_KindPlan, ...]:
+    """``series`` grouped by protocol for _render_site: one look-up of a device's poll record per
+    protocol, whatever number of series it exports."""
+    index = {name: i for i, (name, _help) in enumerate(series_families(series))}
+    kinds: dict[str, tuple[list[_FieldSpec], list[_RecordSpec], list[bool]]] = {}
+    for spec in series:
+        field_specs, record_specs, stale = kinds.setdefault(spec.kind, ([], [], []))
+        stale.append(spec.stale_fields)
+        if spec.full_only and not full:
+            continue
+        labels = "".join(f',{name}="{escape_label_value(value)}"' for name, value in spec.labels)
+        head, tail = f"{spec.name}{{", f"{labels}}} "
+        if spec.field is not None:
+            field_specs.append((index[spec.name], spec.field, spec.scale, head, tail))
+        else:
+            record_specs.append((index[spec.name], spec.value == "up", head, tail))
+    return tuple(_KindPlan(kind, tuple(f), tuple(r), any(stale)) for kind, (f, r, stale) in kinds.items())
+
+
+def _render_site(site: SiteStatus, full: bool, plan: Sequence[_KindPlan], families: int) -> tuple[bytes, ...]:
+    """One chunk of sample lines per per-site family (``SiteSeriesCache.families``), empty where
+    the site has none: the core families, the ``families`` the protocols' series make, rendered
+    as ``plan`` says, then the field gauges.
 
     Labels are written in name order, as prometheus_client writes them, so the text is the same.
     ``full``: every series; otherwise the standard set (see the module's docstring).
@@ -227,17 +326,11 @@ def _render_site(site: SiteStatus, full: bool, extra: Sequence[ProbeSeries] = ()
         if site.since is not None
         else ""
     )
-    rtt_stats = _RTT_STATS if full else _RTT_STATS_STANDARD
     ok = CheckState.OK
     up: list[str] = []
     checks: list[str] = []
-    loss: list[str] = []
-    rtt: list[str] = []
-    jitter: list[str] = []
-    snmp_up: list[str] = []
-    duration: list[str] = []
+    series: list[list[str]] = [[] for _ in range(families)]
     gauges: list[list[str]] = [[] for _ in _FIELD_SPECS]
-    extra_lines: list[list[str]] = [[] for _ in extra]
     for dev in site.devices:
         base = f'device="{esc(dev.device_id)}",role="{_ROLE_TEXT[dev.role]}",site="{esc(dev.site_id)}"'
         if dev.reachable is not None:
@@ -250,35 +343,23 @@ def _render_site(site: SiteStatus, full: bool, extra: Sequence[ProbeSeries] = ()
                 )
         fields = dev.fields
         probes = dev.probes
-        icmp = probes.get("icmp")
-        if icmp is not None and icmp.error_kind is None:
-            text = _text(fields.get(ICMP_LOSS_RATIO))
-            if text is not None:
-                loss.append(f"uptimewatch_icmp_loss_ratio{{{base}}} {text}\n")
-            for stat, key in rtt_stats:
-                text = _text(fields.get(key))
-                if text is not None:
-                    rtt.append(f'uptimewatch_icmp_rtt_seconds{{{base},stat="{stat}"}} {text}\n')
-            text = _text(fields.get(ICMP_JITTER))
-            if text is not None:
-                jitter.append(f"uptimewatch_icmp_jitter_seconds{{{base}}} {text}\n")
-        for spec, lines in zip(extra, extra_lines, strict=True):
-            record = probes.get(spec.kind)
-            if record is not None and record.error_kind is None:
-                text = _text(fields.get(spec.field), spec.scale)
-                if text is not None:
-                    lines.append(f"{spec.name}{{{base}}} {text}\n")
-        snmp = probes.get("snmp")
-        if snmp is not None:
-            snmp_ok = snmp.error_kind is None
-            if full:
-                snmp_up.append(f"uptimewatch_snmp_up{{{base}}} {'1.0' if snmp_ok else '0.0'}\n")
-            duration.append(f"uptimewatch_snmp_poll_duration_seconds{{{base}}} {fmt(snmp.duration_s)}\n")
-            if not snmp_ok:
-                # the snapshot keeps last known power/link values, but on a graph a stale value
-                # would look current
+        stale = False
+        for kind in plan:
+            record = probes.get(kind.kind)
+            if record is None:
                 continue
-        if not fields:
+            polled = record.error_kind is None
+            if polled:
+                for slot, key, scale, head, tail in kind.fields:
+                    text = _text(fields.get(key), scale)
+                    if text is not None:
+                        series[slot].append(f"{head}{base}{tail}{text}\n")
+            elif kind.stale_fields:
+                stale = True
+            for slot, reads_up, head, tail in kind.records:
+                text = ("1.0" if polled else "0.0") if reads_up else fmt(record.duration_s)
+                series[slot].append(f"{head}{base}{tail}{text}\n")
+        if stale or not fields:
             continue
         for (name, field, scale), lines in zip(_FIELD_SPECS, gauges, strict=True):
             text = _text(fields.get(field), scale)
@@ -287,10 +368,7 @@ def _render_site(site: SiteStatus, full: bool, extra: Sequence[ProbeSeries] = ()
     return (
         state_lines.encode(),
         since.encode() if since else _EMPTY,
-        *(
-            "".join(lines).encode() if lines else _EMPTY
-            for lines in (up, checks, loss, rtt, jitter, snmp_up, duration, *gauges, *extra_lines)
-        ),
+        *("".join(lines).encode() if lines else _EMPTY for lines in (up, checks, *series, *gauges)),
     )
 
 
@@ -334,10 +412,19 @@ class SiteSeriesCache:
     Thread-safe: a scrape renders in a worker thread and two scrapes may overlap.
     """
 
-    def __init__(self, probe_series: Sequence[ProbeSeries] = ()) -> None:
-        #: the registered protocols' series, after the built-in families
-        self.probe_series = tuple(probe_series)
-        self.families = (*SITE_FAMILIES, *((spec.name, spec.help) for spec in self.probe_series))
+    def __init__(self, probe_series: Sequence[ProbeSeries] | None = None) -> None:
+        #: the registered protocols' series (``Registry.series()``); None: the shipped protocols'
+        self.probe_series = BUILTIN_SERIES if probe_series is None else tuple(probe_series)
+        protocol_families = series_families(self.probe_series)
+        self.families = (*CORE_FAMILIES, *protocol_families, *_FIELD_FAMILIES)
+        #: families only the full detail exports: those all of whose entries are full_only
+        self.full_only = frozenset(
+            name
+            for name, _help in protocol_families
+            if all(spec.full_only for spec in self.probe_series if spec.name == name)
+        )
+        self._plans = {full: _plan(self.probe_series, full) for full in (False, True)}
+        self._protocol_families = len(protocol_families)
         self._lock = threading.Lock()
         self._sites: dict[str, tuple[SiteStatus, tuple[bytes, ...]]] = {}
         self._groups: list[_Group] = []
@@ -376,7 +463,10 @@ class SiteSeriesCache:
             for site in members:
                 entry = texts.get(site.site_id)
                 if entry is None or entry[0] is not site:
-                    entry = texts[site.site_id] = (site, _render_site(site, full, self.probe_series))
+                    entry = texts[site.site_id] = (
+                        site,
+                        _render_site(site, full, self._plans[full], self._protocol_families),
+                    )
                     rendered += 1
                 chunks.append(entry[1])
             groups.append(_Group(members, tuple(map(_EMPTY.join, zip(*chunks, strict=True)))))
@@ -448,7 +538,7 @@ def site_families(
             partial(_family_packed, cache, snap, full, i),
         )
         for i, (name, help_text) in enumerate(cache.families)
-        if full or name not in FULL_ONLY_FAMILIES
+        if full or name not in cache.full_only
     ]
     out.append(PrerenderedFamily(*SITES_FAMILY, partial(_sites_chunks, cache, snap, full)))
     return out

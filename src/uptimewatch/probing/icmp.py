@@ -52,6 +52,7 @@ from icmplib.exceptions import ICMPLibError, SocketPermissionError
 from .. import executors
 from ..config.models import SchedulerSettings
 from ..config.resolve import ResolvedDevice
+from ..export.site_series import ICMP_SERIES
 from ..model.checks import ICMP_CHECKS
 from ..model.fields import (
     ICMP_JITTER,
@@ -952,4 +953,4 @@ def _icmp_concurrency(settings: SchedulerSettings) -> int:
 
 #: ICMP's registry entry; the daemon pings through its own :class:`IcmpProber` (``probe`` None),
 #: and its series (loss, round trip, jitter) are the exporter's built-in families
-PROTOCOL = Protocol("icmp", ICMP_CHECKS, concurrency=_icmp_concurrency)
+PROTOCOL = Protocol("icmp", ICMP_CHECKS, series=ICMP_SERIES, concurrency=_icmp_concurrency)

@@ -81,7 +81,7 @@ class Registry:
         return tuple(p.checks for p in self)
 
     def series(self) -> tuple[ProbeSeries, ...]:
-        """For the exporter: the series the protocols export besides the built-in families."""
+        """For the exporter: the per-device series of each protocol, in registry order."""
         return tuple(s for p in self for s in p.series)
 
     def scheduled(self) -> tuple[str, ...]:

@@ -15,6 +15,7 @@ import weakref
 from dataclasses import dataclass
 
 from ..config.resolve import ResolvedDevice, SnmpTarget
+from ..export.site_series import SNMP_SERIES
 from ..model.checks import SNMP_CHECKS
 from ..model.observation import ErrorKind, FieldValue, Observation, ProbeError
 from ..profiles import SYS_OBJECT_ID, CompiledProfile, ProfileCatalog, decode
@@ -303,4 +304,4 @@ def _sys_object_id(varbinds: tuple[Varbind, ...]) -> str | None:
 
 #: SNMP's registry entry; the daemon polls through its own transport and profile catalog
 #: (``probe`` None), and its series are the exporter's built-in families
-PROTOCOL = Protocol("snmp", SNMP_CHECKS)
+PROTOCOL = Protocol("snmp", SNMP_CHECKS, series=SNMP_SERIES)
