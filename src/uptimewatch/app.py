@@ -29,6 +29,7 @@ from .alerts.service import AlertService
 from .config.loader import ConfigError, LoadedConfig, SiteCache, load_config
 from .config.models import Config
 from .config.resolve import ResolvedDevice
+from .event_loop import EventLoopError, loop_factory
 from .export.metrics import HealthCollector, IntakeStats, RuntimeInfo
 from .export.tasks import TaskCollector
 from .gcpause import promote_every, settle_after_load
@@ -586,7 +587,12 @@ async def _serve(args: argparse.Namespace) -> int:
 
 def cli_run(args: argparse.Namespace) -> int:
     try:
-        return asyncio.run(_serve(args))
+        _name, factory = loop_factory()
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(_serve(args))
+    except EventLoopError as exc:
+        print(f"uptimewatch: cannot start: {exc}", file=sys.stderr)
+        return 1
     except ConfigError as exc:
         for issue in exc.issues:
             print(issue, file=sys.stderr)
