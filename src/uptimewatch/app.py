@@ -214,7 +214,11 @@ class Daemon:
         if self.cluster is not None:
             _on_stop(stack, "cluster", self.cluster.stop)
             await self.cluster.start()
-        # the probes built from parts the daemon owns; the registry gives the others
+        # the probes built from parts the daemon owns; the registry gives the others. These two
+        # stay by name: their probes close over what this daemon starts and stops in its own
+        # lifecycle (the SNMP transport, the profile catalog a reload swaps, the ICMP sockets,
+        # left out when the privilege is missing), which a registry entry, shared by every
+        # daemon in the process, cannot hold.
         own: dict[str, ProbeFn] = {"snmp": self._poll_snmp}
         if self.icmp.usable:
             own["icmp"] = self.icmp.probe

@@ -275,6 +275,10 @@ def resolve_device(
     probe_models: ProbeModels | None = None,
 ) -> ResolvedDevice:
     s = effective_settings(config, site, device, cache)
+    # SNMP and ICMP are resolved here by name: their blocks are the configuration's own keys
+    # (``snmp:``, ``icmp:``, ``snmp_enabled``) with models in the Settings cascade, and their
+    # targets are typed fields of ResolvedDevice that the transport, the profile matcher, the
+    # web views and the cluster read; the protocols under ``probes:`` go through their models.
     assert s.snmp is not None
     assert s.icmp is not None
     assert s.thresholds is not None
