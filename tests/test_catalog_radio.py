@@ -119,6 +119,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "sm-os_gc8607": {
         "profile": "generic-host,radio-siae",
         "device.uptime_seconds": 21671525.85,
+        "device.model": "ALFOPlus2",  # SIAE-UNIT-MIB unitLabel.1
         "link.radio_rx_level_dbm[1]": -44,
         "link.radio_rx_level_dbm[2]": -45,
         "link.rx_level_dbm": -45,
@@ -132,6 +133,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "profile": "generic-host,radio-siae",
         "device.sys_name": "SIAE target",  # hex-encoded in the recording
         "device.uptime_seconds": 1206677.61,
+        "device.model": "ALFO80HDx",  # unitLabel.1
         "link.rx_level_dbm": -90,  # radioPrx
         "link.tx_power_dbm": None,  # radioPtx -99: transmitter muted
         "link.snr_db": 0.0,
