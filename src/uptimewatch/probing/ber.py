@@ -66,6 +66,7 @@ __all__ = [
     "expect",
     "format_oid",
     "int_content",
+    "length_octets",
     "parse_oid",
     "pdu_template",
     "read_integer",
@@ -456,6 +457,7 @@ read_tlv = _read_tlv
 expect = _expect
 read_integer = _decode_int
 int_content = _int_content
+length_octets = _length
 
 
 def parse_oid(text: str) -> OidTuple:

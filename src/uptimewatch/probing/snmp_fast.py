@@ -33,7 +33,7 @@ import random
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Any, Final, NamedTuple, cast
 
 from .. import executors
 from ..config.models import SnmpVersion
@@ -89,6 +89,7 @@ _EMPTY: Final = {
 }
 
 _Reply = tuple[int, int, list[ber.RawVarbind]]  # error-status (or _TIMED_OUT/_CLOSED), index, varbinds
+_Reply4 = tuple[int, int, list[ber.RawVarbind], int]  # and the PDUs sent
 # a one-PDU GET: the OIDs as requests name them, the prebuilt request, the names' BER content
 _GetPlan = tuple[tuple[str, ...], ber.RequestTemplate, tuple[bytes, ...]]
 
@@ -175,8 +176,7 @@ class _Agent:
     discovering: asyncio.Future[None] | None = None
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class _V3Wait:
+class _V3Wait(NamedTuple):
     """What reading an SNMPv3 reply to one request takes."""
 
     agent: _Agent
@@ -295,6 +295,7 @@ class FastSnmpTransport(snmp_driver.DrivenTransport[ber.RawVarbind, "_Peer"]):
         # SNMPv3: engines per agent address, master keys per user, keys per (user, engine ID)
         self._agents: dict[tuple[str, int], _Agent] = {}
         self._credentials: dict[tuple[object, ...], asyncio.Future[usm.Credentials]] = {}
+        self._users: dict[tuple[object, ...], usm.Credentials] = {}  # those derived by now
         self._local_keys: dict[tuple[usm.Credentials, bytes], usm.LocalKeys] = {}
         self._v3_pdus: dict[tuple[str, ...], ber.RequestTemplate] = {}
         self._salt = random.getrandbits(64)
@@ -322,18 +323,29 @@ class FastSnmpTransport(snmp_driver.DrivenTransport[ber.RawVarbind, "_Peer"]):
     # -- the common GET: one PDU, answered in full ----------------------------------------------
 
     async def get(self, target: SnmpTarget, oids: Sequence[str]) -> SnmpResponse:
-        """A v1/v2c GET that fits one PDU goes straight to the wire with its prebuilt request, and a
-        reply naming the OIDs asked, in order, with no error-status, straight back as varbinds.
-        Anything else (a split, an error-status, a timeout, other names) is the driver's, given the
-        reply already received, so it reads exactly as :meth:`DrivenTransport.get` would."""
-        if not oids or target.version is SnmpVersion.V3 or target.community is None or self._closed:
+        """A GET that fits one PDU goes straight to the wire with its prebuilt request (PDU, for
+        SNMPv3), and a reply naming the OIDs asked, in order, with no error-status, straight back
+        as varbinds. Anything else (a split, an error-status, a timeout, other names, a report) is
+        the driver's, given the reply already received, so it reads exactly as
+        :meth:`DrivenTransport.get` would."""
+        v3 = target.version is SnmpVersion.V3
+        if not oids or self._closed:
             return await super().get(target, oids)
-        key = (target.community, target.version, oids if isinstance(oids, tuple) else tuple(oids))
+        if v3:
+            # the checks _peer makes: a known peer must not skip them
+            if not target.user or (target.priv_key is not None and target.auth_key is None):
+                return await super().get(target, oids)
+            key: tuple[object, ...] = (None, target.version, oids if isinstance(oids, tuple) else tuple(oids))
+        elif target.community is None:
+            return await super().get(target, oids)
+        else:
+            key = (target.community, target.version, oids if isinstance(oids, tuple) else tuple(oids))
         plan = self._get_plans.get(key)
         if plan is None:
             if len(oids) > self._max_varbinds:
                 return await super().get(target, oids)
             plan = self._get_plan(key, target, oids)
+        names, template, encoded = plan
         try:
             peer = self._peers.get((target.host, target.port))
             if peer is None:
@@ -341,25 +353,35 @@ class FastSnmpTransport(snmp_driver.DrivenTransport[ber.RawVarbind, "_Peer"]):
                 if isinstance(found, ProbeError):
                     return SnmpResponse(error=found)
                 peer = found
-            names, template, encoded = plan
-            status, index, raw, sent = await self._exchange(
-                peer, target, template.with_id, attempts=target.retries + 1
-            )
-            if status == 0 and len(raw) == len(encoded) and tuple([r[0] for r in raw]) == encoded:
-                convert = self._rows.varbind
-                return SnmpResponse(varbinds=tuple([convert(r) for r in raw]), requests=sent)
+            attempts = target.retries + 1
+            if v3:
+                got = await self._request_v3(peer, target, Request("get", names), attempts, template)
+                if isinstance(got, Reply):
+                    first = got
+                else:
+                    status, index, raw, sent = got
+                    if status == 0 and len(raw) == len(encoded) and tuple([r[0] for r in raw]) == encoded:
+                        convert = self._rows.varbind
+                        return SnmpResponse(varbinds=tuple([convert(r) for r in raw]), requests=sent)
+                    first = Reply(sent, status, index, raw)
+            else:
+                status, index, raw, sent = await self._exchange(
+                    peer, target, template.with_id, attempts=attempts
+                )
+                if status == 0 and len(raw) == len(encoded) and tuple([r[0] for r in raw]) == encoded:
+                    convert = self._rows.varbind
+                    return SnmpResponse(varbinds=tuple([convert(r) for r in raw]), requests=sent)
+                if status == _TIMED_OUT:
+                    first = Reply(sent, timed_out=True)
+                elif status == _CLOSED:
+                    first = Reply(sent, error=closed_error())
+                else:
+                    first = Reply(sent, status, index, raw)
         except self.bad_value_errors as exc:
             return SnmpResponse(error=self._bad_value(target, exc))
         except Exception:
             log.exception("SNMP GET with %s failed unexpectedly", snmp_driver.describe(target))
             return SnmpResponse(error=ProbeError(ErrorKind.INTERNAL, "unexpected error in SNMP GET"))
-        first: Reply[ber.RawVarbind]
-        if status == _TIMED_OUT:
-            first = Reply(sent, timed_out=True)
-        elif status == _CLOSED:
-            first = Reply(sent, error=closed_error())
-        else:
-            first = Reply(sent, status, index, raw)
         primed = [first]
 
         async def exchange(request: Request, attempts: int) -> Reply[ber.RawVarbind]:
@@ -374,7 +396,10 @@ class FastSnmpTransport(snmp_driver.DrivenTransport[ber.RawVarbind, "_Peer"]):
 
     def _get_plan(self, key: tuple[object, ...], target: SnmpTarget, oids: Sequence[str]) -> _GetPlan:
         names = tuple(snmp_driver.oid_key(o) for o in oids)
-        template = self._template(target, Request("get", names))
+        request = Request("get", names)
+        template = (
+            self._v3_pdu(request) if target.version is SnmpVersion.V3 else self._template(target, request)
+        )
         plan = (names, template, tuple(_encoded_name(name) for name in names))
         if len(self._get_plans) >= _TEMPLATE_CACHE_SIZE:
             self._get_plans.clear()
@@ -414,7 +439,11 @@ class FastSnmpTransport(snmp_driver.DrivenTransport[ber.RawVarbind, "_Peer"]):
     ) -> Reply[ber.RawVarbind]:
         """The driver's ``exchange()``."""
         if target.version is SnmpVersion.V3:
-            return await self._request_v3(peer, target, request, attempts)
+            got = await self._request_v3(peer, target, request, attempts)
+            if isinstance(got, Reply):
+                return got
+            status, index, raw, sent = got
+            return Reply(sent, status, index, raw)
         template = self._template(target, request)
         status, index, raw, sent = await self._exchange(peer, target, template.with_id, attempts=attempts)
         if status == _TIMED_OUT:
@@ -560,16 +589,29 @@ class FastSnmpTransport(snmp_driver.DrivenTransport[ber.RawVarbind, "_Peer"]):
     # -- SNMPv3 ----------------------------------------------------------------------------------
 
     async def _request_v3(
-        self, peer: _Peer, target: SnmpTarget, request: Request, attempts: int
-    ) -> Reply[ber.RawVarbind]:
+        self,
+        peer: _Peer,
+        target: SnmpTarget,
+        request: Request,
+        attempts: int,
+        template: ber.RequestTemplate | None = None,
+    ) -> _Reply4 | Reply[ber.RawVarbind]:
         """One request with the target's USM user: discovery first if the agent's engine is not
-        known, and one resend per report that resynchronized it."""
-        creds = await self._user(target)
-        if isinstance(creds, ProbeError):
-            return Reply(0, error=creds)
+        known, and one resend per report that resynchronized it. What the agent answered comes as
+        (error-status, error-index, varbinds, PDUs sent); anything else as the driver's Reply."""
+        # keyed by the SecretStrs themselves: they hash and compare by value without showing it
+        user_key = (target.user, target.auth_protocol, target.auth_key, target.priv_protocol, target.priv_key)
+        known = self._users.get(user_key)
+        if known is None:
+            derived = await self._user(user_key, target)
+            if isinstance(derived, ProbeError):
+                return Reply(0, error=derived)
+            known = derived
+        creds = known
         agent = self._agent(peer)
         engine = agent.engine
-        template = self._v3_pdu(request)
+        if template is None:
+            template = self._v3_pdu(request)
         context = target.context.encode()
         sent = 0
         report = usm.UNKNOWN_ENGINE_ID
@@ -616,7 +658,7 @@ class FastSnmpTransport(snmp_driver.DrivenTransport[ber.RawVarbind, "_Peer"]):
                 return Reply(sent, timed_out=True)
             if status == _CLOSED:
                 return Reply(sent, error=closed_error())
-            return Reply(sent, status, index, raw)
+            return status, index, raw, sent
         return Reply(sent, error=self._report_error(report, [], target))
 
     async def _discover(
@@ -687,20 +729,21 @@ class FastSnmpTransport(snmp_driver.DrivenTransport[ber.RawVarbind, "_Peer"]):
             self._v3_pdus[request.oids] = template
         return template
 
-    async def _user(self, target: SnmpTarget) -> usm.Credentials | ProbeError:
+    async def _user(self, key: tuple[object, ...], target: SnmpTarget) -> usm.Credentials | ProbeError:
         """The target's USM user with its master keys: derived once per user and key set (a
         megabyte hashed per key, in a worker thread), shared by every request that needs it."""
-        # keyed by the SecretStrs themselves: they hash and compare by value without showing it
-        key = (target.user, target.auth_protocol, target.auth_key, target.priv_protocol, target.priv_key)
         fut = self._credentials.get(key)
         if fut is None:
             if len(self._credentials) >= _CREDENTIALS_CACHE_SIZE:
                 self._credentials.clear()
+                self._users.clear()
             fut = self._credentials[key] = asyncio.ensure_future(self._derive(target))
         try:
-            return fut.result() if fut.done() else await asyncio.shield(fut)
+            creds = fut.result() if fut.done() else await asyncio.shield(fut)
         except ValueError as exc:
             return ProbeError(ErrorKind.AUTH, f"{exc} ({describe(target)})")
+        self._users[key] = creds
+        return creds
 
     @staticmethod
     async def _derive(target: SnmpTarget) -> usm.Credentials:

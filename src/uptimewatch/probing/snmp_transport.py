@@ -35,7 +35,7 @@ from .. import executors
 from ..config.models import AuthProtocol, PrivProtocol, SnmpVersion
 from ..config.resolve import SnmpTarget
 from ..model.observation import ErrorKind, ProbeError
-from . import snmp_driver
+from . import snmp_driver, usm
 from .ber import parse_oid
 from .snmp_driver import MAX_VARBINDS_PER_PDU, Reply, Request, closed_error, describe
 from .snmp_fast import CompositeSnmpTransport, FastSnmpTransport
@@ -73,17 +73,18 @@ _PRIV: Final = {
 }
 _MP_MODEL: Final = {SnmpVersion.V1: 0, SnmpVersion.V2C: 1, SnmpVersion.V3: 3}
 
-# The USM report counters a v3 agent answers with, in the words the health model shows; the
-# wording is kept distinct because diagnosing v3 misconfiguration depends on it.
+# The USM report counters a v3 agent answers with, in the words the health model shows (the fast
+# transport's, from usm.py); the wording is kept distinct because diagnosing v3 misconfiguration
+# depends on it.
 _AUTH_ERRORS: Final[dict[type[Exception], str]] = {
-    errind.UnknownUserName: "unknown SNMPv3 user",
-    errind.WrongDigest: "wrong auth key",
-    errind.AuthenticationFailure: "wrong auth key (response failed authentication)",
+    errind.UnknownUserName: usm.REPORT_WORDS[usm.UNKNOWN_USER_NAME],
+    errind.WrongDigest: usm.REPORT_WORDS[usm.WRONG_DIGEST],
+    errind.AuthenticationFailure: usm.RESPONSE_NOT_AUTHENTIC,
     errind.AuthenticationError: "wrong auth key (authentication error)",
-    errind.DecryptionError: "wrong priv key (decryption error)",
-    errind.NotInTimeWindow: "not in time window",
-    errind.UnknownEngineID: "unknown engine ID (SNMPv3 discovery failed)",
-    errind.UnsupportedSecurityLevel: "unsupported security level",
+    errind.DecryptionError: usm.REPORT_WORDS[usm.DECRYPTION_ERROR],
+    errind.NotInTimeWindow: usm.REPORT_WORDS[usm.NOT_IN_TIME_WINDOW],
+    errind.UnknownEngineID: usm.REPORT_WORDS[usm.UNKNOWN_ENGINE_ID],
+    errind.UnsupportedSecurityLevel: usm.REPORT_WORDS[usm.UNSUPPORTED_SEC_LEVEL],
     errind.UnsupportedAuthProtocol: "unsupported auth protocol",
     errind.UnsupportedPrivProtocol: "unsupported priv protocol",
     errind.UnknownCommunityName: "unknown community",

@@ -25,7 +25,7 @@ from __future__ import annotations
 import hmac as _compare
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, NamedTuple
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.decrepit.ciphers.modes import CFB
@@ -53,9 +53,12 @@ __all__ = [
     "decode_message",
     "decode_scoped_pdu",
     "encode_message",
+    "is_v3",
     "localize",
+    "localized_keys",
     "password_to_key",
     "report_number",
+    "scoped_pdu",
 ]
 
 VERSION_3: Final = 3
@@ -177,15 +180,35 @@ def credentials(
     return Credentials(name, auth, priv or PrivProtocol.AES, auth_master, priv_master)
 
 
-@dataclass(frozen=True, slots=True, eq=False)
 class LocalKeys:
-    """One user's keys localized to one agent engine ID, and what protecting a message takes."""
+    """One user's keys localized to one agent engine ID, and what protecting a message takes: the
+    keyed HMAC and the block cipher are built once here, every message uses a copy or a new mode."""
 
-    engine_id: bytes
-    credentials: Credentials
-    digest_length: int
-    _mac: hmac.HMAC | None = field(repr=False)  # keyed once; every message signs a copy
-    _priv_key: bytes = field(repr=False)
+    __slots__ = ("_cipher", "_mac", "_pre_iv", "credentials", "digest_length", "engine_id", "wire_head")
+
+    def __init__(self, engine_id: bytes, credentials: Credentials, auth_key: bytes, priv_key: bytes) -> None:
+        self.engine_id = engine_id
+        self.credentials = credentials
+        self.digest_length = 0
+        self._mac: hmac.HMAC | None = None
+        self._cipher: algorithms.AES | TripleDES | None = None
+        self._pre_iv = b""
+        if credentials.auth is not None:
+            spec = _AUTH[credentials.auth]
+            self.digest_length = spec.digest_length
+            self._mac = hmac.HMAC(auth_key, spec.hash())
+        if credentials.priv is PrivProtocol.DES:
+            # RFC 3414 8.1.1.1: the first 8 octets are the DES key, the next 8 the pre-IV; DES is
+            # three-key TripleDES with the one key three times (cryptography has no single DES)
+            self._cipher = TripleDES(priv_key[:8] * 3)
+            self._pre_iv = priv_key[8:16]
+        elif credentials.priv is not None:
+            self._cipher = algorithms.AES(priv_key)
+        #: msgAuthoritativeEngineID and msgUserName as they open every request's USM parameters
+        self.wire_head = (ber.tlv(ber.OCTET_STRING, engine_id), ber.tlv(ber.OCTET_STRING, credentials.user))
+
+    def __repr__(self) -> str:
+        return f"LocalKeys(engine_id={self.engine_id.hex()}, user={self.credentials.user!r})"
 
     def sign(self, *parts: bytes) -> bytes:
         """The truncated HMAC of the message ``parts`` joined (its digest field zeroed)."""
@@ -199,39 +222,42 @@ class LocalKeys:
 
     def encrypt(self, scoped_pdu: bytes, boots: int, engine_time: int, salt: int) -> tuple[bytes, bytes]:
         """(encryptedPDU, msgPrivacyParameters) for ``scoped_pdu``; ``salt`` a 64-bit counter."""
-        priv = self.credentials.priv
-        if priv is PrivProtocol.DES:
+        cipher = self._cipher
+        assert cipher is not None
+        if isinstance(cipher, TripleDES):
             # RFC 3414 8.1.1.1: salt = boots and a 32-bit counter, IV = pre-IV XOR salt
             salt_octets = boots.to_bytes(4, "big") + (salt & 0xFFFF_FFFF).to_bytes(4, "big")
-            iv = bytes(a ^ b for a, b in zip(self._priv_key[8:16], salt_octets, strict=True))
+            iv = bytes(a ^ b for a, b in zip(self._pre_iv, salt_octets, strict=True))
             padded = scoped_pdu + b"\x00" * (-len(scoped_pdu) % 8)
-            encryptor = Cipher(TripleDES(self._priv_key[:8] * 3), modes.CBC(iv)).encryptor()
+            encryptor = Cipher(cipher, modes.CBC(iv)).encryptor()
             return encryptor.update(padded) + encryptor.finalize(), salt_octets
         # RFC 3826 3.1.2.1: IV = boots, time and the 64-bit salt, as sent
         salt_octets = (salt & 0xFFFF_FFFF_FFFF_FFFF).to_bytes(8, "big")
         iv = boots.to_bytes(4, "big") + engine_time.to_bytes(4, "big") + salt_octets
-        encryptor = Cipher(algorithms.AES(self._priv_key), CFB(iv)).encryptor()
+        encryptor = Cipher(cipher, CFB(iv)).encryptor()
         return encryptor.update(scoped_pdu) + encryptor.finalize(), salt_octets
 
     def decrypt(self, data: bytes, boots: int, engine_time: int, priv_parameters: bytes) -> bytes | None:
         """The plaintext scoped PDU of an encryptedPDU, or None when it cannot be decrypted."""
-        if len(priv_parameters) != 8:
+        cipher = self._cipher
+        if cipher is None or len(priv_parameters) != 8:
             return None
-        if self.credentials.priv is PrivProtocol.DES:
+        if isinstance(cipher, TripleDES):
             if len(data) % 8:
                 return None
-            iv = bytes(a ^ b for a, b in zip(self._priv_key[8:16], priv_parameters, strict=True))
-            decryptor = Cipher(TripleDES(self._priv_key[:8] * 3), modes.CBC(iv)).decryptor()
+            iv = bytes(a ^ b for a, b in zip(self._pre_iv, priv_parameters, strict=True))
+            decryptor = Cipher(cipher, modes.CBC(iv)).decryptor()
         else:
             iv = boots.to_bytes(4, "big") + engine_time.to_bytes(4, "big") + priv_parameters
-            decryptor = Cipher(algorithms.AES(self._priv_key), CFB(iv)).decryptor()
+            decryptor = Cipher(cipher, CFB(iv)).decryptor()
         return decryptor.update(data) + decryptor.finalize()
 
 
-def localize(creds: Credentials, engine_id: bytes) -> LocalKeys:
-    """RFC 3414 A.2.2: Kul = H(Ku || engineID || Ku), for the auth and the privacy key."""
+def localized_keys(creds: Credentials, engine_id: bytes) -> tuple[bytes, bytes]:
+    """RFC 3414 A.2.2: Kul = H(Ku || engineID || Ku), for the auth key and the privacy key (the
+    latter cut or extended to what the privacy protocol takes)."""
     if creds.auth is None:
-        return LocalKeys(engine_id, creds, 0, None, b"")
+        return b"", b""
     spec = _AUTH[creds.auth]
     auth_key = _digest(spec.hash, creds.auth_master, engine_id, creds.auth_master)
     priv_key = b""
@@ -242,7 +268,12 @@ def localize(creds: Credentials, engine_id: bytes) -> LocalKeys:
         while len(priv_key) < wanted:
             priv_key += _digest(spec.hash, priv_key)
         priv_key = priv_key[:wanted]
-    return LocalKeys(engine_id, creds, spec.digest_length, hmac.HMAC(auth_key, spec.hash()), priv_key)
+    return auth_key, priv_key
+
+
+def localize(creds: Credentials, engine_id: bytes) -> LocalKeys:
+    """The user's keys localized to ``engine_id``, ready to sign and encrypt."""
+    return LocalKeys(engine_id, creds, *localized_keys(creds, engine_id))
 
 
 # -- an agent's engine ------------------------------------------------------------------------------
@@ -289,12 +320,19 @@ class EngineState:
 # -- messages -------------------------------------------------------------------------------------
 
 _INT3: Final = ber.tlv(ber.INTEGER, b"\x03")
-_GLOBAL_TAIL: Final = ber.tlv(ber.INTEGER, ber.int_content(MSG_MAX_SIZE))
-_SECURITY_MODEL: Final = ber.tlv(ber.INTEGER, ber.int_content(SECURITY_MODEL_USM))
+#: msgGlobalData after msgID: msgMaxSize, then msgFlags and msgSecurityModel (3) per flags value
+_GLOBAL_TAIL: Final = tuple(
+    ber.tlv(ber.INTEGER, ber.int_content(MSG_MAX_SIZE))
+    + ber.tlv(ber.OCTET_STRING, bytes((flags,)))
+    + ber.tlv(ber.INTEGER, ber.int_content(SECURITY_MODEL_USM))
+    for flags in range(8)
+)
+_length = ber.length_octets
 
 
 def _int(value: int) -> bytes:
-    return ber.tlv(ber.INTEGER, ber.int_content(value))
+    content = ber.int_content(value)
+    return b"\x02" + bytes((len(content),)) + content
 
 
 def encode_message(
@@ -315,40 +353,34 @@ def encode_message(
     if flags & PRIV:
         assert keys is not None
         encrypted, priv_parameters = keys.encrypt(scoped_pdu, boots, engine_time, salt)
-        msg_data = ber.tlv(ber.OCTET_STRING, encrypted)
+        msg_data = b"\x04" + _length(len(encrypted)) + encrypted
     else:
         msg_data = scoped_pdu
     digest_length = keys.digest_length if flags & AUTH and keys is not None else 0
-    before_digest = (
-        ber.tlv(ber.OCTET_STRING, engine_id)
-        + _int(boots)
-        + _int(engine_time)
-        + ber.tlv(ber.OCTET_STRING, user)
-        + bytes((ber.OCTET_STRING, digest_length))
+    if keys is not None and keys.engine_id == engine_id and keys.credentials.user == user:
+        engine_field, user_field = keys.wire_head
+    else:
+        engine_field = b"\x04" + _length(len(engine_id)) + engine_id
+        user_field = b"\x04" + _length(len(user)) + user
+    before = (
+        engine_field + _int(boots) + _int(engine_time) + user_field + bytes((ber.OCTET_STRING, digest_length))
     )
-    after_digest = ber.tlv(ber.OCTET_STRING, priv_parameters)
-    content = before_digest + b"\x00" * digest_length + after_digest
-    params = ber.tlv(ber.SEQUENCE, content)
-    header = ber.tlv(
-        ber.SEQUENCE,
-        _int(msg_id) + _GLOBAL_TAIL + ber.tlv(ber.OCTET_STRING, bytes((flags,))) + _SECURITY_MODEL,
-    )
-    wrapped_params = ber.tlv(ber.OCTET_STRING, params)
-    body = _INT3 + header + wrapped_params + msg_data
-    message = ber.tlv(ber.SEQUENCE, body)
+    after = bytes((ber.OCTET_STRING, len(priv_parameters))) + priv_parameters
+    content = len(before) + digest_length + len(after)
+    params_head = b"\x30" + _length(content)
+    wrapped_head = b"\x04" + _length(len(params_head) + content)
+    global_content = _int(msg_id) + _GLOBAL_TAIL[flags & 7]
+    header = b"\x30" + _length(len(global_content)) + global_content
+    body = len(_INT3) + len(header) + len(wrapped_head) + len(params_head) + content + len(msg_data)
+    prefix = b"".join((b"\x30", _length(body), _INT3, header, wrapped_head, params_head, before))
     if not digest_length:
-        return message
+        return prefix + after + msg_data
     assert keys is not None
-    # the zeroed digest: past the outer header, the version, msgGlobalData, the two headers around
-    # the parameters' SEQUENCE, and the fields before it
-    offset = (len(message) - len(body)) + len(_INT3) + len(header)
-    offset += len(wrapped_params) - len(content) + len(before_digest)
-    digest = keys.sign(message)
-    return message[:offset] + digest + message[offset + digest_length :]
+    digest = keys.sign(prefix, b"\x00" * digest_length, after, msg_data)
+    return b"".join((prefix, digest, after, msg_data))
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
     """An SNMPv3 message read up to its msgData (which stays where it is in the datagram)."""
 
     msg_id: int
@@ -394,36 +426,45 @@ def is_v3(data: bytes) -> bool:
 
 def decode_message(data: bytes) -> Message:
     """The header and USM parameters of an SNMPv3 message; raises :class:`ber.BerError`."""
-    size = len(data)
-    start, end = ber.expect(data, 0, ber.SEQUENCE, size)
-    version, pos = ber.read_integer(data, start, end)
-    if version != VERSION_3:
-        raise ber.BerError(f"SNMP version {version} is not SNMPv3")
-    hstart, hend = ber.expect(data, pos, ber.SEQUENCE, end)
-    msg_id, p = ber.read_integer(data, hstart, hend)
-    _max_size, p = ber.read_integer(data, p, hend)
-    fstart, p = ber.expect(data, p, ber.OCTET_STRING, hend)
-    if p - fstart != 1:
-        raise ber.BerError("msgFlags is not one octet")
-    flags = data[fstart]
-    model, p = ber.read_integer(data, p, hend)
-    if model != SECURITY_MODEL_USM:
-        raise ber.BerError(f"security model {model} is not USM")
+    read = ber.read_tlv
+    tag, start, end = read(data, 0, len(data))
+    if tag != ber.SEQUENCE or data[start : start + 3] != b"\x02\x01\x03":
+        raise ber.BerError("not an SNMPv3 message")
+    t1, hstart, hend = read(data, start + 3, end)
+    t2, s, e = read(data, hstart, hend)
+    if t1 != ber.SEQUENCE or t2 != ber.INTEGER or not 0 < e - s <= 5:
+        raise ber.BerError("malformed msgGlobalData")
+    msg_id = int.from_bytes(data[s:e], "big", signed=True)
+    t3, _s, e = read(data, e, hend)  # msgMaxSize
+    t4, s, e = read(data, e, hend)
+    if t3 != ber.INTEGER or t4 != ber.OCTET_STRING or e - s != 1:
+        raise ber.BerError("malformed msgGlobalData")
+    flags = data[s]
+    if data[e:hend] != b"\x02\x01\x03":
+        raise ber.BerError("security model is not USM")
     if flags & PRIV and not flags & AUTH:
         raise ber.BerError("privacy without authentication")
-    pstart, pend = ber.expect(data, hend, ber.OCTET_STRING, end)
-    sstart, send = ber.expect(data, pstart, ber.SEQUENCE, pend)
-    estart, p = ber.expect(data, sstart, ber.OCTET_STRING, send)
-    engine_id = data[estart:p]
-    boots, p = ber.read_integer(data, p, send)
-    engine_time, p = ber.read_integer(data, p, send)
+    t1, pstart, pend = read(data, hend, end)
+    t2, sstart, send = read(data, pstart, pend)
+    t3, s, e = read(data, sstart, send)
+    if t1 != ber.OCTET_STRING or t2 != ber.SEQUENCE or t3 != ber.OCTET_STRING:
+        raise ber.BerError("malformed msgSecurityParameters")
+    engine_id = data[s:e]
+    t1, s, e = read(data, e, send)
+    t2, s2, e2 = read(data, e, send)
+    if t1 != ber.INTEGER or t2 != ber.INTEGER or not 0 < e - s <= 5 or not 0 < e2 - s2 <= 5:
+        raise ber.BerError("malformed engine boots or time")
+    boots = int.from_bytes(data[s:e], "big", signed=True)
+    engine_time = int.from_bytes(data[s2:e2], "big", signed=True)
     if not 0 <= boots <= _MAX_INT or not 0 <= engine_time <= _MAX_INT:
         raise ber.BerError("engine boots or time out of range")
-    ustart, p = ber.expect(data, p, ber.OCTET_STRING, send)
-    user = data[ustart:p]
-    auth_start, auth_end = ber.expect(data, p, ber.OCTET_STRING, send)
-    vstart, vend = ber.expect(data, auth_end, ber.OCTET_STRING, send)
-    tag, dstart, dend = ber.read_tlv(data, pend, end)
+    t1, s, e = read(data, e2, send)
+    t2, auth_start, auth_end = read(data, e, send)
+    t3, vstart, vend = read(data, auth_end, send)
+    if t1 != ber.OCTET_STRING or t2 != ber.OCTET_STRING or t3 != ber.OCTET_STRING:
+        raise ber.BerError("malformed msgSecurityParameters")
+    user = data[s:e]
+    tag, dstart, dend = read(data, pend, end)
     if tag == ber.SEQUENCE:
         encrypted, dstart = False, pend  # the element itself: decoded like a decrypted one
     elif tag == ber.OCTET_STRING:
@@ -446,8 +487,7 @@ def decode_message(data: bytes) -> Message:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class ScopedPdu:
+class ScopedPdu(NamedTuple):
     """A response or report PDU inside its scoped PDU; varbinds still raw (see ber.decode_varbinds)."""
 
     context_engine_id: bytes
@@ -462,17 +502,27 @@ class ScopedPdu:
 
 def decode_scoped_pdu(plain: bytes) -> ScopedPdu:
     """A ScopedPDU element (trailing octets, such as DES padding, ignored); raises BerError."""
-    start, end = ber.expect(plain, 0, ber.SEQUENCE, len(plain))
-    cstart, p = ber.expect(plain, start, ber.OCTET_STRING, end)
-    context_engine_id = plain[cstart:p]
-    nstart, p = ber.expect(plain, p, ber.OCTET_STRING, end)
-    context_name = plain[nstart:p]
-    pdu_type, pstart, pend = ber.read_tlv(plain, p, end)
-    request_id, p = ber.read_integer(plain, pstart, pend)
-    status, p = ber.read_integer(plain, p, pend)
-    index, p = ber.read_integer(plain, p, pend)
-    vstart, vend = ber.expect(plain, p, ber.SEQUENCE, pend)
-    return ScopedPdu(context_engine_id, context_name, pdu_type, request_id, status, index, vstart, vend)
+    read = ber.read_tlv
+    t1, start, end = read(plain, 0, len(plain))
+    t2, cstart, cend = read(plain, start, end)
+    t3, nstart, nend = read(plain, cend, end)
+    if t1 != ber.SEQUENCE or t2 != ber.OCTET_STRING or t3 != ber.OCTET_STRING:
+        raise ber.BerError("malformed scoped PDU")
+    pdu_type, pstart, pend = read(plain, nend, end)
+    fields = []
+    p = pstart
+    for _ in range(3):  # request-id, error-status, error-index
+        tag, s, p = read(plain, p, pend)
+        if tag != ber.INTEGER or not 0 < p - s <= 8:
+            raise ber.BerError("malformed PDU header")
+        fields.append(int.from_bytes(plain[s:p], "big", signed=True))
+    tag, vstart, vend = read(plain, p, pend)
+    if tag != ber.SEQUENCE:
+        raise ber.BerError("varbind list is not a SEQUENCE")
+    request_id, status, index = fields
+    return ScopedPdu(
+        plain[cstart:cend], plain[nstart:nend], pdu_type, request_id, status, index, vstart, vend
+    )
 
 
 def scoped_pdu(context_engine_id: bytes, context_name: bytes, pdu: bytes) -> bytes:
