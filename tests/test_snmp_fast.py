@@ -1,7 +1,8 @@
 """FastSnmpTransport (and the composite the daemon uses) against snmpsim serving the real corpus.
 
 The pysnmp transport's own test cases run here again, unchanged, against ``create_transport()``:
-v1/v2c go through the fast path, SNMPv3 through pysnmp, and every expectation is the same. The
+every version goes through the fast path (SNMPv3 against snmpsim's USM, which is pysnmp's), and
+every expectation is the same. The
 tests after them cover what only the fast path has: source matching, malformed datagrams, the
 request-id demultiplexing under load, and error-status handling an agent must be provoked into
 (a relay in front of snmpsim answers tooBig or genErr in its place).
@@ -80,11 +81,10 @@ REUSED = (
 
 
 @pytest.fixture
-async def transport() -> AsyncIterator[CompositeSnmpTransport]:
+async def transport() -> AsyncIterator[FastSnmpTransport]:
     """What the reused cases poll through: the daemon's own transport."""
     t = create_transport()
-    assert isinstance(t, CompositeSnmpTransport)
-    assert isinstance(t.community, FastSnmpTransport)
+    assert isinstance(t, FastSnmpTransport)
     yield t
     await t.close()
 
@@ -99,24 +99,38 @@ async def fast() -> AsyncIterator[FastSnmpTransport]:
 # -- routing --------------------------------------------------------------------------------------
 
 
-async def test_composite_sends_v1_v2c_to_the_fast_path_and_v3_to_pysnmp(snmpsim: SnmpsimEndpoint) -> None:
+async def test_every_version_goes_through_the_fast_path(snmpsim: SnmpsimEndpoint) -> None:
     t = create_transport()
+    assert isinstance(t, FastSnmpTransport)
+    try:
+        v3 = await t.get(snmp_target(snmpsim, "cetpower", SnmpVersion.V3), [UPS_MINUTES_REMAINING])
+        assert v3.error is None, v3.error
+        assert [vb.value for vb in v3.varbinds] == [6000]
+        assert t.stats.requests == 2  # engine discovery, then the GET
+        for version in (SnmpVersion.V2C, SnmpVersion.V1):
+            got = await t.get(snmp_target(snmpsim, "cetpower", version), [UPS_MINUTES_REMAINING])
+            assert [vb.value for vb in got.varbinds] == [6000]
+        walked = await t.walk(snmp_target(snmpsim, "iosxe_asr920"), "1.3.6.1.2.1.2.2.1.8")
+        assert walked.error is None
+        assert t.stats.requests == 4 + walked.requests
+        assert t.stats.responses == t.stats.requests
+    finally:
+        await t.close()
+
+
+async def test_v3_pysnmp_sends_only_v3_to_pysnmp(snmpsim: SnmpsimEndpoint) -> None:
+    t = create_transport(v3_pysnmp=True)
     assert isinstance(t, CompositeSnmpTransport)
     fast_path = t.community
     assert isinstance(fast_path, FastSnmpTransport)
     assert isinstance(t.v3, PysnmpTransport)
     try:
         v3 = await t.get(snmp_target(snmpsim, "cetpower", SnmpVersion.V3), [UPS_MINUTES_REMAINING])
-        assert v3.error is None, v3.error
         assert [vb.value for vb in v3.varbinds] == [6000]
         assert fast_path.stats.requests == 0
-        for version in (SnmpVersion.V2C, SnmpVersion.V1):
-            got = await t.get(snmp_target(snmpsim, "cetpower", version), [UPS_MINUTES_REMAINING])
-            assert [vb.value for vb in got.varbinds] == [6000]
-        walked = await t.walk(snmp_target(snmpsim, "iosxe_asr920"), "1.3.6.1.2.1.2.2.1.8")
-        assert walked.error is None
-        assert fast_path.stats.requests == 2 + walked.requests
-        assert fast_path.stats.responses == fast_path.stats.requests
+        got = await t.get(snmp_target(snmpsim, "cetpower"), [UPS_MINUTES_REMAINING])
+        assert [vb.value for vb in got.varbinds] == [6000]
+        assert fast_path.stats.requests == 1
     finally:
         await t.close()
 
@@ -125,18 +139,24 @@ def test_force_pysnmp_gives_the_pysnmp_transport() -> None:
     assert isinstance(create_transport(force_pysnmp=True), PysnmpTransport)
 
 
-async def test_fast_transport_refuses_v3_and_missing_community(
+async def test_fast_transport_refuses_v3_without_user_and_missing_community(
     snmpsim: SnmpsimEndpoint, fast: FastSnmpTransport
 ) -> None:
-    v3 = await fast.get(snmp_target(snmpsim, "cetpower", SnmpVersion.V3), [SYS_OBJECT_ID])
+    nobody = replace(snmp_target(snmpsim, "cetpower", SnmpVersion.V3), user=None)
+    v3 = await fast.get(nobody, [SYS_OBJECT_ID])
     assert v3.error is not None
-    assert v3.error.kind is ErrorKind.INTERNAL
+    assert v3.error.kind is ErrorKind.AUTH
     ok = await fast.get(snmp_target(snmpsim, "cetpower"), [SYS_OBJECT_ID])
     assert ok.error is None
     # the same address again: checked although its socket and peer are known by now
-    v3 = await fast.get(snmp_target(snmpsim, "cetpower", SnmpVersion.V3), [SYS_OBJECT_ID])
+    v3 = await fast.get(nobody, [SYS_OBJECT_ID])
     assert v3.error is not None
-    assert v3.error.kind is ErrorKind.INTERNAL
+    assert v3.error.kind is ErrorKind.AUTH
+    keyless = replace(snmp_target(snmpsim, "cetpower", SnmpVersion.V3), auth_key=None)
+    v3 = await fast.get(keyless, [SYS_OBJECT_ID])
+    assert v3.error is not None
+    assert v3.error.kind is ErrorKind.AUTH
+    assert "privacy needs an auth key" in v3.error.message
     none = await fast.get(replace(snmp_target(snmpsim, "cetpower"), community=None), [SYS_OBJECT_ID])
     assert none.error is not None
     assert none.error.kind is ErrorKind.AUTH

@@ -1,6 +1,6 @@
-"""SNMP v1/v2c over UDP with the project's own BER codec (:mod:`.ber`): the :class:`SnmpTransport` the
-daemon polls community-based devices through; SNMPv3 stays with pysnmp (see
-:class:`CompositeSnmpTransport` and ``snmp_transport.create_transport``).
+"""SNMP over UDP with the project's own BER codec (:mod:`.ber`): the :class:`SnmpTransport` the
+daemon polls every device through, v1/v2c by community and SNMPv3 with the User-based Security
+Model of :mod:`.usm` (pysnmp stays for comparison: ``snmp_transport.create_transport``).
 
 The benchmark found pysnmp/pyasn1 spending ~60% of the CPU of a poll cycle encoding and decoding
 messages. Here a request is a prebuilt message with only its request id patched in, and a response
@@ -12,12 +12,20 @@ as data.
 One UDP socket per address family serves every request. Replies are matched by request id, then by
 source address and port, so a datagram from anywhere else cannot answer a poll; whatever does not
 parse is dropped and counted in :attr:`FastSnmpTransport.stats`, never raised into the loop.
+
+SNMPv3: each agent's engine is discovered on its first request (one discovery for all requests
+waiting on it), keys are localized once per engine ID, and a ``notInTimeWindow`` or
+``unknownEngineID`` report resynchronizes and resends, as pysnmp's command generators do (up to
+:data:`_DISCOVERY_RESENDS` times). The msgID and the PDU's request id are the same number, from the
+request-id space of v1/v2c. Discovery and resync PDUs are USM's own: counted in ``stats.requests``,
+not in a response's ``requests`` (as with pysnmp), so timeouts read the same on both transports.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import logging
 import math
@@ -27,11 +35,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
+from .. import executors
 from ..config.models import SnmpVersion
 from ..config.resolve import SnmpTarget
 from ..model.observation import ErrorKind, ProbeError
-from . import ber, snmp_driver
-from .snmp_driver import MAX_VARBINDS_PER_PDU, Reply, Request, closed_error
+from . import ber, snmp_driver, usm
+from .snmp_driver import MAX_VARBINDS_PER_PDU, Reply, Request, closed_error, describe
 from .snmp_net import RECEIVE_BUFFER_BYTES, enlarge_receive_buffer, resolve_udp, same_host
 from .snmp_types import SnmpResponse, SnmpTransport, SnmpType, Varbind
 
@@ -55,6 +64,13 @@ _OID_CACHE_SIZE: Final = 65_536
 _TIMED_OUT: Final = -1
 _MAX_DATAGRAM: Final = 65_535
 _CLOSED: Final = -2
+_REPORT: Final = -3  # an SNMPv3 report; the index is its usmStats number (0: another report)
+_NOT_AUTHENTIC: Final = -4  # an SNMPv3 response that failed our check of its digest
+#: resends after an unknownEngineID or notInTimeWindow report that taught us something new, before
+#: the report counts as the answer (pysnmp's command generators allow as many)
+_DISCOVERY_RESENDS: Final = 4
+_CREDENTIALS_CACHE_SIZE: Final = 4096
+_LOCAL_KEYS_CACHE_SIZE: Final = 65_536
 #: a request times out up to this much after its timeout: those due together share one sweep
 _TIMEOUT_SLACK: Final = 0.01
 _VERSION_NUMBER: Final = {SnmpVersion.V1: ber.VERSION_1, SnmpVersion.V2C: ber.VERSION_2C}
@@ -94,7 +110,7 @@ class FastTransportStats:
     requests: int = 0  # PDUs sent, retries included
     responses: int = 0  # replies matched to a request
     timeouts: int = 0  # exchanges that got no reply after all their attempts
-    malformed: int = 0  # datagrams that are no v1/v2c Response, or not the version asked
+    malformed: int = 0  # datagrams that are no Response (or SNMPv3 report), or not the version asked
     unmatched: int = 0  # responses to no pending request: late, duplicated or stray
     wrong_source: int = 0  # a pending request id, from an address or port it was not sent to
 
@@ -152,6 +168,23 @@ class _Peer:
 
 
 @dataclass(slots=True, eq=False)
+class _Agent:
+    """One SNMPv3 agent's engine as we know it, and its discovery while one is on the wire."""
+
+    engine: usm.EngineState
+    discovering: asyncio.Future[None] | None = None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _V3Wait:
+    """What reading an SNMPv3 reply to one request takes."""
+
+    agent: _Agent
+    keys: usm.LocalKeys | None  # None: engine discovery
+    flags: int  # the request's msgFlags
+
+
+@dataclass(slots=True, eq=False)
 class _Pending:
     """One request on the wire, until its reply, its last timeout, cancellation or close."""
 
@@ -163,6 +196,7 @@ class _Pending:
     attempts: int
     timeout: float
     sent: int = 0
+    v3: _V3Wait | None = None
 
 
 class _Rows:
@@ -231,7 +265,7 @@ class _Rows:
 
 
 class FastSnmpTransport(snmp_driver.DrivenTransport[ber.RawVarbind, "_Peer"]):
-    """:class:`SnmpTransport` for SNMP v1 and v2c. One instance serves all polls of an event loop."""
+    """:class:`SnmpTransport` for SNMP v1, v2c and v3. One instance serves all polls of an event loop."""
 
     bad_value_errors = (_BadValue, ber.BerError)
 
@@ -258,6 +292,12 @@ class FastSnmpTransport(snmp_driver.DrivenTransport[ber.RawVarbind, "_Peer"]):
         self._timeouts: dict[float, collections.deque[tuple[float, _Pending, int]]] = {}
         self._sweeper: asyncio.TimerHandle | None = None
         self._sweep_at = math.inf
+        # SNMPv3: engines per agent address, master keys per user, keys per (user, engine ID)
+        self._agents: dict[tuple[str, int], _Agent] = {}
+        self._credentials: dict[tuple[object, ...], asyncio.Future[usm.Credentials]] = {}
+        self._local_keys: dict[tuple[usm.Credentials, bytes], usm.LocalKeys] = {}
+        self._v3_pdus: dict[tuple[str, ...], ber.RequestTemplate] = {}
+        self._salt = random.getrandbits(64)
 
     async def close(self) -> None:
         self._closed = True
@@ -272,6 +312,7 @@ class FastSnmpTransport(snmp_driver.DrivenTransport[ber.RawVarbind, "_Peer"]):
                 entry.fut.set_result((_CLOSED, 0, []))
         endpoints, self._endpoints = self._endpoints, {}
         self._peers.clear()
+        self._agents.clear()
         for endpoint in endpoints.values():
             if endpoint.transport is not None:
                 endpoint.transport.close()
@@ -372,6 +413,8 @@ class FastSnmpTransport(snmp_driver.DrivenTransport[ber.RawVarbind, "_Peer"]):
         self, peer: _Peer, target: SnmpTarget, request: Request, attempts: int
     ) -> Reply[ber.RawVarbind]:
         """The driver's ``exchange()``."""
+        if target.version is SnmpVersion.V3:
+            return await self._request_v3(peer, target, request, attempts)
         template = self._template(target, request)
         status, index, raw, sent = await self._exchange(peer, target, template.with_id, attempts=attempts)
         if status == _TIMED_OUT:
@@ -383,7 +426,13 @@ class FastSnmpTransport(snmp_driver.DrivenTransport[ber.RawVarbind, "_Peer"]):
     # -- one request -----------------------------------------------------------------------------
 
     async def _exchange(
-        self, peer: _Peer, target: SnmpTarget, message: Callable[[int], bytes], *, attempts: int
+        self,
+        peer: _Peer,
+        target: SnmpTarget,
+        message: Callable[[int], bytes],
+        *,
+        attempts: int,
+        v3: _V3Wait | None = None,
     ) -> tuple[int, int, list[ber.RawVarbind], int]:
         """Send ``message(request_id)``, and again on timeout up to ``attempts`` PDUs in all (with the
         same request id, so a slow agent's answer to an earlier one still counts). Returns the
@@ -397,9 +446,10 @@ class FastSnmpTransport(snmp_driver.DrivenTransport[ber.RawVarbind, "_Peer"]):
             peer,
             message(request_id),
             request_id,
-            _VERSION_NUMBER[target.version],
+            _VERSION_NUMBER.get(target.version, usm.VERSION_3),
             attempts,
             target.timeout,
+            v3=v3,
         )
         self._pending[request_id] = entry
         self._transmit(entry)
@@ -478,6 +528,9 @@ class FastSnmpTransport(snmp_driver.DrivenTransport[ber.RawVarbind, "_Peer"]):
 
     def _received(self, data: bytes, addr: Any) -> None:
         stats = self.stats
+        if usm.is_v3(data):
+            self._received_v3(data, addr)
+            return
         try:
             head = ber.decode_response_header(data)
             entry = self._pending.get(head.request_id)
@@ -504,19 +557,265 @@ class FastSnmpTransport(snmp_driver.DrivenTransport[ber.RawVarbind, "_Peer"]):
         if not entry.fut.done():
             entry.fut.set_result((head.error_status, head.error_index, varbinds))
 
+    # -- SNMPv3 ----------------------------------------------------------------------------------
+
+    async def _request_v3(
+        self, peer: _Peer, target: SnmpTarget, request: Request, attempts: int
+    ) -> Reply[ber.RawVarbind]:
+        """One request with the target's USM user: discovery first if the agent's engine is not
+        known, and one resend per report that resynchronized it."""
+        creds = await self._user(target)
+        if isinstance(creds, ProbeError):
+            return Reply(0, error=creds)
+        agent = self._agent(peer)
+        engine = agent.engine
+        template = self._v3_pdu(request)
+        context = target.context.encode()
+        sent = 0
+        report = usm.UNKNOWN_ENGINE_ID
+        for _round in range(_DISCOVERY_RESENDS + 1):
+            if engine.engine_id is None:
+                failed = await self._discover(peer, target, agent, attempts)
+                if failed is not None:
+                    return failed
+                if engine.engine_id is None:
+                    continue  # another request's discovery ended without an answer: ours now
+            engine_id = engine.engine_id
+            keys = self._localized(creds, engine_id)
+            generation = engine.generation
+
+            def message(request_id: int, keys: usm.LocalKeys = keys, engine_id: bytes = engine_id) -> bytes:
+                boots, engine_time = engine.clock(asyncio.get_running_loop().time())
+                scoped = usm.scoped_pdu(engine_id, context, template.with_id(request_id))
+                self._salt = (self._salt + 1) & 0xFFFF_FFFF_FFFF_FFFF
+                return usm.encode_message(
+                    msg_id=request_id,
+                    flags=creds.flags,
+                    engine_id=engine_id,
+                    boots=boots,
+                    engine_time=engine_time,
+                    user=creds.user,
+                    scoped_pdu=scoped,
+                    keys=keys,
+                    salt=self._salt,
+                )
+
+            wait = _V3Wait(agent, keys, creds.flags)
+            status, index, raw, n = await self._exchange(peer, target, message, attempts=attempts, v3=wait)
+            sent += n
+            if status == _REPORT:
+                report = index
+                resync = index in (usm.NOT_IN_TIME_WINDOW, usm.UNKNOWN_ENGINE_ID)
+                if resync and engine.generation != generation:
+                    continue
+                return Reply(sent, error=self._report_error(index, raw, target))
+            if status == _NOT_AUTHENTIC:
+                error = ProbeError(ErrorKind.AUTH, f"{usm.RESPONSE_NOT_AUTHENTIC} ({describe(target)})")
+                return Reply(sent, error=error)
+            if status == _TIMED_OUT:
+                return Reply(sent, timed_out=True)
+            if status == _CLOSED:
+                return Reply(sent, error=closed_error())
+            return Reply(sent, status, index, raw)
+        return Reply(sent, error=self._report_error(report, [], target))
+
+    async def _discover(
+        self, peer: _Peer, target: SnmpTarget, agent: _Agent, attempts: int
+    ) -> Reply[ber.RawVarbind] | None:
+        """Learn the agent's engine ID, boots and time (RFC 3414 4): None once known, else what the
+        request comes to. Requests arriving meanwhile wait for the discovery on the wire."""
+        if agent.discovering is not None:
+            await asyncio.shield(agent.discovering)
+            return None
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        agent.discovering = done
+        try:
+            empty = ber.pdu_template(ber.GET, ())
+
+            def message(request_id: int) -> bytes:
+                return usm.encode_message(
+                    msg_id=request_id,
+                    flags=usm.DISCOVERY_FLAGS,
+                    engine_id=b"",
+                    boots=0,
+                    engine_time=0,
+                    user=b"",
+                    scoped_pdu=usm.scoped_pdu(b"", b"", empty.with_id(request_id)),
+                )
+
+            wait = _V3Wait(agent, None, usm.DISCOVERY_FLAGS)
+            status, _index, _raw, n = await self._exchange(peer, target, message, attempts=attempts, v3=wait)
+        finally:
+            agent.discovering = None
+            done.set_result(None)
+        if status == _TIMED_OUT:
+            return Reply(n, timed_out=True)
+        if status == _CLOSED:
+            return Reply(n, error=closed_error())
+        if agent.engine.engine_id is None:
+            return Reply(n, error=self._report_error(usm.UNKNOWN_ENGINE_ID, [], target))
+        return None
+
+    def _report_error(self, number: int, raw: list[ber.RawVarbind], target: SnmpTarget) -> ProbeError:
+        words = usm.REPORT_WORDS.get(number)
+        if words is not None:
+            return ProbeError(ErrorKind.AUTH, f"{words} ({describe(target)})")
+        what = "report"
+        if raw:
+            with contextlib.suppress(ber.BerError):
+                what = ber.format_oid(ber.decode_oid(raw[0][0]))
+        return ProbeError(ErrorKind.BAD_VALUE, f"SNMP error from {target.host}:{target.port}: {what}")
+
+    def _agent(self, peer: _Peer) -> _Agent:
+        key = (peer.host, peer.port)
+        agent = self._agents.get(key)
+        if agent is None:
+            agent = self._agents[key] = _Agent(usm.EngineState())
+        return agent
+
+    def _v3_pdu(self, request: Request) -> ber.RequestTemplate:
+        if request.kind != "get":
+            cursor = (ber.encode_oid(ber.parse_oid(request.oids[0])),)
+            if request.kind == "bulk":
+                return ber.pdu_template(ber.GETBULK, cursor, field3=request.repetitions)
+            return ber.pdu_template(ber.GETNEXT, cursor)
+        template = self._v3_pdus.get(request.oids)
+        if template is None:
+            template = ber.pdu_template(ber.GET, tuple(_encoded_name(name) for name in request.oids))
+            if len(self._v3_pdus) >= _TEMPLATE_CACHE_SIZE:
+                self._v3_pdus.clear()
+            self._v3_pdus[request.oids] = template
+        return template
+
+    async def _user(self, target: SnmpTarget) -> usm.Credentials | ProbeError:
+        """The target's USM user with its master keys: derived once per user and key set (a
+        megabyte hashed per key, in a worker thread), shared by every request that needs it."""
+        # keyed by the SecretStrs themselves: they hash and compare by value without showing it
+        key = (target.user, target.auth_protocol, target.auth_key, target.priv_protocol, target.priv_key)
+        fut = self._credentials.get(key)
+        if fut is None:
+            if len(self._credentials) >= _CREDENTIALS_CACHE_SIZE:
+                self._credentials.clear()
+            fut = self._credentials[key] = asyncio.ensure_future(self._derive(target))
+        try:
+            return fut.result() if fut.done() else await asyncio.shield(fut)
+        except ValueError as exc:
+            return ProbeError(ErrorKind.AUTH, f"{exc} ({describe(target)})")
+
+    @staticmethod
+    async def _derive(target: SnmpTarget) -> usm.Credentials:
+        args = (
+            target.user or "",
+            target.auth_protocol,
+            target.auth_key.get_secret_value() if target.auth_key is not None else None,
+            target.priv_protocol,
+            target.priv_key.get_secret_value() if target.priv_key is not None else None,
+        )
+        try:
+            return await executors.CONFIG.run(usm.credentials, *args)
+        except executors.LaneFull:
+            return usm.credentials(*args)  # milliseconds on the loop rather than a failed poll
+
+    def _localized(self, creds: usm.Credentials, engine_id: bytes) -> usm.LocalKeys:
+        key = (creds, engine_id)
+        keys = self._local_keys.get(key)
+        if keys is None:
+            if len(self._local_keys) >= _LOCAL_KEYS_CACHE_SIZE:
+                self._local_keys.clear()
+            keys = self._local_keys[key] = usm.localize(creds, engine_id)
+        return keys
+
+    def _received_v3(self, data: bytes, addr: Any) -> None:
+        stats = self.stats
+        try:
+            msg = usm.decode_message(data)
+        except ber.BerError:
+            stats.malformed += 1
+            return
+        entry = self._pending.get(msg.msg_id)
+        if entry is None or entry.v3 is None:
+            stats.unmatched += 1
+            return
+        peer = entry.peer
+        if addr[1] != peer.port or (addr[0] != peer.host and not same_host(addr[0], peer.host)):
+            stats.wrong_source += 1
+            return
+        try:
+            result = self._read_v3(data, msg, entry.v3)
+        except ber.BerError:
+            result = None
+        except Exception:  # a codec bug must cost one datagram, not the loop's callback
+            log.exception("SNMPv3 message from %s could not be read", addr[0] if addr else "?")
+            result = None
+        if result is None:
+            stats.malformed += 1
+            return
+        del self._pending[msg.msg_id]
+        stats.responses += 1
+        if not entry.fut.done():
+            entry.fut.set_result(result)
+
+    @staticmethod
+    def _read_v3(data: bytes, msg: usm.Message, wait: _V3Wait) -> _Reply | None:
+        """What an SNMPv3 reply to ``wait``'s request says, or None to drop it as malformed. Reports
+        that the agent cannot authenticate (unknown user, wrong digest, discovery) come unsigned,
+        and are taken as such (RFC 3414 3.2); a response must be at the level asked and signed."""
+        keys = wait.keys
+        authenticated = False
+        if msg.flags & usm.AUTH:
+            if keys is None or not keys.digest_length:
+                return None
+            if not msg.authentic(data, keys):
+                return _NOT_AUTHENTIC, 0, []
+            authenticated = True
+        plain = msg.scoped_pdu(data, keys)
+        if plain is None:
+            return _REPORT, usm.DECRYPTION_ERROR, []
+        try:
+            pdu = usm.decode_scoped_pdu(plain)
+            varbinds = ber.decode_varbinds(plain, pdu.varbinds_start, pdu.varbinds_end)
+        except ber.BerError:
+            if msg.encrypted:  # what the wrong key makes of a reply
+                return _REPORT, usm.DECRYPTION_ERROR, []
+            raise
+        engine = wait.agent.engine
+        now = asyncio.get_running_loop().time()
+        if pdu.pdu_type == usm.REPORT:
+            number = usm.report_number(ber.decode_oid(varbinds[0][0])) if varbinds else 0
+            if msg.engine_id and (
+                keys is None
+                or (number == usm.UNKNOWN_ENGINE_ID and msg.engine_id != keys.engine_id)
+                or (number == usm.NOT_IN_TIME_WINDOW and authenticated)
+            ):
+                engine.learn(msg.engine_id, msg.boots, msg.time, now)
+            return _REPORT, number, varbinds
+        if pdu.pdu_type != ber.RESPONSE or pdu.request_id != msg.msg_id:
+            return None
+        if keys is None:  # a response to discovery: the engine is known all the same
+            if msg.engine_id:
+                engine.learn(msg.engine_id, msg.boots, msg.time, now)
+            return _REPORT, 0, []
+        if (msg.flags & (usm.AUTH | usm.PRIV)) != (wait.flags & (usm.AUTH | usm.PRIV)):
+            return None  # a response below the level asked answers nothing
+        if authenticated:
+            engine.observe(msg.boots, msg.time, now)
+        return pdu.error_status, pdu.error_index, varbinds
+
     # -- set-up ----------------------------------------------------------------------------------
 
     async def _peer(self, target: SnmpTarget) -> _Peer | ProbeError:
         if self._closed:
             return closed_error()
-        if target.community is not None and target.version is not SnmpVersion.V3:
-            known = self._peers.get((target.host, target.port))
-            if known is not None:
-                return known
         if target.version is SnmpVersion.V3:
-            return ProbeError(ErrorKind.INTERNAL, "SNMPv3 goes through the pysnmp transport, not this one")
-        if target.community is None:
+            if not target.user:
+                return ProbeError(ErrorKind.AUTH, f"SNMPv3 needs a user ({describe(target)})")
+            if target.priv_key is not None and target.auth_key is None:
+                return ProbeError(ErrorKind.AUTH, f"SNMPv3 privacy needs an auth key ({describe(target)})")
+        elif target.community is None:
             return ProbeError(ErrorKind.AUTH, f"SNMPv{target.version.value} needs a community")
+        known = self._peers.get((target.host, target.port))
+        if known is not None:
+            return known
         address = await resolve_udp(target.host, target.port)
         if isinstance(address, ProbeError):
             return address

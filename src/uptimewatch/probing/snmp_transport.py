@@ -561,11 +561,13 @@ def _master_keys(
     return auth_master, priv_master
 
 
-def create_transport(*, force_pysnmp: bool = False) -> SnmpTransport:
-    """The transport the daemon uses: SNMP v1/v2c through the project's own codec (``snmp_fast``, several
-    times cheaper per poll), SNMPv3 through pysnmp. ``force_pysnmp`` sends everything through pysnmp,
-    for tests and benchmarks that compare the two. Sockets and engines open lazily, on the running
-    loop of the first poll."""
+def create_transport(*, force_pysnmp: bool = False, v3_pysnmp: bool = False) -> SnmpTransport:
+    """The transport the daemon uses: every version through the project's own codec (``snmp_fast``,
+    SNMPv3 with ``usm``; several times cheaper per poll than pysnmp). ``force_pysnmp`` sends
+    everything through pysnmp, ``v3_pysnmp`` only SNMPv3, for tests and benchmarks that compare
+    them. Sockets and engines open lazily, on the running loop of the first poll."""
     if force_pysnmp:
         return PysnmpTransport()
-    return CompositeSnmpTransport(FastSnmpTransport(), PysnmpTransport())
+    if v3_pysnmp:
+        return CompositeSnmpTransport(FastSnmpTransport(), PysnmpTransport())
+    return FastSnmpTransport()
