@@ -161,6 +161,33 @@ def missing(capability: Capability) -> str | None:
     return None if reason is None else explain(capability, reason)
 
 
+def missing_dependency(exc: ImportError) -> str | None:
+    """The sentence for an import of a declared runtime dependency that failed; None when the
+    module that failed is not one (then it is a bug, and its traceback is the report)."""
+    top = (exc.name or "").partition(".")[0]
+    if not top or top == DISTRIBUTION:
+        return None
+    packages = importlib.metadata.packages_distributions().get(top, [top])
+    for package in packages:
+        needed = Capability(top, "uptimewatch", package)
+        if _declared(package):
+            return explain(needed, Lack(str(exc)))
+    return None
+
+
+def _declared(package: str) -> bool:
+    try:
+        declared = importlib.metadata.requires(DISTRIBUTION) or []
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return any(
+        (m := _NAME.match(line)) is not None
+        and _canonical(m.group(1)) == _canonical(package)
+        and "extra ==" not in line.partition(";")[2]
+        for line in declared
+    )
+
+
 # --- what a configuration asks for ----------------------------------------------------------
 
 
