@@ -9,4 +9,5 @@ pytest_plugins = [
     "tests.fixtures.alertmanager",
     "tests.fixtures.nats",
     "tests.fixtures.snmpd",
+    "tests.fixtures.wheel",
 ]

@@ -1,12 +1,12 @@
-"""deploy/install.sh into a staged root: a real virtualenv, config, unit and shared files; nothing in /."""
+"""deploy/install.sh into a staged root: a real virtualenv, config, unit and shared files; nothing in /.
+
+The ``wheel`` fixture (tests/fixtures/wheel.py) builds this checkout's wheel once per session."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,42 +15,6 @@ import uptimewatch
 
 REPO = Path(__file__).resolve().parents[1]
 INSTALL = REPO / "deploy" / "install.sh"
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A wheel of this checkout, built offline from a copy (the build must not litter the tree)."""
-    base = tmp_path_factory.mktemp("wheel")
-    src = base / "src"
-    shutil.copytree(
-        REPO,
-        src,
-        ignore=shutil.ignore_patterns(
-            ".git", ".venv", "__pycache__", "*.egg-info", ".*_cache", "build", "dist", "var", "*.sqlite*"
-        ),
-    )
-    out = base / "dist"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "-q",
-            "--no-deps",
-            "--no-build-isolation",
-            "-w",
-            str(out),
-            str(src),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    (whl,) = out.glob("uptimewatch-*.whl")
-    return whl
 
 
 def install(root: Path, wheel: Path, *, via_destdir: bool = False) -> subprocess.CompletedProcess[str]:

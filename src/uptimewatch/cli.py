@@ -21,7 +21,18 @@ def _lazy(target: str) -> Handler:
     module_name, _, func_name = target.partition(":")
 
     def run(args: argparse.Namespace) -> int:
-        module = importlib.import_module(module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            # a dependency that cannot be imported (an install with --no-deps, a broken wheel): one
+            # line with the cure, not a traceback
+            from .config.capabilities import missing_dependency
+
+            problem = missing_dependency(exc)
+            if problem is None:
+                raise
+            print(f"uptimewatch {args.command}: cannot start: {problem}", file=sys.stderr)
+            return 1
         func: Handler = getattr(module, func_name)
         return func(args)
 

@@ -31,6 +31,7 @@ from ..i18n import translator
 from ..primitives import ID_PATTERN, shown, valid_port
 from ..progress import Progress
 from ..yaml_limits import YamlLimitError, load_checked, number_problem
+from . import capabilities
 from .alerting import check_references as check_alerting
 from .models import Config, Device, Settings, Site, SnmpVersion
 from .resolve import ProbeModels, ResolvedDevice, SiteCascade, resolve_device
@@ -654,7 +655,46 @@ def _check_devices(
             )
         if on_resolve is not None:
             on_resolve(config, len(resolved), total)
+    _check_capabilities(config, resolved, ctx)
     return resolved
+
+
+#: devices named one by one for each capability this installation lacks; the rest are counted
+CAPABILITY_EXAMPLES = 10
+
+
+def _check_capabilities(config: Config, devices: list[ResolvedDevice], ctx: _Context) -> None:
+    """A device asking for what this installation cannot serve (SNMPv3 privacy without a cipher
+    backend) is refused here, once, with the command that fixes it, rather than failing every poll."""
+    unmet = list(capabilities.unmet(config, devices))
+    if not unmet:
+        return
+    places = [(si, di, d) for si, site in enumerate(config.sites) for di, d in enumerate(site.devices)]
+
+    def where(need: capabilities.Need) -> tuple[Loc, str]:
+        if need.device is None:
+            return need.loc, need.what
+        si, di, device = places[need.device]
+        return _device_loc(si, di, device, need.key), f"device '{config.sites[si].id}/{device.id}'"
+
+    counts: dict[str, int] = {}
+    first_unlisted: dict[str, capabilities.Need] = {}
+    for need, lack in unmet:
+        name = need.capability.name
+        counts[name] = counts.get(name, 0) + 1
+        if counts[name] > CAPABILITY_EXAMPLES:
+            first_unlisted.setdefault(name, need)
+            continue
+        loc, who = where(need)
+        feature = f"{need.capability.feature} ({need.key}, {need.detail})"
+        ctx.add(loc, f"{who}: " + capabilities.explain(need.capability, lack, feature=feature))
+    for name, need in first_unlisted.items():
+        loc, _ = where(need)  # the count sorts after the ones listed before it
+        ctx.add(
+            loc,
+            f"and {counts[name] - CAPABILITY_EXAMPLES} more from here on ask for "
+            f"{need.capability.feature}, which this installation cannot serve (see above)",
+        )
 
 
 def _check_device(

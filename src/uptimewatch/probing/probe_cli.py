@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from .. import executors
+from ..config import capabilities
 from ..config.models import AuthProtocol, PrivProtocol, Role, SnmpVersion
 from ..config.resolve import BUILTIN, IcmpTarget, ResolvedDevice, SnmpTarget
 from ..i18n import Translator, terminal_language, translator
@@ -280,6 +281,12 @@ def cli_probe(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"uptimewatch probe: {exc}", file=sys.stderr)
         return EXIT_NO_ANSWER
+    if device.snmp is not None and device.snmp.priv_key is not None:
+        # said once, with the cure, instead of the cipher library's "Ciphering services not available"
+        problem = capabilities.missing(capabilities.SNMPV3_PRIVACY)
+        if problem is not None:
+            print(f"uptimewatch probe: {problem}", file=sys.stderr)
+            return EXIT_NO_ANSWER
     catalog: ProfileCatalog | None = None
     if device.snmp is not None:
         try:

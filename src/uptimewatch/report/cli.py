@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from ..config import capabilities
 from ..config.loader import ConfigError, InventoryProgress, load_config
 from ..i18n import Translator, translator
 from ..probing.registry import RegistryError, installed
@@ -57,6 +58,10 @@ def group_names(config: Any) -> dict[str, str]:
 
 
 def cli_report(args: argparse.Namespace) -> int:
+    # before months of ledger are read: a PDF this installation cannot make fails now, saying how
+    if args.format == "pdf" and (problem := capabilities.missing(capabilities.PDF)) is not None:
+        _say(problem)
+        return 1
     inventory = InventoryProgress()
     try:
         loaded = load_config(Path(args.config), on_resolve=inventory, probe_models=installed().settings())

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 
+from ..config import capabilities
+
 # WeasyPrint reports each layout step at INFO: not news for the reader of a report
 logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
 
@@ -24,16 +26,11 @@ class PdfUnavailableError(RuntimeError):
 
 def html_to_pdf(document: str) -> bytes:
     """Render the report's HTML (from :func:`.render.to_html`) as PDF bytes (blocking)."""
-    try:
-        import weasyprint
-    except ImportError as exc:
-        raise PdfUnavailableError(
-            "PDF needs WeasyPrint: pip install 'uptimewatch[pdf]' (and Debian's libpango-1.0-0)"
-        ) from exc
-    except OSError as exc:  # WeasyPrint is there but cannot load Pango
-        raise PdfUnavailableError(
-            f"WeasyPrint cannot load Pango ({exc}): apt-get install libpango-1.0-0 libpangoft2-1.0-0"
-        ) from exc
+    problem = capabilities.missing(capabilities.PDF)
+    if problem is not None:
+        raise PdfUnavailableError(problem)
+    import weasyprint
+
     # no protocol allowed, and a refused fetch stops the rendering instead of leaving a hole
     fetcher = weasyprint.URLFetcher(allowed_protocols=(), fail_on_errors=True)
     html = weasyprint.HTML(string=document, url_fetcher=fetcher, media_type="print")
