@@ -31,7 +31,6 @@ import yaml
 import uptimewatch
 from tests.fixtures.daemon import free_tcp_port, wait_until, write_yaml
 from tests.test_deploy_grafana import DASHBOARDS, all_panels, load_dashboard, render_expr
-from tests.test_deploy_install import wheel  # noqa: F401  (a pytest fixture: the wheel of this checkout)
 from tests.test_deploy_prometheus import PROM, RULE_FILES, promtool
 from uptimewatch.app import run_daemon
 from uptimewatch.demo.agent import SnmpAgent
@@ -312,7 +311,7 @@ async def test_every_dashboard_panel_returns_data_from_the_demo(tmp_path: Path) 
 
 def test_wheel_installs_and_checks_a_config(
     tmp_path: Path,
-    wheel: Path,  # noqa: F811  (the fixture imported above)
+    wheel: Path,
 ) -> None:
     """``pip install dist/*.whl`` into a fresh virtualenv, then ``uptimewatch check-config``.
 
