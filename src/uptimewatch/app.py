@@ -44,6 +44,7 @@ from .probing import icmp, snmp, telemetry, traps
 from .probing.registry import Registry, RegistryError, installed
 from .probing.snmp_transport import create_transport
 from .profiles import ProfileCatalog, default_profiles_dir, load_profiles
+from .redact import redact
 from .reload import Intake, Loaded, Prepared, ReloadError, prepare, prepare_intake
 from .scheduler import ProbeFn, Scheduler
 from .store import SqliteStore, StoreError
@@ -352,7 +353,7 @@ class Daemon:
 
     def _reload_failed(self, why: str) -> ReloadResult:
         self._reload_state.successful = False
-        self._reload_state.last_error = why
+        self._reload_state.last_error = redact(why)
         self._notifier.status(f"last reload failed; monitoring {len(self._loaded.devices)} devices")
         log.error("configuration reload failed, keeping the running configuration:\n%s", why)
         return ReloadResult(False, why)

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from . import __version__
+from .redact import install_log_redaction
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -163,6 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=getattr(logging, args.log_level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    install_log_redaction()
     handler: Handler = args.handler
     try:
         return handler(args)

@@ -21,6 +21,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from .redact import redact
+
 log = logging.getLogger(__name__)
 
 Loop = Callable[[], Awaitable[None]]
@@ -100,7 +102,7 @@ class Supervisor:
                     delay = self.initial_backoff
                 self._restarts[entry.name] = self._restarts.get(entry.name, 0) + 1
                 entry.up, entry.down_since = False, self._clock()
-                entry.last_error = f"{type(exc).__name__}: {exc}"
+                entry.last_error = redact(f"{type(exc).__name__}: {exc}")
                 wait = delay * random.uniform(0.8, 1.2)
                 log.error(
                     "background task %s%s crashed (restart %d, in %.1f s)",

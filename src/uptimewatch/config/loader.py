@@ -30,12 +30,13 @@ from ..gcpause import no_cycle_collection
 from ..i18n import translator
 from ..primitives import ID_PATTERN, shown, valid_port
 from ..progress import Progress
+from ..redact import remember_secrets
 from ..yaml_limits import YamlLimitError, load_checked, number_problem
 from . import capabilities
 from .alerting import check_references as check_alerting
 from .models import Config, Device, Settings, Site, SnmpVersion
 from .resolve import ProbeModels, ResolvedDevice, SiteCascade, resolve_device
-from .secrets import own_secret_files, secret_file_keys, secret_keys
+from .secrets import own_secret_files, secret_file_keys, secret_keys, secret_values
 
 __all__ = [
     "ConfigError",
@@ -956,7 +957,10 @@ def load_config(
     parses only the sites whose text changed, and unchanged sites keep their objects.
     """
     with no_cycle_collection():
-        return _load(Path(path), known_profiles, on_resolve, probe_models or {}, cache)
+        loaded = _load(Path(path), known_profiles, on_resolve, probe_models or {}, cache)
+    # from now on no log line, error or notice shows these, whatever library echoes them
+    remember_secrets(secret_values(loaded.config, loaded.devices))
+    return loaded
 
 
 def _load(

@@ -8,18 +8,20 @@ secret field needs no second list to be kept by hand.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import types
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
+from ..redact import url_secrets
 from .models import Config
 
-__all__ = ["own_secret_files", "secret_file_keys", "secret_keys"]
+__all__ = ["own_secret_files", "secret_file_keys", "secret_keys", "secret_values"]
 
 
 def _flatten(annotation: Any) -> Iterator[Any]:
@@ -91,3 +93,44 @@ def own_secret_files(model: type[BaseModel]) -> tuple[str, ...]:
     block, whose key is the protocol's kind rather than a key of the configuration's models)."""
     fields = model.model_fields
     return tuple(n for n, info in fields.items() if _is_secret(info.annotation) and f"{n}_file" in fields)
+
+
+def _secrets_in(value: Any) -> Iterator[str]:
+    """The clear text of every ``SecretStr`` inside ``value`` (models, dataclasses, containers)."""
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, SecretStr):
+            yield item.get_secret_value()
+        elif isinstance(item, BaseModel):
+            for name in type(item).model_fields:
+                value = getattr(item, name)
+                if name.endswith("url") and isinstance(value, str):
+                    # a webhook's ?token= or an Alertmanager's user:password@ is a secret too
+                    yield from url_secrets(value)
+                else:
+                    todo.append(value)
+        elif dataclasses.is_dataclass(item) and not isinstance(item, type):
+            todo.extend(getattr(item, f.name) for f in dataclasses.fields(item))
+        elif isinstance(item, Mapping):
+            todo.extend(item.values())
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            todo.extend(item)
+
+
+def secret_values(config: Config, devices: Iterable[Any] = ()) -> set[str]:
+    """Every secret a loaded configuration holds, in clear: what logs and errors must never show.
+
+    The sites are read through their resolved ``devices`` (what the probes really use, defaults
+    applied), so a province of 300,000 devices costs one pass over their targets."""
+    found = set(_secrets_in([getattr(config, name) for name in type(config).model_fields if name != "sites"]))
+    for device in devices:
+        snmp = getattr(device, "snmp", None)
+        if snmp is not None:
+            for key in (snmp.community, snmp.auth_key, snmp.priv_key):
+                if key is not None:
+                    found.add(key.get_secret_value())
+        extra = getattr(device, "extra_targets", None)
+        if extra:
+            found.update(_secrets_in(extra))
+    return found

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from ..redact import redact_url
 from .types import Notification
 
 #: Payload format of webhook and MQTT messages; bumped on an incompatible change.
@@ -48,7 +49,7 @@ def check_address(value: str) -> str:
 
 def check_http_url(value: str) -> str:
     if not re.match(r"^https?://[^\s/]+", value):
-        raise ValueError(f"invalid URL {value!r}: must start with http:// or https://")
+        raise ValueError(f"invalid URL {redact_url(value)!r}: must start with http:// or https://")
     return value.rstrip("/")
 
 

@@ -22,6 +22,7 @@ import random
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
+from ..redact import redact
 from ..supervisor import Supervisor
 from .base import Channel, ChannelContext, ChannelStats, Delivery, DeliveryError
 from .config import NotifyConfig, OutboxSettings
@@ -296,6 +297,8 @@ class Dispatcher:
             w.failures = 0
             await self._channel_ok(w)
             return None
+        # a peer's or a library's words may carry the URL's token or a password: not past here
+        error = redact(error)
         now = self.clock()
         if permanent:
             await self.outbox.finish(row, "failed", error)

@@ -26,6 +26,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from ..redact import redact
 from .types import Notification
 
 log = logging.getLogger(__name__)
@@ -235,7 +236,7 @@ class Outbox:
         await self._store.execute(
             "UPDATE outbox_delivery SET attempts = attempts + 1, next_attempt = ?, last_error = ?"
             " WHERE id = ? AND status = 'pending'",
-            (next_attempt, error[:500], row_id),
+            (next_attempt, redact(error)[:500], row_id),
         )
 
     def add_final_listener(self, listener: Callable[[str, str], None]) -> None:
@@ -263,7 +264,7 @@ class Outbox:
             (
                 status,
                 0 if status == "expired" else 1,
-                None if error is None else error[:500],
+                None if error is None else redact(error)[:500],
                 self.clock(),
                 row_id,
             ),
@@ -329,5 +330,5 @@ class Outbox:
             "INSERT INTO outbox_channel_state (channel, failing_since, last_error, announced_id)"
             " VALUES (?, ?, ?, ?) ON CONFLICT (channel) DO UPDATE SET failing_since = excluded.failing_since,"
             " last_error = excluded.last_error, announced_id = excluded.announced_id",
-            (channel, state.failing_since, (state.last_error or "")[:500], state.announced_id),
+            (channel, state.failing_since, redact(state.last_error or "")[:500], state.announced_id),
         )

@@ -14,6 +14,7 @@ from pydantic import AfterValidator, Field, SecretStr, model_validator
 
 from .. import executors
 from ..primitives import Duration
+from ..redact import redact, redact_url
 from . import render
 from .base import (
     ChannelContext,
@@ -84,9 +85,11 @@ class HttpChannel:
                     return
                 detail = (await resp.text(errors="replace"))[:200].strip()
                 permanent = 400 <= resp.status < 500 and resp.status not in _RETRYABLE_4XX
-                raise DeliveryError(f"HTTP {resp.status} from {url}: {detail}", permanent=permanent)
+                raise DeliveryError(
+                    redact(f"HTTP {resp.status} from {redact_url(url)}: {detail}"), permanent=permanent
+                )
         except aiohttp.ClientError as exc:
-            raise DeliveryError(f"POST {url}: {type(exc).__name__}: {exc}") from exc
+            raise DeliveryError(redact(f"POST {redact_url(url)}: {type(exc).__name__}: {exc}")) from exc
 
     async def close(self) -> None:
         if self._session is not None:
