@@ -295,7 +295,9 @@ async def run_scenario(
         c0, c1 = s0.counters[node.id], s1.counters[node.id]
         d = {k: c1.get(k, 0.0) - c0.get(k, 0.0) for k in c1}
         cpu = s1.node_cpu[node.id] - s0.node_cpu[node.id]
-        dev = min(d.get("polls_snmp", 0.0), d.get("polls_icmp", 0.0))
+        # a device costs one SNMP poll and one ICMP burst; a window cuts the two streams at
+        # different points, so the mean counts each device once without the ends biasing it
+        dev = (d.get("polls_snmp", 0.0) + d.get("polls_icmp", 0.0)) / 2
         polled += dev
         observations += d.get("published", 0.0)
         per_node[node.id] = {
@@ -387,10 +389,11 @@ async def child_consume(args: argparse.Namespace) -> dict[str, Any]:
     await node.start()
     try:
         await _wait_peer(node, "publisher")
-        print("ready", flush=True)
-        # the clock runs from the first observation received to the last
-        await until(lambda: node.counters["received"] > 0, step=0.01, timeout=120)
+        # the clock runs from before the first observation to the last: started at the first one
+        # received, a small run could arrive whole in one batch and measure nothing
         cpu0, wall0, got0 = time.process_time(), time.monotonic(), node.counters["received"]
+        print("ready", flush=True)
+        await until(lambda: node.counters["received"] > got0, step=0.05, timeout=120)
         last, idle_since = got0, time.monotonic()
         while node.counters["received"] < args.observations and time.monotonic() - idle_since < 10:
             await asyncio.sleep(0.05)
