@@ -337,8 +337,13 @@ async def run_scenario(
         "agents_cpu_s": s1.agents_cpu - s0.agents_cpu,
         "observations_published": observations,
         "stream_messages": messages,
+        # a message is a batch: as many observations as the publisher found waiting
+        "observations_per_message": observations / messages if messages else 0.0,
         "stream_bytes_per_message": stored / messages if messages else 0.0,
-        "nats_cpu_us_per_observation": (s1.nats_cpu - s0.nats_cpu) / messages * 1e6 if messages else 0.0,
+        "stream_bytes_per_observation": stored / observations if observations else 0.0,
+        "nats_cpu_us_per_observation": (s1.nats_cpu - s0.nats_cpu) / observations * 1e6
+        if observations
+        else 0.0,
     }
 
 
@@ -426,7 +431,7 @@ async def child_publish(args: argparse.Namespace) -> dict[str, Any]:
     by_id = {r.site_id: r for r in refs}
     raw = msgspec.msgpack.decode(args.payloads.read_bytes(), type=list[bytes])
     now = time.time()
-    base = [dataclasses.replace(codec.decode(p)[1], started_at=now) for p in raw]
+    base = [dataclasses.replace(obs, started_at=now) for p in raw for obs in codec.decode(p)[1]]
     todo = [base[i % len(base)] for i in range(args.observations)]
     node = ClusterNode(
         _child_cluster_config("publisher", args.nats, args.replicas),
@@ -594,7 +599,8 @@ async def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 await nc.close()
             sample_file = workdir / "payloads.msgpack"
             sample_file.write_bytes(msgspec.msgpack.encode(payloads))
-            res["payload_bytes_mean"] = sum(map(len, payloads)) / len(payloads) if payloads else 0.0
+            carried = sum(len(codec.decode(p)[1]) for p in payloads)
+            res["payload_bytes_mean"] = sum(map(len, payloads)) / carried if carried else 0.0
             res["load_before_stream_phase"] = _load()
             res["stream"] = await asyncio.to_thread(run_stream_phase, args, cfg_path, sample_file, cpus)
         res["agents"] = agents.stats
@@ -619,7 +625,7 @@ def summary(res: dict[str, Any]) -> dict[str, Any]:
         0.0, stream["consumer"]["us_per_observation"] - stream["consumer"]["ingest_us_per_observation"]
     )
     out["stream_bytes_per_observation"] = max(
-        (s["stream_bytes_per_message"] for s in res["scenarios"]), default=0.0
+        (s["stream_bytes_per_observation"] for s in res["scenarios"]), default=0.0
     )
     out["payload_bytes_per_observation"] = res["payload_bytes_mean"]
     nats_us = [s["nats_cpu_us_per_observation"] for s in res["scenarios"] if s["stream_messages"]]

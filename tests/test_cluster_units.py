@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import msgspec
 import pytest
 
 from uptimewatch.cluster import codec, sharding
@@ -108,9 +111,15 @@ def test_an_isolated_node_does_not_vote_and_a_lone_healthy_one_decides() -> None
 def test_codec_round_trip_and_rejects_garbage() -> None:
     fields = {"power.on_battery": True, "v": 53.5}
     obs = Observation("s.1", "ups", "snmp", 1.5, 0.25, fields, None, ("p",), "x")
-    node, back = codec.decode(codec.encode("n1", obs))
+    other = Observation("s.2", "bts", "icmp", 2.0, 0.1, {"loss": float("nan")}, None, (), None)
+    node, back = codec.decode(codec.encode("n1", [obs, other]))
     assert node == "n1"
-    assert back == obs
+    assert back == [obs, dataclasses.replace(other, fields={"loss": None})]  # NaN is not news
+    assert codec.decode(codec.encode("n2", [])) == ("n2", [])
     with pytest.raises(codec.CodecError):
         codec.decode(b"\x93\x01\x02")
-    assert codec.subject("d.1", "s.1") == "uptimewatch.obs.d%2E1.s%2E1"
+    wire = msgspec.msgpack.decode(codec.encode("n1", [obs, other]))
+    wire[1][1][2] = 7  # one observation's probe is not text: the batch is refused whole
+    with pytest.raises(codec.CodecError):
+        codec.decode(msgspec.msgpack.encode(wire))
+    assert codec.subject("n.1") == "uptimewatch.obs.n%2E1"

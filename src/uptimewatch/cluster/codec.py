@@ -1,4 +1,9 @@
-"""Observations on the wire: one MessagePack array per observation, through msgspec.
+"""Observations on the wire: one MessagePack array per batch of observations, through msgspec.
+
+A batch is what one node's publisher found waiting when it was free to send: one observation on a
+quiet node, up to :data:`BATCH_MAX` on a busy one. Each NATS message costs the same on every hop
+(the publish, its acknowledgement, the replicas' writes, the delivery to every node) whatever it
+holds, so a busy node pays that once per batch, and a quiet one waits for nothing.
 
 msgspec rather than JSON: the decoder validates the shape against the struct in the same pass (a
 malformed message is an error, not a half-filled Observation), array-like structs drop the field
@@ -8,6 +13,7 @@ names from every message, and encoding and decoding cost a few microseconds (ben
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Final
 
 import msgspec
@@ -17,8 +23,11 @@ from ..model.observation import ErrorKind, FieldValue, Observation, ProbeError
 SUBJECT_PREFIX: Final = "uptimewatch.obs"
 
 
+#: observations in one message, at most (about 300 bytes each: well under NATS's 1 MB payload)
+BATCH_MAX: Final = 256
+
+
 class WireObservation(msgspec.Struct, array_like=True, frozen=True):
-    node: str
     site_id: str
     device_id: str
     probe: str
@@ -31,8 +40,13 @@ class WireObservation(msgspec.Struct, array_like=True, frozen=True):
     profile: str | None
 
 
+class WireBatch(msgspec.Struct, array_like=True, frozen=True):
+    node: str
+    observations: list[WireObservation]
+
+
 _encoder: Final = msgspec.msgpack.Encoder()
-_decoder: Final = msgspec.msgpack.Decoder(WireObservation)
+_decoder: Final = msgspec.msgpack.Decoder(WireBatch)
 
 
 class CodecError(ValueError):
@@ -45,32 +59,38 @@ def _finite(value: FieldValue) -> FieldValue:
     return value
 
 
-def encode(node: str, obs: Observation) -> bytes:
-    return _encoder.encode(
-        WireObservation(
-            node,
-            obs.site_id,
-            obs.device_id,
-            obs.probe,
-            obs.started_at,
-            obs.duration_s,
-            {k: _finite(v) for k, v in obs.fields.items()},
-            obs.error.kind.value if obs.error else None,
-            obs.error.message if obs.error else None,
-            obs.problems,
-            obs.profile,
-        )
+def _wire(obs: Observation) -> WireObservation:
+    return WireObservation(
+        obs.site_id,
+        obs.device_id,
+        obs.probe,
+        obs.started_at,
+        obs.duration_s,
+        {k: _finite(v) for k, v in obs.fields.items()},
+        obs.error.kind.value if obs.error else None,
+        obs.error.message if obs.error else None,
+        obs.problems,
+        obs.profile,
     )
 
 
-def decode(data: bytes) -> tuple[str, Observation]:
-    """``(node, observation)``; :class:`CodecError` for anything else."""
+def encode(node: str, observations: Sequence[Observation]) -> bytes:
+    return _encoder.encode(WireBatch(node, [_wire(obs) for obs in observations]))
+
+
+def decode(data: bytes) -> tuple[str, list[Observation]]:
+    """``(node, observations)``; :class:`CodecError` for anything else (one bad observation
+    rejects its whole batch: a publisher that wrote it is broken, and half a batch is not news)."""
     try:
-        wire = _decoder.decode(data)
-        error = ProbeError(ErrorKind(wire.error_kind), wire.error_message or "") if wire.error_kind else None
+        batch = _decoder.decode(data)
+        return batch.node, [_observation(wire) for wire in batch.observations]
     except (msgspec.DecodeError, ValueError) as exc:
-        raise CodecError(f"not an observation: {exc}") from exc
-    return wire.node, Observation(
+        raise CodecError(f"not an observation batch: {exc}") from exc
+
+
+def _observation(wire: WireObservation) -> Observation:
+    error = ProbeError(ErrorKind(wire.error_kind), wire.error_message or "") if wire.error_kind else None
+    return Observation(
         site_id=wire.site_id,
         device_id=wire.device_id,
         probe=wire.probe,
@@ -88,8 +108,18 @@ def _token(value: str) -> str:
     return value.replace("%", "%25").replace(".", "%2E").replace("*", "%2A").replace(">", "%3E")
 
 
-def subject(district: str, site_id: str) -> str:
-    return f"{SUBJECT_PREFIX}.{_token(district)}.{_token(site_id)}"
+def subject(node: str) -> str:
+    """The subject of a node's batches: ``uptimewatch.obs.<node>``."""
+    return f"{SUBJECT_PREFIX}.{_token(node)}"
 
 
-__all__ = ["SUBJECT_PREFIX", "CodecError", "WireObservation", "decode", "encode", "subject"]
+__all__ = [
+    "BATCH_MAX",
+    "SUBJECT_PREFIX",
+    "CodecError",
+    "WireBatch",
+    "WireObservation",
+    "decode",
+    "encode",
+    "subject",
+]

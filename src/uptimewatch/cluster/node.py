@@ -5,8 +5,8 @@ NATS JetStream provides everything shared, so there is no gossip or consensus co
 * ``uptimewatch_nodes`` (KV, replicated): one heartbeat per node, watched by every node.
 * ``uptimewatch_leases`` (KV, replicated): the ``leader`` key, taken with ``create`` (put if absent)
   and renewed or taken over with ``update(..., last=revision)`` (compare and swap).
-* ``UPTIMEWATCH_OBS`` (stream, replicated): ``uptimewatch.obs.<district>.<site>``, every node's
-  observations, read by every node so each one holds the whole province.
+* ``UPTIMEWATCH_OBS`` (stream, replicated): ``uptimewatch.obs.<node>``, every node's
+  observations in batches (:mod:`.codec`), read by every node so each one holds the whole province.
 
 A node ingests its own observations directly and publishes them; the others' arrive through the
 stream. When NATS is unreachable for longer than ``node_timeout`` the node polls every site on its
@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -153,7 +154,7 @@ class ClusterNode:
         self._tasks: list[asyncio.Task[None]] = []
         self._watch: asyncio.Task[None] | None = None  # of the nodes bucket, once joined
         self._subscription: JetStreamContext.PushSubscription | None = None
-        self._publish_queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=100_000)
+        self._publish_queue: asyncio.Queue[Observation] = asyncio.Queue(maxsize=100_000)
         self._last_nats_ok = time.monotonic()
         self._nats_ready = False
         # decided once per heartbeat round, with isolation, so the two never disagree in between
@@ -609,22 +610,21 @@ class ClusterNode:
         self._judge(self.node_id, obs, ref)
         if self._nats_ready and ref is not None:
             try:
-                self._publish_queue.put_nowait(
-                    (codec.subject(ref.district, ref.site_id), codec.encode(self.node_id, obs))
-                )
+                self._publish_queue.put_nowait(obs)
             except asyncio.QueueFull:
                 self.counters["dropped"] += 1
 
     async def _on_message(self, msg: Msg) -> None:
-        self.counters["received"] += 1
         try:
-            node, obs = codec.decode(msg.data)
+            node, batch = codec.decode(msg.data)
         except codec.CodecError:
             self.counters["decode_errors"] += 1
             return
+        self.counters["received"] += len(batch)
         if node == self.node_id:
-            return  # judged when it was made
-        self._judge(node, obs, self._site_ref(obs.site_id))
+            return  # judged when they were made
+        for obs in batch:
+            self._judge(node, obs, self._site_ref(obs.site_id))
 
     def _site_ref(self, site_id: str) -> SiteRef | None:
         refs = getattr(self, "_refs", None)
@@ -661,8 +661,12 @@ class ClusterNode:
         it (its wait is through ``asyncio.wait_for``, a trip round the event loop per message)."""
         pending: collections.deque[tuple[float, asyncio.Future[Any]]] = collections.deque()
         timeout = self.config.nats.request_timeout
+        queue = self._publish_queue
         while True:
-            subject, data = await self._publish_queue.get()
+            batch = [await queue.get()]
+            # what else is waiting goes in the same message: no waiting to fill one
+            while len(batch) < codec.BATCH_MAX and not queue.empty():
+                batch.append(queue.get_nowait())
             while pending and pending[0][1].done():
                 pending.popleft()
             while len(pending) >= PUBLISH_WINDOW:
@@ -677,18 +681,20 @@ class ClusterNode:
             try:
                 # no Nats-Expected-Stream header: these subjects are the stream's alone, and the
                 # header was a third of every stored message
-                ack = await self._js.publish_async(subject, data)
+                ack = await self._js.publish_async(
+                    codec.subject(self.node_id), codec.encode(self.node_id, batch)
+                )
             except _NATS_ERRORS:
-                self.counters["publish_errors"] += 1
+                self.counters["publish_errors"] += len(batch)
                 continue
-            ack.add_done_callback(self._acked)
+            ack.add_done_callback(functools.partial(self._acked, len(batch)))
             pending.append((time.monotonic(), ack))
 
-    def _acked(self, ack: asyncio.Future[Any]) -> None:
+    def _acked(self, count: int, ack: asyncio.Future[Any]) -> None:
         if not ack.cancelled() and ack.exception() is None:
-            self.counters["published"] += 1
+            self.counters["published"] += count
         else:
-            self.counters["publish_errors"] += 1
+            self.counters["publish_errors"] += count
 
     # -- what the API shows ---------------------------------------------------------------------
 
