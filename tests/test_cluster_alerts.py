@@ -364,3 +364,43 @@ def test_nats_restarts_one_then_all_lose_no_notice_and_restore_state(alerting_no
         f" again {rejoined:.1f} s later (leader {leader} -> {back});"
         f" notices delivered: {len(hook_ids)} by webhook, {len(mail_ids)} by email; duplicated: {duplicated}"
     )
+
+
+def test_notice_keys_come_from_the_stream_deleted_ones_included(nats_cluster: LocalNatsCluster) -> None:
+    """A new leader lists the old one's pending notices from the bucket's stream, not through
+    ``KeyValue.keys()``, whose watcher can end its replay early and list none."""
+    import asyncio
+
+    import nats
+    import nats.js.errors
+    from nats.js import api
+
+    from uptimewatch.cluster.alerts import NOTICES_BUCKET, notice_key, notice_keys
+
+    async def scenario() -> tuple[list[str], list[str], set[str]]:
+        nc = await nats.connect(servers=nats_cluster.urls)
+        try:
+            js = nc.jetstream()
+            kv = await js.create_key_value(api.KeyValueConfig(bucket=NOTICES_BUCKET, history=1, replicas=3))
+            empty = await notice_keys(js)
+            keys = [notice_key(f"notice-{i}", "webhook") for i in range(50)]
+            for key in keys:
+                await kv.put(key, b'{"x": 1}')
+            await kv.delete(keys[0])
+            listed = await notice_keys(js)
+            live = set()
+            for key in listed:
+                try:
+                    await kv.get(key)
+                except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+                    continue
+                live.add(key)
+            return empty, listed, live
+        finally:
+            await nc.close()
+
+    empty, listed, live = asyncio.run(scenario())
+    assert empty == []
+    keys = {notice_key(f"notice-{i}", "webhook") for i in range(50)}
+    assert set(listed) == keys  # the deleted one too: its delete marker is a message
+    assert live == keys - {notice_key("notice-0", "webhook")}

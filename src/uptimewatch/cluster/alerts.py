@@ -34,7 +34,7 @@ import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.js import api
+from nats.js import JetStreamContext, api
 from nats.js.kv import KeyValue
 
 from ..alerts.engine import Ack, AckError, Alert, EngineState, Group, SilenceAdded, SilenceExpired
@@ -85,6 +85,16 @@ def decode_state(data: bytes, like: EngineState) -> tuple[str, EngineState]:
 def notice_key(notification_id: str, channel: str) -> str:
     """A KV key (``[A-Za-z0-9_=-]`` only) for one delivery."""
     return "n_" + hashlib.sha256(f"{notification_id}\0{channel}".encode()).hexdigest()[:40]
+
+
+async def notice_keys(js: JetStreamContext) -> list[str]:
+    """Every key of the notices bucket that has a message, deleted ones included, from the
+    stream's own count per subject. ``KeyValue.keys()`` is a watcher that can report the end of
+    its replay before the replay has ended (nats-py issue 842): it returned no key while the old
+    leader's notices were there, and the new leader never sent them."""
+    prefix = f"$KV.{NOTICES_BUCKET}."
+    info = await js.stream_info(f"KV_{NOTICES_BUCKET}", subjects_filter=f"{prefix}>")
+    return sorted(s[len(prefix) :] for s in (info.state.subjects or {}) if s.startswith(prefix))
 
 
 def encode_event(event: Ack | SilenceAdded | SilenceExpired) -> bytes:
@@ -220,15 +230,14 @@ class AlertReplica:
             if author != self._node.node_id:
                 await self._alerts.adopt(state)
             # else: our own last state; ours here is as new or newer (steps made while degraded)
-        try:
-            keys = await kv_notices.keys()
-        except nats.js.errors.NoKeysError:
-            keys = []
         pending: list[tuple[Notification, str, str]] = []
-        for key in keys:
+        js = self._node.js
+        if js is None:
+            raise ConnectionError("not joined yet")
+        for key in await notice_keys(js):
             try:
                 item = await kv_notices.get(key)
-            except nats.js.errors.KeyNotFoundError:
+            except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
                 continue  # delivered meanwhile
             if not item.value:
                 continue
