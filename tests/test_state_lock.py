@@ -29,7 +29,7 @@ def _config(tmp_path: Path, name: str, state: Path) -> tuple[Path, str]:
 def test_second_daemon_on_the_same_state_refuses_and_names_the_first(
     tmp_path: Path, daemon_process: Any
 ) -> None:
-    state = tmp_path / "shared" / "uptimewatch.sqlite"
+    state = tmp_path / "state" / "uptimewatch.sqlite"
     first_config, first_listen = _config(tmp_path, "first", state)
     second_config, second_listen = _config(tmp_path, "second", state)
     first = daemon_process(first_config, first_listen)
@@ -56,7 +56,7 @@ def test_second_daemon_on_the_same_state_refuses_and_names_the_first(
 
 
 def test_lock_is_released_by_a_kill(tmp_path: Path, daemon_process: Any) -> None:
-    state = tmp_path / "shared" / "uptimewatch.sqlite"
+    state = tmp_path / "state" / "uptimewatch.sqlite"
     first_config, first_listen = _config(tmp_path, "first", state)
     second_config, second_listen = _config(tmp_path, "second", state)
     first = daemon_process(first_config, first_listen)
