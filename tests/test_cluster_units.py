@@ -123,3 +123,19 @@ def test_codec_round_trip_and_rejects_garbage() -> None:
     with pytest.raises(codec.CodecError):
         codec.decode(msgspec.msgpack.encode(wire))
     assert codec.subject("n.1") == "uptimewatch.obs.n%2E1"
+
+
+def test_a_batch_too_large_for_one_message_is_split_and_loses_nothing() -> None:
+    big = {f"if.{i}.rx_level": -40.5 - i for i in range(60)}  # a radio's long table: ~1.5 kB
+    batch = [Observation(f"s{i}", "odu", "snmp", float(i), 0.1, big, None, (), "x") for i in range(100)]
+    whole = codec.encode("n1", batch)
+    limit = len(whole) // 5
+    chunks = codec.encode_within("n1", batch, limit)
+    assert len(chunks) > 1
+    assert all(len(data) <= limit for _, data in chunks)
+    back = [obs for _, data in chunks for obs in codec.decode(data)[1]]
+    assert back == batch
+    assert [count for count, _ in chunks] == [len(codec.decode(data)[1]) for _, data in chunks]
+    assert codec.encode_within("n1", batch, len(whole)) == [(100, whole)]
+    # one observation alone over the limit stays one message (NATS refuses it, counted as lost)
+    assert codec.encode_within("n1", batch[:1], 10) == [(1, codec.encode("n1", batch[:1]))]

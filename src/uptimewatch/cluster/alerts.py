@@ -218,8 +218,8 @@ class AlertReplica:
                 await asyncio.sleep(self._node.config.heartbeat_interval)
 
     async def _take_over_once(self) -> None:
-        kv_state, kv_notices, nc = self._kv_state, self._kv_notices, self._node.nc
-        if kv_state is None or kv_notices is None or nc is None:
+        kv_state, kv_notices, nc, js = self._kv_state, self._kv_notices, self._node.nc, self._node.js
+        if kv_state is None or kv_notices is None or nc is None or js is None:
             raise ConnectionError("not joined yet")
         try:
             entry = await kv_state.get(STATE_KEY)
@@ -231,9 +231,6 @@ class AlertReplica:
                 await self._alerts.adopt(state)
             # else: our own last state; ours here is as new or newer (steps made while degraded)
         pending: list[tuple[Notification, str, str]] = []
-        js = self._node.js
-        if js is None:
-            raise ConnectionError("not joined yet")
         for key in await notice_keys(js):
             try:
                 item = await kv_notices.get(key)

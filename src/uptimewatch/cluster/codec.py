@@ -78,6 +78,17 @@ def encode(node: str, observations: Sequence[Observation]) -> bytes:
     return _encoder.encode(WireBatch(node, [_wire(obs) for obs in observations]))
 
 
+def encode_within(node: str, observations: Sequence[Observation], limit: int) -> list[tuple[int, bytes]]:
+    """``(count, message)`` pairs of at most ``limit`` bytes each (the server's max_payload): a batch
+    too large is halved until it fits, so an agent with long tables cannot make every batch it falls
+    in a refused publish. One observation alone over the limit stays one (refused, and counted)."""
+    data = encode(node, observations)
+    if len(data) <= limit or len(observations) <= 1:
+        return [(len(observations), data)]
+    half = len(observations) // 2
+    return encode_within(node, observations[:half], limit) + encode_within(node, observations[half:], limit)
+
+
 def decode(data: bytes) -> tuple[str, list[Observation]]:
     """``(node, observations)``; :class:`CodecError` for anything else (one bad observation
     rejects its whole batch: a publisher that wrote it is broken, and half a batch is not news)."""
@@ -121,5 +132,6 @@ __all__ = [
     "WireObservation",
     "decode",
     "encode",
+    "encode_within",
     "subject",
 ]

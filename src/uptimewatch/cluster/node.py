@@ -667,28 +667,28 @@ class ClusterNode:
             # what else is waiting goes in the same message: no waiting to fill one
             while len(batch) < codec.BATCH_MAX and not queue.empty():
                 batch.append(queue.get_nowait())
-            while pending and pending[0][1].done():
-                pending.popleft()
-            while len(pending) >= PUBLISH_WINDOW:
-                sent, oldest = pending.popleft()
-                if not oldest.done():
-                    left = sent + timeout - time.monotonic()
-                    if left > 0:
-                        await asyncio.wait({oldest}, timeout=left)
-                    oldest.cancel()  # no ack in time: its slot back, counted by _acked
-            if self._js is None:
+            if self._js is None or self._nc is None:
                 continue
-            try:
-                # no Nats-Expected-Stream header: these subjects are the stream's alone, and the
-                # header was a third of every stored message
-                ack = await self._js.publish_async(
-                    codec.subject(self.node_id), codec.encode(self.node_id, batch)
-                )
-            except _NATS_ERRORS:
-                self.counters["publish_errors"] += len(batch)
-                continue
-            ack.add_done_callback(functools.partial(self._acked, len(batch)))
-            pending.append((time.monotonic(), ack))
+            limit = max(1024, self._nc.max_payload - 1024)  # room for the headers NATS adds
+            for count, data in codec.encode_within(self.node_id, batch, limit):
+                while pending and pending[0][1].done():
+                    pending.popleft()
+                while len(pending) >= PUBLISH_WINDOW:
+                    sent, oldest = pending.popleft()
+                    if not oldest.done():
+                        left = sent + timeout - time.monotonic()
+                        if left > 0:
+                            await asyncio.wait({oldest}, timeout=left)
+                        oldest.cancel()  # no ack in time: its slot back, counted by _acked
+                try:
+                    # no Nats-Expected-Stream header: these subjects are the stream's alone, and
+                    # the header was a third of every stored message
+                    ack = await self._js.publish_async(codec.subject(self.node_id), data)
+                except _NATS_ERRORS:
+                    self.counters["publish_errors"] += count
+                    continue
+                ack.add_done_callback(functools.partial(self._acked, count))
+                pending.append((time.monotonic(), ack))
 
     def _acked(self, count: int, ack: asyncio.Future[Any]) -> None:
         if not ack.cancelled() and ack.exception() is None:
