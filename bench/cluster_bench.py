@@ -431,7 +431,7 @@ async def child_publish(args: argparse.Namespace) -> dict[str, Any]:
     by_id = {r.site_id: r for r in refs}
     raw = msgspec.msgpack.decode(args.payloads.read_bytes(), type=list[bytes])
     now = time.time()
-    base = [dataclasses.replace(obs, started_at=now) for p in raw for obs in codec.decode(p)[1]]
+    base = [dataclasses.replace(obs, started_at=now) for p in raw for obs in codec.decode(p)[2]]
     todo = [base[i % len(base)] for i in range(args.observations)]
     node = ClusterNode(
         _child_cluster_config("publisher", args.nats, args.replicas),
@@ -599,7 +599,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 await nc.close()
             sample_file = workdir / "payloads.msgpack"
             sample_file.write_bytes(msgspec.msgpack.encode(payloads))
-            carried = sum(len(codec.decode(p)[1]) for p in payloads)
+            carried = sum(codec.decode(p)[1] for p in payloads)
             res["payload_bytes_mean"] = sum(map(len, payloads)) / carried if carried else 0.0
             res["load_before_stream_phase"] = _load()
             res["stream"] = await asyncio.to_thread(run_stream_phase, args, cfg_path, sample_file, cpus)

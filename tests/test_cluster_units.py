@@ -112,10 +112,13 @@ def test_codec_round_trip_and_rejects_garbage() -> None:
     fields = {"power.on_battery": True, "v": 53.5}
     obs = Observation("s.1", "ups", "snmp", 1.5, 0.25, fields, None, ("p",), "x")
     other = Observation("s.2", "bts", "icmp", 2.0, 0.1, {"loss": float("nan")}, None, (), None)
-    node, back = codec.decode(codec.encode("n1", [obs, other]))
-    assert node == "n1"
+    node, count, back = codec.decode(codec.encode("n1", [obs, other]))
+    assert (node, count) == ("n1", 2)
     assert back == [obs, dataclasses.replace(other, fields={"loss": None})]  # NaN is not news
-    assert codec.decode(codec.encode("n2", [])) == ("n2", [])
+    assert codec.decode(codec.encode("n2", [])) == ("n2", 0, [])
+    # a node's own batch read back is counted, not decoded
+    assert codec.decode(codec.encode("n1", [obs, other]), skip_node="n1") == ("n1", 2, [])
+    assert codec.decode(codec.encode("n1", [obs]), skip_node="n2")[2] == [obs]
     with pytest.raises(codec.CodecError):
         codec.decode(b"\x93\x01\x02")
     wire = msgspec.msgpack.decode(codec.encode("n1", [obs, other]))
@@ -133,9 +136,9 @@ def test_a_batch_too_large_for_one_message_is_split_and_loses_nothing() -> None:
     chunks = codec.encode_within("n1", batch, limit)
     assert len(chunks) > 1
     assert all(len(data) <= limit for _, data in chunks)
-    back = [obs for _, data in chunks for obs in codec.decode(data)[1]]
+    back = [obs for _, data in chunks for obs in codec.decode(data)[2]]
     assert back == batch
-    assert [count for count, _ in chunks] == [len(codec.decode(data)[1]) for _, data in chunks]
+    assert [count for count, _ in chunks] == [codec.decode(data)[1] for _, data in chunks]
     assert codec.encode_within("n1", batch, len(whole)) == [(100, whole)]
     # one observation alone over the limit stays one message (NATS refuses it, counted as lost)
     assert codec.encode_within("n1", batch[:1], 10) == [(1, codec.encode("n1", batch[:1]))]

@@ -45,8 +45,17 @@ class WireBatch(msgspec.Struct, array_like=True, frozen=True):
     observations: list[WireObservation]
 
 
+class _WireHead(msgspec.Struct, array_like=True, frozen=True):
+    """A batch with its observations left undecoded: enough to tell whose it is."""
+
+    node: str
+    observations: msgspec.Raw
+
+
 _encoder: Final = msgspec.msgpack.Encoder()
-_decoder: Final = msgspec.msgpack.Decoder(WireBatch)
+_head_decoder: Final = msgspec.msgpack.Decoder(_WireHead)
+_observations_decoder: Final = msgspec.msgpack.Decoder(list[WireObservation])
+_count_decoder: Final = msgspec.msgpack.Decoder(list[msgspec.Raw])
 
 
 class CodecError(ValueError):
@@ -89,12 +98,18 @@ def encode_within(node: str, observations: Sequence[Observation], limit: int) ->
     return encode_within(node, observations[:half], limit) + encode_within(node, observations[half:], limit)
 
 
-def decode(data: bytes) -> tuple[str, list[Observation]]:
-    """``(node, observations)``; :class:`CodecError` for anything else (one bad observation
-    rejects its whole batch: a publisher that wrote it is broken, and half a batch is not news)."""
+def decode(data: bytes, *, skip_node: str | None = None) -> tuple[str, int, list[Observation]]:
+    """``(node, count, observations)``; :class:`CodecError` for anything else (one bad observation
+    rejects its whole batch: a publisher that wrote it is broken, and half a batch is not news).
+
+    A batch of ``skip_node`` (a node's own, read back from the stream) is only counted: its
+    observations come back empty, undecoded."""
     try:
-        batch = _decoder.decode(data)
-        return batch.node, [_observation(wire) for wire in batch.observations]
+        head = _head_decoder.decode(data)
+        if head.node == skip_node:
+            return head.node, len(_count_decoder.decode(head.observations)), []
+        wires = _observations_decoder.decode(head.observations)
+        return head.node, len(wires), [_observation(wire) for wire in wires]
     except (msgspec.DecodeError, ValueError) as exc:
         raise CodecError(f"not an observation batch: {exc}") from exc
 

@@ -159,6 +159,8 @@ class ClusterNode:
         self._nats_ready = False
         # decided once per heartbeat round, with isolation, so the two never disagree in between
         self._nats_lost = True  # not reached yet: a node never connected is degraded
+        self._refs: Mapping[str, SiteRef] = {}
+        self._refs_of: Sequence[SiteRef] | None = None  # the list ``_refs`` was built from
         self._assignment: dict[str, tuple[str, ...]] = {}
         self._owned: frozenset[str] | None = None  # None: every site (alone, or degraded)
         self._primary: frozenset[str] = frozenset()  # sites whose first vantage point we are
@@ -616,24 +618,23 @@ class ClusterNode:
 
     async def _on_message(self, msg: Msg) -> None:
         try:
-            node, batch = codec.decode(msg.data)
+            # our own batches come back too: judged when they were made, so only counted
+            node, count, batch = codec.decode(msg.data, skip_node=self.node_id)
         except codec.CodecError:
             self.counters["decode_errors"] += 1
             return
-        self.counters["received"] += len(batch)
-        if node == self.node_id:
-            return  # judged when they were made
+        self.counters["received"] += count
+        refs = self._site_refs()
         for obs in batch:
-            self._judge(node, obs, self._site_ref(obs.site_id))
+            self._judge(node, obs, refs.get(obs.site_id))
 
-    def _site_ref(self, site_id: str) -> SiteRef | None:
-        refs = getattr(self, "_refs", None)
+    def _site_refs(self) -> Mapping[str, SiteRef]:
+        """The configured sites by id, rebuilt when the site list is replaced (a reload)."""
         sites = self._sites()
-        if refs is None or getattr(self, "_refs_of", None) is not sites:
-            refs = {s.site_id: s for s in sites}
-            self._refs: Mapping[str, SiteRef] = refs
+        if self._refs_of is not sites:
+            self._refs = {s.site_id: s for s in sites}
             self._refs_of = sites
-        return refs.get(site_id)
+        return self._refs
 
     def _judge(self, node: str, obs: Observation, ref: SiteRef | None) -> None:
         if ref is None:

@@ -59,20 +59,28 @@ class VantageMerge:
     ) -> Observation | None:
         """Record ``node``'s observation; return what the health model should ingest, if anything."""
         key = (obs.site_id, obs.device_id, obs.probe)
-        seen = self._last.setdefault(key, {})
+        seen = self._last.get(key)
+        if seen is None:
+            seen = self._last[key] = {}
         seen[node] = obs
+        if len(pollers) == 1 and pollers[0] == node and node in healthy:
+            # one vantage point (the usual case with vantage_points 1): its result is the verdict;
+            # the general path below would come to the same after three passes over one node
+            self._disagree.pop(key, None)
+            if self._silent(obs) and now - obs.started_at <= max_age:
+                return _annotated(obs, pollers, pollers)
+            return obs if now - obs.started_at <= max_age else None
         voters = [n for n in pollers if n in healthy]
-        fresh = [n for n in voters if n in seen and now - seen[n].started_at <= max_age]
         if not voters:
             # nobody healthy is assigned (a cold start, or the cluster is being rebuilt): pass it on
             self._disagree.pop(key, None)
             return obs if node in healthy or not pollers else None
-        if node not in fresh or fresh[0] != node:
-            self._note(key, seen, fresh)
-            return None  # not the lead's round
-        self._note(key, seen, fresh)
+        fresh = [n for n in voters if n in seen and now - seen[n].started_at <= max_age]
         silent = [n for n in fresh if self._silent(seen[n])]
-        answered = [n for n in fresh if not self._silent(seen[n])]
+        answered = [n for n in fresh if n not in silent]
+        self._note(key, silent, answered)
+        if not fresh or fresh[0] != node:
+            return None  # not the lead's round
         needed = max(1, min(quorum, len(voters)))
         if len(silent) >= needed:
             return _annotated(obs if obs in (seen[n] for n in silent) else seen[silent[0]], silent, voters)
@@ -80,11 +88,9 @@ class VantageMerge:
             return max((seen[n] for n in answered), key=lambda o: o.started_at)
         return None  # one node saw nothing and the others have not confirmed yet
 
-    def _note(self, key: Key, seen: dict[str, Observation], fresh: list[str]) -> None:
-        silent = tuple(n for n in fresh if self._silent(seen[n]))
-        answered = tuple(n for n in fresh if not self._silent(seen[n]))
+    def _note(self, key: Key, silent: Sequence[str], answered: Sequence[str]) -> None:
         if silent and answered:
-            self._disagree[key] = Disagreement(*key, silent, answered)
+            self._disagree[key] = Disagreement(*key, tuple(silent), tuple(answered))
         else:
             self._disagree.pop(key, None)
 
