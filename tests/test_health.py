@@ -501,6 +501,22 @@ def test_fields_merge_across_probes_and_keep_last_known_values_on_errors() -> No
     assert pwr.state is CheckState.OK
 
 
+def test_a_status_taken_keeps_its_probe_records_when_the_device_is_polled_again() -> None:
+    model, _ = make_model()
+    model.ingest(ping("s1", "pwr1", T0))
+    model.ingest(snmp("s1", "pwr1", T0 + 1, UPS_OK))
+    before = model.snapshot().sites["s1"].device("pwr1")
+    assert before is not None
+    model.ingest(ping("s1", "pwr1", T0 + MINUTE))
+    model.ingest(snmp("s1", "pwr1", T0 + MINUTE + 1, error=ProbeError(ErrorKind.TIMEOUT, "no response")))
+    after = model.snapshot().sites["s1"].device("pwr1")
+    assert after is not None
+    assert (before.probes["icmp"].at, before.probes["snmp"].at) == (T0, T0 + 1)
+    assert before.probes["snmp"].ok
+    assert (after.probes["icmp"].at, after.probes["snmp"].at) == (T0 + MINUTE, T0 + MINUTE + 1)
+    assert after.probes["snmp"].error_kind is ErrorKind.TIMEOUT
+
+
 def test_icmp_we_cannot_send_falls_back_to_snmp_for_reachability() -> None:
     model, _ = make_model()
     denied = Observation(

@@ -506,7 +506,9 @@ class HealthModel:
         at = obs.started_at
         cfg = dev.cfg
         changes: list[StateChange] = []
-        dev.probes[obs.probe] = ProbeRecord(
+        # copied on write, so the status objects share it instead of copying it each
+        dev.probes = probes = dict(dev.probes)
+        probes[obs.probe] = ProbeRecord(
             obs.probe,
             at,
             obs.duration_s,
@@ -1293,7 +1295,7 @@ class HealthModel:
             dev.reason,
             tuple([c.status for c in dev.checks.values() if c.status is not None]),
             fields,
-            dict(dev.probes),
+            dev.probes,
         )
         dev.status = status
         return status
