@@ -1,9 +1,12 @@
 """Which event loop the daemon runs on: uvloop where it is installed (the ``fast`` extra), asyncio's
 own otherwise, or whichever ``UPTIMEWATCH_EVENT_LOOP`` names (``asyncio`` or ``uvloop``).
 
-uvloop polls the same devices for 7–12% less CPU in ``bench/poll_bench.py`` (bench/README.md);
-asyncio's own loop stays supported: the in-process tests run on it, the daemons the tests start
-run on uvloop (the test extra installs it), and ``tests/test_event_loop.py`` polls on both.
+Which one costs less depends on the work (``bench/poll_bench.py --loop``, bench/README.md). On
+2026-12-04, interleaved runs: SNMP alone 6–16% less CPU on uvloop, ICMP alone 3–6% less, a cluster
+node 10% less (nats-py's streams), but SNMP and ICMP together 13–19% more, for reasons not found
+yet. asyncio's own loop stays supported: the in-process tests run on it, the daemons the tests
+start run on uvloop (the test extra installs it), and ``tests/test_event_loop.py`` polls on both;
+``UPTIMEWATCH_EVENT_LOOP=asyncio`` is the choice for a single node that pings and polls alike.
 """
 
 from __future__ import annotations
