@@ -2,8 +2,9 @@
 window, and the top functions of what it saw (by own time and by cumulative time).
 
 py-spy runs as its own process with ``--nonblocking`` (it reads the target's memory without
-stopping it), at a modest rate (:data:`RATE`), pinned where the caller says: its CPU is not the
-measured process's, and it does not pause the target between samples. Where it cannot attach
+stopping it), at a modest rate (:data:`RATE`), pinned where the caller says (the benchmark puts it
+on its own CPU: a CPU-second figure counts only the measured process, and the agents' CPU stays
+theirs). Its own CPU over the recording is kept with the profile. Where it cannot attach
 (no ptrace permission, not installed), :meth:`Recorder.stop` says why instead of failing.
 """
 
@@ -62,6 +63,7 @@ class Profile:
     self_top: list[tuple[str, float]] = field(default_factory=list)
     cumulative_top: list[tuple[str, float]] = field(default_factory=list)
     error: str | None = None
+    spy_cpu_s: float | None = None  # py-spy's own CPU over the recording
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -72,6 +74,7 @@ class Profile:
             "self": [[name, share] for name, share in self.self_top],
             "cumulative": [[name, share] for name, share in self.cumulative_top],
             "error": self.error,
+            "spy_cpu_s": self.spy_cpu_s,
         }
 
     @classmethod
@@ -143,6 +146,7 @@ class Recorder:
     def stop(self) -> Profile:
         if self.proc is None:
             return Profile.failed(str(self.path), self.error or "not started")
+        spy_cpu = _cpu_seconds(self.proc.pid)
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
         try:
@@ -152,10 +156,23 @@ class Recorder:
             self.proc.wait()
         log = self._log.read_text(encoding="utf-8", errors="replace") if self._log.exists() else ""
         if not self.path.exists():
-            last = [line for line in log.splitlines() if line.strip()][-2:]
-            why = " ".join(last) or f"exit {self.proc.returncode}"
+            lines = [line.strip() for line in log.splitlines() if line.strip()]
+            errors = [line for line in lines if line.startswith("Error")]
+            why = (errors or lines[-1:] or [f"exit {self.proc.returncode}"])[0]
             return Profile.failed(str(self.path), f"py-spy could not attach: {why}")
-        return summarize(self.path)
+        profile = summarize(self.path)
+        profile.spy_cpu_s = spy_cpu
+        return profile
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """user + system CPU of a running process, from /proc/PID/stat."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 ATTACH_S = 0.3  # py-spy attaches and starts sampling within this; start it that long before a window
@@ -191,9 +208,11 @@ def section(key: str, measured: str, goal: str, result: str, profile: dict[str, 
         for name, size, share in profile["sites"]:
             lines.append(f"  {share:6.1%} {size / 2**20:9.1f} MiB  {name}")
         return "\n".join(lines)
+    spy = profile.get("spy_cpu_s")
     lines.append(
         f"py-spy {profile['file']}: {profile['samples']:,} samples on the CPU at {profile['rate_hz']} Hz"
-        f" ({profile.get('idle_samples', 0):,} waiting, left out)"
+        f" ({profile.get('idle_samples', 0):,} waiting, left out"
+        + (f"; py-spy itself used {spy:.2f} s of CPU)" if spy is not None else ")")
     )
     lines.append("  own time:")
     lines.extend(f"  {share:6.1%}  {name}" for name, share in profile["self"])

@@ -3,6 +3,7 @@ benchmark prints for a missed goal."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
-from profiling import Profile, section, summarize
+from profiling import Profile, Recorder, py_spy, section, summarize
 
 RAW = """\
 <module> (poll_bench.py:1);run (uptimewatch/scheduler.py:10);_send (uptimewatch/probing/icmp.py:500) 6
@@ -70,3 +71,19 @@ def test_waiting_samples_are_left_out(tmp_path: Path) -> None:
     profile = summarize(path)
     assert (profile.samples, profile.idle) == (10, 35)
     assert profile.self_top == [("_poll (uptimewatch/scheduler.py)", 1.0)]
+
+
+def test_a_recorder_that_cannot_attach_says_why(tmp_path: Path) -> None:
+    """py-spy is in the bench extra; without it, the recorder says that instead."""
+    with subprocess.Popen([sys.executable, "-c", "pass"]) as gone:
+        gone.wait()
+    recorder = Recorder(gone.pid, tmp_path / "gone.raw").start()
+    if recorder.proc is not None:
+        recorder.proc.wait(30)  # py-spy gives up on its own
+    profile = recorder.stop()
+    assert profile.samples == 0
+    assert profile.error is not None
+    if py_spy() is None:
+        assert profile.error.startswith("py-spy not installed")
+    else:
+        assert profile.error.startswith("py-spy could not attach: Error"), profile.error
