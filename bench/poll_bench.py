@@ -7,7 +7,9 @@ Phases, each on real parts:
                ICMP burst, driven by the real Scheduler, SNMP probe, ICMP probe and HealthModel,
                offered more than one core can do: devices per CPU-second of this process.
 * ``snmp``     the same, SNMP alone: GETs per CPU-second (the figure snmp_exporter is compared on).
-* ``icmp``     the same, ICMP alone: pings per second and per CPU-second.
+* ``icmp``     the same, ICMP alone: pings per second and per CPU-second; then the ICMP engine
+               alone (``icmp_engine.py``), the kernel-floor loop and fping on the same targets:
+               ``icmp_vs_fping`` is the engine's pings per CPU-second over fping's.
 * ``lag``      20,000 devices at 60 s (20,000 devices a minute), SNMP and ICMP: the scheduler's
                own lag histogram, p50 and p99.
 * ``exporter`` snmp_exporter scraped for the same targets by a concurrent HTTP client; its CPU
@@ -20,7 +22,8 @@ Phases, each on real parts:
 
 The agents (the demo's simulated SNMP devices, one 127.x address each) run in their own processes
 pinned to the last CPU; this process runs on the first, so their work is not counted as ours.
-Only 127.0.0.0/8 is ever addressed. Results: a markdown table on stdout and ``var/bench/latest.json``.
+Only 127.0.0.0/8 is ever addressed. Results: a markdown table on stdout and ``var/bench/latest.json``,
+then the profile of each goal missed (``profiling.py``; raw files in ``var/bench/profiles/``).
 """
 
 from __future__ import annotations
