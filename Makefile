@@ -45,7 +45,13 @@ unit: $(VENV)/.installed
 
 test: debian-deps $(VENV)/.installed lint typecheck unit
 
-bench: debian-deps $(VENV)/.installed
+# the bench extra (py-spy) for the profile of each missed goal; the table, the profiles
+# (var/bench/profiles/) and var/bench/latest.json; bench/README.md says what each row means
+$(VENV)/.bench-installed: pyproject.toml | $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[bench]'
+	touch $@
+
+bench: debian-deps $(VENV)/.installed $(VENV)/.bench-installed
 	$(BIN)/python bench/poll_bench.py
 
 # 1 uptimewatch node against 2 over a 3-server NATS cluster on loopback, and the cost of one

@@ -7,7 +7,9 @@ Phases, each on real parts:
                ICMP burst, driven by the real Scheduler, SNMP probe, ICMP probe and HealthModel,
                offered more than one core can do: devices per CPU-second of this process.
 * ``snmp``     the same, SNMP alone: GETs per CPU-second (the figure snmp_exporter is compared on).
-* ``icmp``     the same, ICMP alone: pings per second and per CPU-second.
+* ``icmp``     the same, ICMP alone: pings per second and per CPU-second; then the ICMP engine
+               alone (``icmp_engine.py``), the kernel-floor loop and fping on the same targets:
+               ``icmp_vs_fping`` is the engine's pings per CPU-second over fping's.
 * ``lag``      20,000 devices at 60 s (20,000 devices a minute), SNMP and ICMP: the scheduler's
                own lag histogram, p50 and p99.
 * ``exporter`` snmp_exporter scraped for the same targets by a concurrent HTTP client; its CPU
@@ -20,7 +22,8 @@ Phases, each on real parts:
 
 The agents (the demo's simulated SNMP devices, one 127.x address each) run in their own processes
 pinned to the last CPU; this process runs on the first, so their work is not counted as ours.
-Only 127.0.0.0/8 is ever addressed. Results: a markdown table on stdout and ``var/bench/latest.json``.
+Only 127.0.0.0/8 is ever addressed. Results: a markdown table on stdout and ``var/bench/latest.json``,
+then the profile of each goal missed (``profiling.py``; raw files in ``var/bench/profiles/``).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # tests.fixtures.snmpd (the v3 phase)
 
 from agents import COMMUNITY, SHARD, device_address
+from profiling import ATTACH_S, Profile, ProfileSet, Recorder, recording, section
 
 from uptimewatch import __version__
 from uptimewatch.config.loader import LoadedConfig, load_config
@@ -384,25 +388,43 @@ class Window:
     tally: Tally
     stats: SchedulerStats
     stats_before: SchedulerStats
+    profile: Profile | None = None
 
 
 def _diff(after: Counter[str], before: Counter[str]) -> dict[str, int]:
     return {k: after[k] - before.get(k, 0) for k in after if after[k] - before.get(k, 0)}
 
 
-async def run_polling(config: Path, *, warmup: float, duration: float, force_pysnmp: bool = False) -> Window:
+async def run_polling(
+    config: Path,
+    *,
+    warmup: float,
+    duration: float,
+    force_pysnmp: bool = False,
+    profile: Path | None = None,
+    spy_cpu: int | None = None,
+) -> Window:
+    """``profile``: py-spy records this process (from ``spy_cpu``) over the measured window."""
     loaded, catalog = await asyncio.to_thread(load, config)
     pipe = build_pipeline(loaded, catalog, force_pysnmp=force_pysnmp)
     await pipe.scheduler.start()
     pipe.scheduler.reconcile(loaded.devices)
     gc.freeze()  # as the daemon does after a (re)load
+    recorder = None
     try:
-        await asyncio.sleep(warmup)
+        if profile is not None:
+            await asyncio.sleep(max(0.0, warmup - ATTACH_S))
+            # started from the warm-up's end: py-spy's attach falls before the window
+            recorder = Recorder(os.getpid(), profile, cpu=spy_cpu).start()
+            await asyncio.sleep(min(warmup, ATTACH_S))
+        else:
+            await asyncio.sleep(warmup)
         before, stats0 = pipe.tally.copy(), pipe.scheduler.stats()
         cpu0, wall0 = time.process_time(), time.monotonic()
         await asyncio.sleep(duration)
         cpu1, wall1 = time.process_time(), time.monotonic()
         after, stats1 = pipe.tally.copy(), pipe.scheduler.stats()
+        recorded = await asyncio.to_thread(recorder.stop) if recorder is not None else None
     finally:
         await pipe.scheduler.stop(grace=3.0)
         await pipe.close()
@@ -417,7 +439,7 @@ async def run_polling(config: Path, *, warmup: float, duration: float, force_pys
     )
     del pipe
     gc.collect()
-    return Window(wall1 - wall0, cpu1 - cpu0, delta, stats1, stats0)
+    return Window(wall1 - wall0, cpu1 - cpu0, delta, stats1, stats0, recorded)
 
 
 def lag_quantile(counts: Sequence[int], q: float) -> float:
@@ -529,52 +551,87 @@ def run_exporter(
     }
 
 
-# -- fping -------------------------------------------------------------------------------------
+# -- fping and the ICMP engine -----------------------------------------------------------------
 
-FPING_COUNT = 3
+# -C 30 -p 20: 30 pings a target, 20 ms apart, a result per target (fping's start-up, reading
+# and sorting the targets, is under 10% of such a run); the engine sends the same 30 pings a
+# target in 10 rounds of the daemon's 3-ping bursts 20 ms apart (bench/icmp_engine.py)
+FPING_COUNT = 30
 FPING_PERIOD_MS = 20
+FPING_RUNS = 3
+ENGINE_BURST = 3
 
 
-def run_fping(targets: Sequence[str], cpu: int | None) -> dict[str, Any]:
-    """Debian's fping over the same loopback targets, pinned to our CPU (this process only waits);
-    its CPU from the rusage wait4 returns. ``-i 0``: no pause between targets, as fast as it goes."""
-    args = ["-C", str(FPING_COUNT), "-p", str(FPING_PERIOD_MS), "-q", "-i", "0"]
+def run_fping(targets: Sequence[str], cpu: int | None, *, count: int = FPING_COUNT) -> dict[str, Any]:
+    """Debian's fping over the same loopback targets, pinned to our CPU (this process only waits),
+    :data:`FPING_RUNS` runs back to back; its user and system CPU from the rusage wait4 returns.
+    ``-i 0``: no pause between targets, as fast as it goes."""
+    args = ["-C", str(count), "-p", str(FPING_PERIOD_MS), "-q", "-i", "0"]
     cmd = [FPING_BIN, *args]
     if cpu is not None:
         cmd = ["taskset", "-c", str(cpu), *cmd]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    wall0 = time.monotonic()
-    proc = subprocess.Popen(
-        cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    # fping reads its targets from stdin; -C -q prints one line per target on stderr at the end
-    _out, err = proc.communicate("\n".join(targets) + "\n")
-    wall = time.monotonic() - wall0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # only fping was reaped in between
-    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     replies = lost = 0
-    for line in err.splitlines():
-        _host, sep, rtts = line.partition(" : ")
-        if not sep:
-            continue
-        for rtt in rtts.split():
-            if rtt == "-":
-                lost += 1
-            else:
-                replies += 1
+    wall = user = system = 0.0
+    exits = []
+    for _ in range(FPING_RUNS):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        wall0 = time.monotonic()
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        # fping reads its targets from stdin; -C -q prints one line per target on stderr at the end
+        _out, err = proc.communicate("\n".join(targets) + "\n")
+        wall += time.monotonic() - wall0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)  # only fping was reaped in between
+        user += after.ru_utime - before.ru_utime
+        system += after.ru_stime - before.ru_stime
+        exits.append(proc.returncode)
+        for line in err.splitlines():
+            _host, sep, rtts = line.partition(" : ")
+            if not sep:
+                continue
+            for rtt in rtts.split():
+                if rtt == "-":
+                    lost += 1
+                else:
+                    replies += 1
     sent = replies + lost
+    cpu_s = user + system
     return {
         "args": args,
+        "runs": FPING_RUNS,
         "targets": len(targets),
         "pings_sent": sent,
         "replies": replies,
         "lost": lost,
         "wall_s": wall,
         "cpu_s": cpu_s,
+        "user_s": user,
+        "system_s": system,
+        "user_us_per_ping": user / sent * 1e6 if sent else float("nan"),
+        "system_us_per_ping": system / sent * 1e6 if sent else float("nan"),
         "pings_per_cpu_s": sent / cpu_s if cpu_s > 0 else float("nan"),
-        "exit": proc.returncode,
+        "exit": exits,
         "load_1min": os.getloadavg()[0],
     }
+
+
+def run_engine(
+    targets: int, *, rounds: int, floor_rounds: int, profile: Path | None, spy_cpu: int | None
+) -> dict[str, Any]:
+    """``bench/icmp_engine.py`` in a child on our CPU: the daemon's Pinger on the daemon's event
+    loop (and on asyncio's own, when that is another), then the kernel-floor loop."""
+    cmd = [sys.executable, str(BENCH / "icmp_engine.py"), "--targets", str(targets)]
+    cmd += ["--rounds", str(rounds), "--floor-rounds", str(floor_rounds), "--loops", "auto,asyncio"]
+    if profile is not None:
+        cmd += ["--profile", str(profile)]
+    if spy_cpu is not None:
+        cmd += ["--spy-cpu", str(spy_cpu)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600, cwd=REPO)
+    if out.returncode != 0:
+        raise RuntimeError(f"ICMP engine child failed:\n{out.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
 
 
 # -- SNMPv3 against snmpd ------------------------------------------------------------------------
@@ -596,9 +653,16 @@ V3_BENCH_HOSTS = 64  # snmpd listens on this many 127.72.0.x addresses: one agen
 
 
 async def _gets_per_cpu(
-    transport: Any, targets: Sequence[Any], *, duration: float, concurrency: int
+    transport: Any,
+    targets: Sequence[Any],
+    *,
+    duration: float,
+    concurrency: int,
+    profile: Path | None = None,
+    spy_cpu: int | None = None,
 ) -> dict[str, Any]:
-    """``concurrency`` workers GET :data:`SNMPD_OIDS` round the targets: GETs per CPU-second."""
+    """``concurrency`` workers GET :data:`SNMPD_OIDS` round the targets: GETs per CPU-second
+    (``profile``: py-spy records the measured window, started in the warm-up's last moment)."""
     ok = failed = 0
     errors: Counter[str] = Counter()
     stop_at = 0.0
@@ -614,7 +678,11 @@ async def _gets_per_cpu(
                 failed += 1
                 errors[resp.error.message if resp.error else "short answer"] += 1
 
-    stop_at = time.monotonic() + min(2.0, duration / 4)  # warm-up: discovery, keys, sockets
+    warm = min(2.0, duration / 4)
+    stop_at = time.monotonic() + warm  # warm-up: discovery, keys, sockets
+    recorder = Recorder(os.getpid(), profile, cpu=spy_cpu) if profile is not None else None
+    if recorder is not None:
+        asyncio.get_running_loop().call_later(max(0.0, warm - ATTACH_S), recorder.start)
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     ok = failed = 0
     errors.clear()
@@ -623,7 +691,9 @@ async def _gets_per_cpu(
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     cpu1, wall1 = time.process_time(), time.monotonic()
     cpu_s, wall_s = cpu1 - cpu0, wall1 - wall0
+    recorded = await asyncio.to_thread(recorder.stop) if recorder is not None else None
     return {
+        "profile": recorded.to_dict() if recorded is not None else None,
         "ok": ok,
         "failed": failed,
         "errors": dict(errors.most_common(5)),
@@ -637,7 +707,14 @@ async def _gets_per_cpu(
 
 
 async def run_v3(
-    workdir: Path, devices: int, *, duration: float, concurrency: int, agent_cpu: int | None
+    workdir: Path,
+    devices: int,
+    *,
+    duration: float,
+    concurrency: int,
+    agent_cpu: int | None,
+    profile: Path | None = None,
+    spy_cpu: int | None = None,
 ) -> dict[str, Any]:
     """v2c and SNMPv3 authPriv (SHA/AES-128) GETs of the same 10 scalars from the same snmpd, through
     the daemon's transport (and v3 through pysnmp for reference): GETs per CPU-second each."""
@@ -684,7 +761,12 @@ async def run_v3(
             transport = create_transport(force_pysnmp=force)
             try:
                 out[name] = await _gets_per_cpu(
-                    transport, targets, duration=duration, concurrency=concurrency
+                    transport,
+                    targets,
+                    duration=duration,
+                    concurrency=concurrency,
+                    profile=profile if name == "v3" else None,
+                    spy_cpu=spy_cpu,
                 )
             finally:
                 await transport.close()
@@ -756,7 +838,25 @@ def edit_sites(path: Path, share: float) -> int:
     return edited
 
 
-def child_memory(config: Path, samples: dict[str, Observation]) -> dict[str, Any]:
+def _heap_sites(snapshot: tracemalloc.Snapshot, top: int = 12) -> list[tuple[str, int, float]]:
+    """The largest allocation sites of a tracemalloc snapshot: (file:line, bytes, share)."""
+    stats = snapshot.statistics("lineno")
+    total = sum(s.size for s in stats) or 1
+    out = []
+    for stat in stats[:top]:
+        frame = stat.traceback[0]
+        name = frame.filename
+        for marker in ("/site-packages/", "/src/", "/lib/python3"):
+            if marker in name:
+                name = name.rpartition(marker)[2]
+                break
+        out.append((f"{name}:{frame.lineno}", stat.size, stat.size / total))
+    return out
+
+
+def child_memory(
+    config: Path, samples: dict[str, Observation], profile: Path | None = None, spy_cpu: int | None = None
+) -> dict[str, Any]:
     """Heap and RSS of config + health model + scheduler with one observation of each probe per
     device; then two reloads as ``Daemon.reload`` does them (``app._load`` with the daemon's
     :class:`SiteCache` in a worker thread, the model and the scheduler reconfigured on the loop):
@@ -775,27 +875,34 @@ def child_memory(config: Path, samples: dict[str, Observation]) -> dict[str, Any
     health.snapshot()
     gc.collect()
     heap, _peak = tracemalloc.get_traced_memory()
+    snapshot = tracemalloc.take_snapshot()
+    sites = _heap_sites(snapshot)
+    del snapshot
     tracemalloc.stop()
     rss_unsettled = _rss_bytes()
     settle_after_load()  # as the daemon does after a (re)load
     rss1 = _rss_bytes()
 
     reloads: dict[str, dict[str, float]] = {}
+    reload_profile: dict[str, Any] | None = None
     registry = builtin()
     for label in ("one_percent", "unchanged", "uncached"):
         edited = edit_sites(config, 0.01) if label == "one_percent" else 0
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        # uncached: as a reload of a file whose every site changed (and as every reload was before)
-        loaded = app._load(
-            config, registry, cache if label != "uncached" else SiteCache()
-        ).config  # the daemon runs this in a worker thread
-        cpu1, wall1 = time.process_time(), time.perf_counter()
-        health.reconfigure(loaded.config, loaded.devices)
-        wall_h = time.perf_counter()
-        scheduler.reconcile(loaded.devices)
-        cpu2, wall2 = time.process_time(), time.perf_counter()
-        settle_after_load()
-        cpu3 = time.process_time()
+        with recording(profile if label == "one_percent" else None, cpu=spy_cpu) as got:
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            # uncached: as a reload of a file whose every site changed (and as every reload was before)
+            loaded = app._load(
+                config, registry, cache if label != "uncached" else SiteCache()
+            ).config  # the daemon runs this in a worker thread
+            cpu1, wall1 = time.process_time(), time.perf_counter()
+            health.reconfigure(loaded.config, loaded.devices)
+            wall_h = time.perf_counter()
+            scheduler.reconcile(loaded.devices)
+            cpu2, wall2 = time.process_time(), time.perf_counter()
+            settle_after_load()
+            cpu3 = time.process_time()
+        if got:
+            reload_profile = got[0].to_dict()
         reloads[label] = {
             "sites_edited": edited,
             "cpu_s": cpu3 - cpu0,
@@ -816,6 +923,8 @@ def child_memory(config: Path, samples: dict[str, Observation]) -> dict[str, Any
         "reload": reloads["one_percent"],
         "reload_unchanged": reloads["unchanged"],
         "reload_uncached": reloads["uncached"],
+        "reload_profile": reload_profile,
+        "heap_sites": sites,
         "kept": bool(health and scheduler),
     }
 
@@ -837,7 +946,9 @@ class GcPauses:
         self.longest = max(self.longest, spent)
 
 
-def child_render(config: Path, samples: dict[str, Observation]) -> dict[str, Any]:
+def child_render(
+    config: Path, samples: dict[str, Observation], profile: Path | None = None, spy_cpu: int | None = None
+) -> dict[str, Any]:
     """/metrics as the daemon serves Prometheus (``export.exposition.scrape``, gzip), step by step:
     the snapshot and collecting run on the event loop, the text and gzip in a worker thread. The
     first scrape (every site rendered), one after a full cycle of changes (every site changed),
@@ -927,7 +1038,8 @@ def child_render(config: Path, samples: dict[str, Observation]) -> dict[str, Any
     first = timed_scrape(keep=True)
     site_ids = list(by_site)
     change(site_ids)
-    full = timed_scrape()
+    with recording(profile, cpu=spy_cpu) as got:  # the full-cycle scrape (its own clock inside)
+        full = timed_scrape()
     step = max(1, len(site_ids) // 100)
     some = []
     for k in range(3):
@@ -958,13 +1070,20 @@ def child_render(config: Path, samples: dict[str, Observation]) -> dict[str, Any
         "bytes": len(body),
         "gzip_bytes": first["gzip_bytes"],
         "series": sum(1 for line in body.splitlines() if line and not line.startswith(b"#")),
+        "full_cycle_profile": got[0].to_dict() if got else None,
     }
 
 
-def run_child(mode: str, config: Path, samples: Path | None) -> dict[str, Any]:
+def run_child(
+    mode: str, config: Path, samples: Path | None, profile: Path | None = None, spy_cpu: int | None = None
+) -> dict[str, Any]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", mode, "--config", str(config)]
     if samples is not None:
         cmd += ["--samples", str(samples)]
+    if profile is not None:
+        cmd += ["--profile-to", str(profile)]
+    if spy_cpu is not None:
+        cmd += ["--spy-cpu", str(spy_cpu)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=3600)
     if out.returncode != 0:
         raise RuntimeError(f"{mode} child failed:\n{out.stderr[-2000:]}")
@@ -982,6 +1101,7 @@ class Row:
     goal: str = "-"
     result: str = "info"
     load: str = ""  # the 1-minute load average when the figure was taken: the machine is shared
+    key: str = ""  # the summary key of a goal row
 
 
 def _fmt(value: float, digits: int = 0) -> str:
@@ -994,6 +1114,11 @@ def _lag(value: float) -> str:
     if math.isnan(value):
         return "n/a"
     return "> 30 s" if value == float("inf") else f"≤ {value:g} s"
+
+
+def _us(figures: dict[str, Any]) -> str:
+    """User + system µs a ping."""
+    return f"{figures['user_us_per_ping']:.1f} + {figures['system_us_per_ping']:.1f} µs"
 
 
 def _load() -> str:
@@ -1022,7 +1147,11 @@ class Report:
     def goal(self, key: str, measure: str, value: float, text: str) -> None:
         goal = GOALS[key]
         self.summary[key] = None if math.isnan(value) else value
-        self.rows.append(Row(measure, text, goal.text, goal.distance(value), _load()))
+        self.rows.append(Row(measure, text, goal.text, goal.distance(value), _load(), key))
+
+    def missed(self) -> list[tuple[Row, str]]:
+        """The goal rows whose goal was missed, with their keys, in table order."""
+        return [(r, r.key) for r in self.rows if r.key and not r.result.startswith("met")]
 
 
 # -- main --------------------------------------------------------------------------------------
@@ -1064,6 +1193,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> tuple[Report, dict[s
         "load_at_start": list(os.getloadavg()),
     }
     samples: dict[str, Observation] = {}
+    profiles = ProfileSet(args.out.parent / "profiles", enabled=args.profile == "on")
 
     with Agents(agent_devices, port, theirs) as agents:
         if "poll" in phases:
@@ -1078,7 +1208,15 @@ async def bench(args: argparse.Namespace, workdir: Path) -> tuple[Report, dict[s
                 # ICMP at ~2,500 bursts/s whatever the CPU; the daemon's default is 2,000
                 icmp_max_concurrency=max(args.concurrency, 2000),
             )
-            w = await run_polling(cfg, warmup=min(interval, 3.0) + 0.5, duration=dur, force_pysnmp=pysnmp)
+            w = await run_polling(
+                cfg,
+                warmup=min(interval, 3.0) + 0.5,
+                duration=dur,
+                force_pysnmp=pysnmp,
+                profile=profiles.path("devices_per_cpu_s", "poll"),
+                spy_cpu=ours,
+            )
+            profiles.add("devices_per_cpu_s", w.profile)
             samples.update(w.tally.samples)
             snmp_ok, icmp_ok = w.tally.ok["snmp"], w.tally.ok["icmp"]
             per_cpu = min(snmp_ok, icmp_ok) / w.cpu_s
@@ -1109,7 +1247,15 @@ async def bench(args: argparse.Namespace, workdir: Path) -> tuple[Report, dict[s
                 max_concurrency=args.concurrency,
             )
             warmup = min(n / args.offered, 3.0) + 0.5
-            w = await run_polling(cfg, warmup=warmup, duration=dur, force_pysnmp=pysnmp)
+            w = await run_polling(
+                cfg,
+                warmup=warmup,
+                duration=dur,
+                force_pysnmp=pysnmp,
+                profile=profiles.path("snmp_vs_snmp_exporter", "snmp"),
+                spy_cpu=ours,
+            )
+            profiles.add("snmp_vs_snmp_exporter", w.profile)
             samples.update(w.tally.samples)
             gets = w.tally.ok["snmp"] / w.cpu_s
             res["snmp"] = {
@@ -1156,27 +1302,90 @@ async def bench(args: argparse.Namespace, workdir: Path) -> tuple[Report, dict[s
                 f"{_fmt(ours_per_cpu)}, {_fmt(pings)}/s, {w.cpu_s / w.wall_s:.0%}, "
                 f"{lost} of {w.tally.pings_sent}",
             )
+            # the engine alone, then the kernel's floor, in a child on our CPU (bench/icmp_engine.py)
+            # at least fping's pings a target; a few seconds of CPU, so the profile has samples
+            rounds = max(args.fping_count // ENGINE_BURST, round(2 * dur))
+            eng = await asyncio.to_thread(
+                run_engine,
+                n,
+                rounds=rounds,
+                floor_rounds=3 * rounds,
+                profile=profiles.path("icmp_vs_fping", "icmp-engine"),
+                spy_cpu=ours,
+            )
+            res["icmp_engine"] = eng
+            profiled = eng.get("engine_profiled")
+            if profiled is not None:
+                profiles.add("icmp_vs_fping", profiled.pop("profile", None))
+            ours_e = eng["engine"][eng["daemon_loop"]]
+            floor = eng["floor"]
+            report.info(
+                f"ICMP engine alone (Pinger.burst to {n:,} targets at once, {ENGINE_BURST} pings 20 ms"
+                f" apart, {rounds} rounds, {eng['daemon_loop']}): pings/CPU-s, user + sys µs a ping, lost",
+                f"{_fmt(ours_e['pings_per_cpu_s'])}, {_us(ours_e)},"
+                f" {ours_e['lost']} of {ours_e['pings_sent']}",
+            )
+            for name, other in eng["engine"].items():
+                if name != eng["daemon_loop"]:
+                    report.info(
+                        f"  same engine on {name}'s loop",
+                        f"{_fmt(other['pings_per_cpu_s'])}, {_us(other)}",
+                    )
+            if profiled is not None:
+                report.info(
+                    "  same engine again, py-spy recording it (not counted; its overhead)",
+                    f"{_fmt(profiled['pings_per_cpu_s'])}, {_us(profiled)}",
+                )
+            report.info(
+                f"kernel floor (one raw socket: sendto {n:,} targets, recv_into the replies,"
+                f" {floor['rounds']} rounds): pings/CPU-s, user + sys µs a ping",
+                f"{_fmt(floor['pings_per_cpu_s'])}, {_us(floor)}",
+            )
             if not os.access(FPING_BIN, os.X_OK):
                 report.info("fping pings per CPU-second", "fping not installed")
             else:
-                fp = await asyncio.to_thread(run_fping, [device_address(i) for i in range(n)], ours)
+                targets = [device_address(i) for i in range(n)]
+                fp = await asyncio.to_thread(run_fping, targets, ours, count=args.fping_count)
                 res["fping"] = fp
                 report.info(
-                    f"  fping {' '.join(fp['args'])}: pings per CPU-second, lost",
-                    f"{_fmt(fp['pings_per_cpu_s'])}, {fp['lost']} of {fp['pings_sent']}",
+                    f"  fping {' '.join(fp['args'])} (x{fp['runs']}): pings/CPU-s, user + sys µs a ping,"
+                    " lost",
+                    f"{_fmt(fp['pings_per_cpu_s'])}, {_us(fp)}, {fp['lost']} of {fp['pings_sent']}",
                 )
-                ratio = ours_per_cpu / fp["pings_per_cpu_s"] if fp["pings_per_cpu_s"] else math.nan
+                fping_us = fp["cpu_s"] / fp["pings_sent"] * 1e6 if fp["pings_sent"] else math.nan
+                best = fping_us / floor["system_us_per_ping"] if floor["system_us_per_ping"] else math.nan
+                res["icmp_floor_vs_fping"] = best
+                report.info(
+                    "  best any engine can do ÷ fping here: fping's µs a ping ÷ the floor's system µs",
+                    f"{best:.2f}",
+                )
+                theirs_per_cpu = fp["pings_per_cpu_s"]
+                ratio = ours_e["pings_per_cpu_s"] / theirs_per_cpu if theirs_per_cpu else math.nan
                 report.goal(
                     "icmp_vs_fping",
-                    "ICMP pings per CPU-second ÷ fping's (same targets, same run)",
+                    f"ICMP engine ÷ fping: pings/CPU-s, engine to engine ({eng['daemon_loop']};"
+                    f" {ENGINE_BURST}-ping bursts against fping -C {args.fping_count}, same targets and run)",
                     ratio,
                     f"{ratio:.2f}",
+                )
+                pipeline = ours_per_cpu / fp["pings_per_cpu_s"] if fp["pings_per_cpu_s"] else math.nan
+                res["icmp_pipeline_vs_fping"] = pipeline
+                report.info(
+                    f"  ICMP pipeline (scheduler + probe + Observation + ingest, {args.loop}) ÷ fping",
+                    f"{pipeline:.2f}",
                 )
         if "lag" in phases:
             m = args.lag_devices
             lag_interval = m * 60.0 / args.lag_rate
             cfg = write_config(workdir / "lag.yaml", m, port=port, interval=lag_interval)
-            w = await run_polling(cfg, warmup=0.0, duration=max(dur, 2 * lag_interval))
+            w = await run_polling(
+                cfg,
+                warmup=0.0,
+                duration=max(dur, 2 * lag_interval),
+                profile=profiles.path("lag_p99_s_250k_per_min", "lag"),
+                spy_cpu=ours,
+            )
+            profiles.add("lag_p99_s_250k_per_min", w.profile)
             counts = [a - b for a, b in zip(w.stats.lag_counts, w.stats_before.lag_counts, strict=True)]
             p50, p99 = lag_quantile(counts, 0.5), lag_quantile(counts, 0.99)
             res["lag"] = {
@@ -1237,8 +1446,18 @@ async def bench(args: argparse.Namespace, workdir: Path) -> tuple[Report, dict[s
     res["agents"] = agents.stats
 
     if "v3" in phases:
-        v3 = await run_v3(workdir, n, duration=dur, concurrency=args.concurrency, agent_cpu=theirs)
+        v3 = await run_v3(
+            workdir,
+            n,
+            duration=dur,
+            concurrency=args.concurrency,
+            agent_cpu=theirs,
+            profile=profiles.path("snmpv3_vs_v2c", "v3"),
+            spy_cpu=ours,
+        )
         res["v3"] = v3
+        if "v3" in v3:
+            profiles.add("snmpv3_vs_v2c", v3["v3"].pop("profile", None))
         if v3.get("skipped"):
             report.info("SNMPv3 authPriv GETs per CPU-second", v3["skipped"])
         else:
@@ -1258,8 +1477,16 @@ async def bench(args: argparse.Namespace, workdir: Path) -> tuple[Report, dict[s
     samples_path.write_text(json.dumps({k: v.to_dict() for k, v in samples.items()}), encoding="utf-8")
     if "memory" in phases:
         cfg = write_config(workdir / "memory.yaml", args.memory_devices, port=port, interval=60.0)
-        mem = await asyncio.to_thread(run_child, "memory", cfg, samples_path)
+        mem = await asyncio.to_thread(
+            run_child, "memory", cfg, samples_path, profiles.path("reload_300k_cpu_s", "reload"), ours
+        )
         res["memory"] = mem
+        profiles.add("reload_300k_cpu_s", mem.pop("reload_profile", None))
+        if profiles.enabled:
+            profiles.add(
+                "rss_gib_300k",
+                {"tracemalloc": f"{mem['devices']:,} devices loaded", "sites": mem["heap_sites"]},
+            )
         m = mem["devices"]
         report.info(
             f"memory per device ({m:,} devices): Python heap, RSS growth",
@@ -1295,7 +1522,13 @@ async def bench(args: argparse.Namespace, workdir: Path) -> tuple[Report, dict[s
         res["render"] = []
         for m in args.render_devices:
             cfg = write_config(workdir / f"render-{m}.yaml", m, port=port, interval=60.0)
-            r = await asyncio.to_thread(run_child, "render", cfg, samples_path)
+            label = f"render-{m}-full"
+            prof = profiles.path("metrics_100k_full_cpu_s", label) if m == max(args.render_devices) else None
+            r = await asyncio.to_thread(run_child, "render", cfg, samples_path, prof, ours)
+            full_profile = r.pop("full_cycle_profile", None)
+            if m == 100_000:
+                profiles.add("metrics_100k_full_cpu_s", full_profile)
+                profiles.add("metrics_100k_loop_max_s", full_profile)
             res["render"].append(r)
             one, full = r["one_percent"], r["full_cycle"]
             report.info(
@@ -1335,6 +1568,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> tuple[Report, dict[s
                     f" {r['promote_max_s'] * 1000:,.0f} ms",
                 )
     res["summary"] = report.summary
+    res["profiles"] = profiles.by_goal
     return report, res
 
 
@@ -1394,9 +1628,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated subset of {','.join(PHASES)}")
     p.add_argument("--out", type=Path, default=REPO / "var" / "bench" / "latest.json")
+    p.add_argument(
+        "--profile",
+        choices=("on", "off"),
+        default="on",
+        help="py-spy (tracemalloc for memory) over each measured phase: raw files beside --out in"
+        " profiles/, and the top functions of each missed goal after the table",
+    )
+    p.add_argument(
+        "--fping-count",
+        type=int,
+        default=FPING_COUNT,
+        help="fping -C: pings a target per run (the engine sends as many, in 3-ping bursts)",
+    )
     p.add_argument("--child", choices=("memory", "render"), help=argparse.SUPPRESS)
     p.add_argument("--config", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--samples", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--profile-to", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--spy-cpu", type=int, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -1406,7 +1655,7 @@ def _child(args: argparse.Namespace) -> int:
         raw = json.loads(args.samples.read_text(encoding="utf-8"))
         samples = {k: Observation.from_dict(v) for k, v in raw.items()}
     fn = child_memory if args.child == "memory" else child_render
-    print(json.dumps(fn(args.config, samples)), flush=True)
+    print(json.dumps(fn(args.config, samples, args.profile_to, args.spy_cpu)), flush=True)
     return 0
 
 
@@ -1447,6 +1696,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{res['duration_s']:g} s per phase, {time.time() - started:.0f} s in all"
     )
     print(table(report.rows))
+    missed = report.missed()
+    if missed:
+        print("\n## What is left: the profile of each goal missed\n")
+        for row, key in missed:
+            print(section(key, row.value, row.goal, row.result, res["profiles"].get(key)) + "\n")
     print("\nsummary: " + json.dumps(res["summary"]))
     print(f"results: {args.out}")
     return 0  # a benchmark reports; the table says what passed

@@ -30,8 +30,8 @@ packet holds can raise out of the reader callback.
 from __future__ import annotations
 
 import asyncio
+import collections
 import errno
-import heapq
 import ipaddress
 import itertools
 import logging
@@ -377,10 +377,11 @@ class _Channel:
         # repeat only after 2**32 requests (2**16 for datagram sockets, whose identifier the
         # kernel sets; replies are also keyed by address, so that is plenty)
         self.counter = random.getrandbits(32)
-        # The tick: every burst in flight has one entry (when, order, burst), due when its next
-        # request is to be sent or, once all are sent, when it expires. One timer serves them all.
-        self._due: list[tuple[float, int, _Burst]] = []
-        self._order = 0
+        # The tick: every burst in flight has one entry (when, burst), due when its next request
+        # is to be sent or, once all are sent, when it expires. An entry is always pushed at the
+        # loop's time plus a delay (an interval, a timeout, the send retry), so one FIFO per
+        # delay is in time order: no heap, and the tick pops only what is due. One timer serves all.
+        self._due: dict[float, collections.deque[tuple[float, _Burst]]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
         self._last_tick = -math.inf
@@ -432,8 +433,9 @@ class _Channel:
             self._timer.cancel()
             self._timer = None
             self._timer_at = math.inf
-        for _when, _order, burst in self._due:
-            burst.abort()
+        for fifo in self._due.values():
+            for _when, burst in fifo:
+                burst.abort()
         self._due.clear()
         for burst, _index in self.pending.values():
             burst.abort()
@@ -448,11 +450,12 @@ class _Channel:
         try:
             self._send(burst)
         except BlockingIOError:  # send queue full: the tick tries again
-            self._push(self.loop.time() + _SEND_RETRY, burst)
+            self._push(_SEND_RETRY, burst)
         except OSError as exc:
             raise _send_error(exc, burst.address) from exc
         else:
-            self._schedule_next(burst, self.loop.time())
+            # after the last request, the burst expires ``timeout`` after it, as ``ping -W``
+            self._push(burst.interval if burst.next < burst.count else burst.timeout, burst)
 
     def _send(self, burst: _Burst) -> None:
         """Send request ``burst.next``; raises OSError (nothing recorded then) or BurstError."""
@@ -497,24 +500,23 @@ class _Channel:
             checksum = ~total & 0xFFFF
         return _ECHO_HEADER.pack(kind, 0, checksum, ident, seq) + payload
 
-    def _schedule_next(self, burst: _Burst, now: float) -> None:
-        if burst.next < burst.count:
-            self._push(now + burst.interval, burst)
-        else:
-            # the last request is out: the burst expires ``timeout`` after it, as ``ping -W``
-            self._push(now + burst.timeout, burst)
-
-    def _push(self, when: float, burst: _Burst) -> None:
-        self._order += 1
-        heapq.heappush(self._due, (when, self._order, burst))
-        self._arm()
+    def _push(self, delay: float, burst: _Burst) -> None:
+        """Put ``burst`` on the tick ``delay`` from now (outside the tick)."""
+        when = self.loop.time() + delay
+        fifo = self._due.get(delay)
+        if fifo is None:
+            fifo = self._due[delay] = collections.deque()
+        fifo.append((when, burst))
+        if when < self._timer_at:
+            self._arm()
 
     def _arm(self) -> None:
         """Keep one timer at the first entry's time, but at most one tick per ``_TICK``: entries
         due closer together than that are served by the same tick (sent up to ``_TICK`` late)."""
-        if not self._due:
+        first = min((fifo[0][0] for fifo in self._due.values() if fifo), default=math.inf)
+        if first == math.inf:
             return
-        when = max(self._due[0][0], self._last_tick + _TICK)
+        when = max(first, self._last_tick + _TICK)
         if self._timer is not None:
             if self._timer_at <= when:
                 return
@@ -530,40 +532,40 @@ class _Channel:
         due = self._due
         swept = False
         try:
-            while due and due[0][0] <= now:
-                _when, _order, burst = heapq.heappop(due)
-                if burst.done:
-                    continue
-                if burst.next < burst.count:
-                    try:
-                        self._send(burst)
-                    except BlockingIOError:
-                        heapq.heappush(due, (now + _SEND_RETRY, self._next_order(), burst))
-                    except OSError as exc:
-                        burst.fail(_send_error(exc, burst.address))
-                    except BurstError as exc:
-                        burst.fail(exc)
-                    else:
-                        self._order += 1
-                        if burst.next < burst.count:
-                            heapq.heappush(due, (now + burst.interval, self._order, burst))
-                        else:
-                            heapq.heappush(due, (now + burst.timeout, self._order, burst))
-                    continue
-                if not swept:
-                    # a busy loop may not have read replies that came in time; their kernel
-                    # timestamps still tell, so read what is queued before calling anything lost
-                    swept = True
-                    self.read(None)
+            # a FIFO made during this tick (a new delay) is due later: the next tick serves it
+            for fifo in list(due.values()):
+                while fifo and fifo[0][0] <= now:
+                    burst = fifo.popleft()[1]
                     if burst.done:
                         continue
-                burst.finish()
+                    if burst.next < burst.count:
+                        try:
+                            self._send(burst)
+                        except BlockingIOError:
+                            delay = _SEND_RETRY
+                        except OSError as exc:
+                            burst.fail(_send_error(exc, burst.address))
+                            continue
+                        except BurstError as exc:
+                            burst.fail(exc)
+                            continue
+                        else:
+                            delay = burst.interval if burst.next < burst.count else burst.timeout
+                        later = due.get(delay)
+                        if later is None:
+                            later = due[delay] = collections.deque()
+                        later.append((now + delay, burst))
+                        continue
+                    if not swept:
+                        # a busy loop may not have read replies that came in time; their kernel
+                        # timestamps still tell, so read what is queued before calling anything lost
+                        swept = True
+                        self.read(None)
+                        if burst.done:
+                            continue
+                    burst.finish()
         finally:
             self._arm()
-
-    def _next_order(self) -> int:
-        self._order += 1
-        return self._order
 
     def _filter(self, sock: socket.socket) -> None:
         """Let the kernel drop the ICMP types we never read (echo requests, router adverts...)."""
@@ -588,30 +590,45 @@ class _Channel:
         if sock is None:
             return
         v4 = self.family == socket.AF_INET
+        # the common packet, an echo reply with no IP options (raw IPv4) or none at all, is
+        # matched here; anything else goes through _dispatch's checks
+        reply_at, reply_type = (20, 0) if v4 and self.raw else (0, 0 if v4 else 129)
+        reply_len = reply_at + _ICMP_HEADER
+        recvmsg, monotonic, wall, pending = sock.recvmsg, self.monotonic, self.wall, self.pending
+        unpack_id_seq = _ID_SEQ.unpack_from
         count = 0
         while limit is None or count < limit:
             count += 1
             try:
-                data, ancdata, _flags, peer = sock.recvmsg(2048, 64)
+                data, ancdata, _flags, peer = recvmsg(2048, 64)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
                 # e.g. an ICMP error queued on a datagram socket; the next read goes on
                 log.debug("ICMP receive: %s", exc)
                 continue
-            self.read_at = received_at = self.monotonic()
+            self.read_at = read_at = received_at = monotonic()
             for level, kind, value in ancdata:
                 if level != socket.SOL_SOCKET:
                     continue
                 if kind == _SO_TIMESTAMPNS and len(value) >= 16:
                     sec, nsec = _TIMESTAMP.unpack_from(value)
                     # how long it waited for us, on the wall clock the kernel stamps with
-                    received_at -= self.wall() - (sec + nsec * 1e-9)
+                    received_at -= wall() - (sec + nsec * 1e-9)
                 elif kind == _SO_RXQ_OVFL and len(value) >= 4:
                     self._overflowed(_U32.unpack_from(value)[0])
             source = peer[0] if v4 else _strip_scope(peer[0])
             try:
-                self._dispatch(data, source, received_at)
+                if (
+                    len(data) >= reply_len
+                    and data[reply_at] == reply_type
+                    and (reply_at == 0 or data[0] == 0x45)  # IPv4, a 20-octet header
+                ):
+                    entry = pending.pop((source, *unpack_id_seq(data, reply_at + 4)), None)
+                    if entry is not None:
+                        entry[0].reply(entry[1], received_at, read_at)
+                else:
+                    self._dispatch(data, source, received_at)
             except _Malformed as exc:
                 self.stats.count_malformed(self.read_at, source, str(exc))
             except Exception:  # a bug here must cost one packet, never the loop's reader callback
@@ -795,9 +812,10 @@ class Pinger:
                 await state.waiter
         finally:
             state.done = True
-            pending = channel.pending
-            for key in state.keys:
-                pending.pop(key, None)
+            if state.remaining:  # requests unanswered (every answer or error took its own key)
+                pending = channel.pending
+                for key in state.keys:
+                    pending.pop(key, None)
             channel.release()
         rtts = tuple(r for r in state.rtts if r is not None)
         return BurstResult(peer, state.next, rtts, state.error)
