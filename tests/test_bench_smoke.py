@@ -110,6 +110,7 @@ def test_bench_runs_and_prints_its_table(tmp_path: Path) -> None:
             assert profile["samples"] > 0, key
             assert Path(profile["file"]).stat().st_size > 0, key
         else:
+            # a 2 s window can fall between samples; py-spy itself comes with the test extra
             assert profile["error"].startswith("no samples on the CPU"), (key, profile["error"])
     assert profiles["rss_gib_300k"]["sites"]
     assert results["exporter"]["targets_ok"] > 0
