@@ -37,7 +37,7 @@ from agents import device_address
 from profiling import recording
 
 from uptimewatch.event_loop import loop_factory
-from uptimewatch.probing.icmp import IcmpProber, detect_privilege
+from uptimewatch.probing.icmp import IcmpProber, _echo_request, detect_privilege
 
 BURST = (3, 0.02, 1.0)  # count, interval, timeout: the daemon's shape, fping's -p 20
 PAYLOAD = 56  # fping's default data size, and ours
@@ -106,16 +106,6 @@ def engine(
     return out
 
 
-def _echo(ident: int, seq: int) -> bytes:
-    data = bytes(i & 0xFF for i in range(PAYLOAD))
-    header = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
-    words = struct.unpack(f"!{(len(header) + len(data)) // 2}H", header + data)
-    total = sum(words)
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return struct.pack("!BBHHH", 8, 0, ~total & 0xFFFF, ident, seq) + data
-
-
 def floor(targets: Sequence[str], *, rounds: int) -> dict[str, Any]:
     """The minimal raw-socket loop: send to every target, read every reply, ``rounds`` times."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
@@ -127,7 +117,7 @@ def floor(targets: Sequence[str], *, rounds: int) -> dict[str, Any]:
         except OSError:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024 * 1024)
         sock.setblocking(False)
-        packet = _echo(os.getpid() & 0xFFFF, 1)
+        packet = _echo_request(socket.AF_INET, True, os.getpid() & 0xFFFF, 1, PAYLOAD)
         addresses = [(t, 0) for t in targets]
         buf = bytearray(2048)
         sendto, recv_into = sock.sendto, sock.recv_into

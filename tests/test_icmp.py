@@ -98,6 +98,25 @@ async def test_close_stops_bursts_in_flight(prober: icmp.IcmpProber) -> None:
         await burst
 
 
+async def test_intervals_no_burst_uses_any_more_leave_nothing_on_the_tick(prober: icmp.IcmpProber) -> None:
+    """The socket stays open while one long burst runs, as it does in a daemon that always has
+    bursts in flight; bursts of forty other intervals (a reload that changed them all) come and go,
+    and answer, and the tick keeps no queue for an interval nobody waits on."""
+    pinger = prober.pinger
+    long_one = asyncio.ensure_future(pinger.burst("127.0.0.1", 40, 0.05, 1.0))
+    await asyncio.sleep(0.05)
+    intervals = [0.01 + i / 1000 for i in range(40)]
+    results = await asyncio.gather(
+        *(pinger.burst(f"127.0.1.{i + 1}", 2, interval, 1.0) for i, interval in enumerate(intervals))
+    )
+    assert [r.received for r in results] == [2] * len(intervals)
+    await asyncio.sleep(0.2)  # a tick or two after the last of them expired
+    (channel,) = pinger._channels.values()
+    assert pinger.open_sockets() == 1
+    assert set(channel._due) <= {0.05, 1.0}
+    assert (await long_one).received == 40
+
+
 async def test_loopback_addresses_concurrently(prober: icmp.IcmpProber) -> None:
     hosts = ["127.0.0.1"] + [f"127.0.0.{i}" for i in range(2, 51)]
     results = await asyncio.gather(*(prober.probe(device(h)) for h in hosts))

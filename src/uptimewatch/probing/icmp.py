@@ -533,7 +533,7 @@ class _Channel:
         swept = False
         try:
             # a FIFO made during this tick (a new delay) is due later: the next tick serves it
-            for fifo in list(due.values()):
+            for delay_of_fifo, fifo in list(due.items()):
                 while fifo and fifo[0][0] <= now:
                     burst = fifo.popleft()[1]
                     if burst.done:
@@ -564,6 +564,10 @@ class _Channel:
                         if burst.done:
                             continue
                     burst.finish()
+                if not fifo:
+                    # a delay no burst waits on (a reload changed the intervals): nothing left
+                    # for _arm and the later ticks to walk
+                    del due[delay_of_fifo]
         finally:
             self._arm()
 
