@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import json
 import os
 import platform
@@ -65,8 +64,14 @@ from uptimewatch.model.observation import Observation
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 
-#: (name, nodes, vantage_points)
-SCENARIOS = (("1 node", 1, 1), ("2 nodes", 2, 1), ("2 nodes, vantage_points 2", 2, 2))
+#: (name, nodes, vantage_points); vantage_points 0: daemons without a ``cluster:`` section, each
+#: given its share of the sites in its own configuration (what perfect sharding would cost here)
+SCENARIOS = (
+    ("1 node", 1, 1),
+    ("2 nodes", 2, 1),
+    ("2 nodes, vantage_points 2", 2, 2),
+    ("2 daemons alone, half the sites each", 2, 0),
+)
 TIMING = {"heartbeat_interval": "1s", "node_timeout": "5s", "leader_timeout": "6s", "join_grace": "0s"}
 
 
@@ -119,17 +124,30 @@ class Node:
         return f"http://127.0.0.1:{self.port}"
 
 
-def node_config(base: dict[str, Any], node: Node, nats_urls: list[str], vantage: int, replicas: int) -> Path:
+def node_config(
+    base: dict[str, Any],
+    node: Node,
+    nats_urls: list[str],
+    vantage: int,
+    replicas: int,
+    *,
+    share: tuple[int, int] = (0, 1),
+) -> Path:
+    """Node ``node``'s configuration; with ``vantage`` 0, no ``cluster:`` section and only the
+    sites of its ``share`` (index, of how many)."""
     data = dict(base)
     data["server"] = {"listen": f"127.0.0.1:{node.port}"}
     data["storage"] = {"path": str(node.directory / "state.sqlite")}
-    data["cluster"] = {
-        "node_id": node.id,
-        "url": node.url,
-        "nats": {"servers": nats_urls, "replicas": replicas, "stream_max_age": "10m"},
-        "vantage_points": vantage,
-        **TIMING,
-    }
+    if vantage:
+        data["cluster"] = {
+            "node_id": node.id,
+            "url": node.url,
+            "nats": {"servers": nats_urls, "replicas": replicas, "stream_max_age": "10m"},
+            "vantage_points": vantage,
+            **TIMING,
+        }
+    else:
+        data["sites"] = base["sites"][share[0] :: share[1]]
     node.directory.mkdir(parents=True, exist_ok=True)
     path = node.directory / "config.yaml"
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -175,7 +193,8 @@ async def _get(http: aiohttp.ClientSession, url: str) -> Any:
 async def wait_settled(
     http: aiohttp.ClientSession, nodes: Sequence[Node], sites: int, vantage: int, timeout: float
 ) -> None:
-    """Until every node sees every node alive and the sites are shared as ``vantage`` says."""
+    """Until every node sees every node alive and the sites are shared as ``vantage`` says
+    (``vantage`` 0, daemons without a cluster: until each one answers and is ready)."""
     deadline = time.monotonic() + timeout
     expected = {n.id for n in nodes}
     while True:
@@ -186,6 +205,10 @@ async def wait_settled(
         ok = True
         for node in nodes:
             try:
+                if not vantage:
+                    async with http.get(node.url + "/readyz") as resp:
+                        ok = ok and resp.status == 200
+                    continue
                 view = await _get(http, node.url + "/api/v1/cluster")
             except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
                 ok = False
@@ -277,8 +300,8 @@ async def run_scenario(
     ]
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
         try:
-            for node in nodes:
-                start_node(node, node_config(base, node, nats.urls, vantage, args.replicas))
+            for i, node in enumerate(nodes):
+                start_node(node, node_config(base, node, nats.urls, vantage, args.replicas, share=(i, count)))
             await wait_settled(http, nodes, sites, vantage, timeout=120)
             await asyncio.sleep(args.warmup)
             load_before = _load()
@@ -323,13 +346,13 @@ async def run_scenario(
         "nodes": count,
         "vantage_points": vantage,
         "devices": devices,
-        "offered_device_polls_per_s": devices * vantage / (devices / args.offered),
+        "offered_device_polls_per_s": devices * max(1, vantage) / (devices / args.offered),
         "wall_s": wall,
         "load_before": load_before,
         "load_after": _load(),
         "per_node": per_node,
         "devices_polled_per_s": polled / wall,
-        "distinct_devices_per_s": polled / wall / vantage,
+        "distinct_devices_per_s": polled / wall / max(1, vantage),
         "node_cpu_s": node_cpu,
         "node_cores_busy": node_cpu / wall,
         "devices_per_node_cpu_s": polled / node_cpu if node_cpu else 0.0,
@@ -431,7 +454,7 @@ async def child_publish(args: argparse.Namespace) -> dict[str, Any]:
     by_id = {r.site_id: r for r in refs}
     raw = msgspec.msgpack.decode(args.payloads.read_bytes(), type=list[bytes])
     now = time.time()
-    base = [dataclasses.replace(obs, started_at=now) for p in raw for obs in codec.decode(p)[2]]
+    base = [msgspec.structs.replace(obs, started_at=now) for p in raw for obs in codec.decode(p)[2]]
     todo = [base[i % len(base)] for i in range(args.observations)]
     node = ClusterNode(
         _child_cluster_config("publisher", args.nats, args.replicas),
@@ -616,8 +639,16 @@ def summary(res: dict[str, Any]) -> dict[str, Any]:
         out["ratio_wall"] = two["devices_polled_per_s"] / one["devices_polled_per_s"]
         # each node on a core of its own: 2 cores x the 2-node efficiency against 1 x the 1-node one
         out["ratio_per_node_core"] = 2 * two["devices_per_node_cpu_s"] / one["devices_per_node_cpu_s"]
+    alone = by.get((2, 0))
+    if one and alone:
+        # the same machine, agents and NATS, but no stream between the two: the ratio this machine
+        # gives sharding that costs nothing, against which ratio_per_node_core is to be read
+        out["ratio_per_node_core_without_cluster"] = (
+            2 * alone["devices_per_node_cpu_s"] / one["devices_per_node_cpu_s"]
+        )
     for (n, v), s in by.items():
-        out[f"devices_per_node_cpu_s_{n}n_vp{v}"] = s["devices_per_node_cpu_s"]
+        key = f"{n}n_vp{v}" if v else f"{n}n_alone"
+        out[f"devices_per_node_cpu_s_{key}"] = s["devices_per_node_cpu_s"]
     stream = res["stream"]
     out["publish_us_per_observation"] = stream["publisher"]["us_per_observation"]
     out["consume_us_per_observation"] = stream["consumer"]["us_per_observation"]
@@ -661,6 +692,13 @@ def table(res: dict[str, Any]) -> str:
             (
                 "2 nodes ÷ 1 node, a core per node (2 × per-CPU-s ratio)",
                 f"{sm['ratio_per_node_core']:.2f} (goal ≥ 1.8)",
+            )
+        )
+    if "ratio_per_node_core_without_cluster" in sm:
+        rows.append(
+            (
+                "2 daemons alone ÷ 1 node, a core per node",
+                f"{sm['ratio_per_node_core_without_cluster']:.2f} (no stream: this machine's ceiling)",
             )
         )
     pub, con = res["stream"]["publisher"], res["stream"]["consumer"]

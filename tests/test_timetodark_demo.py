@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -111,7 +112,7 @@ async def poll_all(p: Plants, catalog: Any, transport: Any) -> dict[str, TimeToD
         obs = await snmp.probe(device, catalog, transport)
         assert obs.error is None, obs.error
         # the simulation's time, not the wall clock's: the battery drains on the former
-        out[site_id] = p.tracker.ingest(dataclasses.replace(obs, started_at=p.clock.now()))
+        out[site_id] = p.tracker.ingest(msgspec.structs.replace(obs, started_at=p.clock.now()))
     return out
 
 

@@ -34,8 +34,9 @@ import time
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
 from typing import Protocol
+
+from msgspec.structs import replace
 
 from .config.resolve import ResolvedDevice
 from .model.observation import ErrorKind, Observation, ProbeError

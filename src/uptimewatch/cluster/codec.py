@@ -7,7 +7,8 @@ holds, so a busy node pays that once per batch, and a quiet one waits for nothin
 
 msgspec rather than JSON: the decoder validates the shape against the struct in the same pass (a
 malformed message is an error, not a half-filled Observation), array-like structs drop the field
-names from every message, and encoding and decoding cost a few microseconds (bench/cluster_bench.py).
+names from every message, and a batch decodes straight into the observations the health model
+takes, with no Python code per observation (bench/cluster_bench.py measures both sides).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Final
 
 import msgspec
 
-from ..model.observation import ErrorKind, FieldValue, Observation, ProbeError
+from ..model.observation import FieldValue, Observation
 
 SUBJECT_PREFIX: Final = "uptimewatch.obs"
 
@@ -27,22 +28,12 @@ SUBJECT_PREFIX: Final = "uptimewatch.obs"
 BATCH_MAX: Final = 256
 
 
-class WireObservation(msgspec.Struct, array_like=True, frozen=True):
-    site_id: str
-    device_id: str
-    probe: str
-    started_at: float
-    duration_s: float
-    fields: dict[str, float | int | str | bool | None]
-    error_kind: str | None
-    error_message: str | None
-    problems: tuple[str, ...]
-    profile: str | None
-
-
 class WireBatch(msgspec.Struct, array_like=True, frozen=True):
+    """On the wire: ``[node, [observation, ...]]``, each observation the array of its fields
+    (:class:`~uptimewatch.model.observation.Observation` is an array-like struct)."""
+
     node: str
-    observations: list[WireObservation]
+    observations: list[Observation]
 
 
 class _WireHead(msgspec.Struct, array_like=True, frozen=True):
@@ -54,7 +45,7 @@ class _WireHead(msgspec.Struct, array_like=True, frozen=True):
 
 _encoder: Final = msgspec.msgpack.Encoder()
 _head_decoder: Final = msgspec.msgpack.Decoder(_WireHead)
-_observations_decoder: Final = msgspec.msgpack.Decoder(list[WireObservation])
+_observations_decoder: Final = msgspec.msgpack.Decoder(list[Observation])
 _count_decoder: Final = msgspec.msgpack.Decoder(list[msgspec.Raw])
 
 
@@ -62,29 +53,24 @@ class CodecError(ValueError):
     """A message on the stream is not an observation."""
 
 
-def _finite(value: FieldValue) -> FieldValue:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+def _finite_value(value: FieldValue) -> FieldValue:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-def _wire(obs: Observation) -> WireObservation:
-    return WireObservation(
-        obs.site_id,
-        obs.device_id,
-        obs.probe,
-        obs.started_at,
-        obs.duration_s,
-        {k: _finite(v) for k, v in obs.fields.items()},
-        obs.error.kind.value if obs.error else None,
-        obs.error.message if obs.error else None,
-        obs.problems,
-        obs.profile,
-    )
+def _finite(obs: Observation) -> Observation:
+    """``obs`` with NaN and infinities as None ("the device could not tell"), which a reader's
+    thresholds can take; the same object when it has none, as nearly every observation."""
+    for value in obs.fields.values():
+        if value.__class__ is float and not math.isfinite(value):
+            fields = {
+                k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in obs.fields.items()
+            }
+            return msgspec.structs.replace(obs, fields=fields)
+    return obs
 
 
 def encode(node: str, observations: Sequence[Observation]) -> bytes:
-    return _encoder.encode(WireBatch(node, [_wire(obs) for obs in observations]))
+    return _encoder.encode(WireBatch(node, [_finite(obs) for obs in observations]))
 
 
 def encode_within(node: str, observations: Sequence[Observation], limit: int) -> list[tuple[int, bytes]]:
@@ -108,25 +94,10 @@ def decode(data: bytes, *, skip_node: str | None = None) -> tuple[str, int, list
         head = _head_decoder.decode(data)
         if head.node == skip_node:
             return head.node, len(_count_decoder.decode(head.observations)), []
-        wires = _observations_decoder.decode(head.observations)
-        return head.node, len(wires), [_observation(wire) for wire in wires]
+        observations = _observations_decoder.decode(head.observations)
+        return head.node, len(observations), observations
     except (msgspec.DecodeError, ValueError) as exc:
         raise CodecError(f"not an observation batch: {exc}") from exc
-
-
-def _observation(wire: WireObservation) -> Observation:
-    error = ProbeError(ErrorKind(wire.error_kind), wire.error_message or "") if wire.error_kind else None
-    return Observation(
-        site_id=wire.site_id,
-        device_id=wire.device_id,
-        probe=wire.probe,
-        started_at=wire.started_at,
-        duration_s=wire.duration_s,
-        fields=wire.fields,
-        error=error,
-        problems=wire.problems,
-        profile=wire.profile,
-    )
 
 
 def _token(value: str) -> str:
@@ -144,7 +115,6 @@ __all__ = [
     "SUBJECT_PREFIX",
     "CodecError",
     "WireBatch",
-    "WireObservation",
     "decode",
     "encode",
     "encode_within",

@@ -15,9 +15,10 @@ Pure and synchronous; time is the observations' own ``started_at`` and the ``now
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+
+import msgspec
 
 from ..model.observation import Observation, ProbeError
 from ..probing.registry import builtin
@@ -107,8 +108,8 @@ class VantageMerge:
 def _annotated(obs: Observation, silent: Sequence[str], voters: Sequence[str]) -> Observation:
     count = f"{len(silent)} of {len(voters)} probe nodes"
     if obs.error is not None:
-        return dataclasses.replace(obs, error=ProbeError(obs.error.kind, f"{count}: {obs.error.message}"))
-    return dataclasses.replace(obs, problems=(*obs.problems, f"{count}: no reply"))
+        return msgspec.structs.replace(obs, error=ProbeError(obs.error.kind, f"{count}: {obs.error.message}"))
+    return msgspec.structs.replace(obs, problems=(*obs.problems, f"{count}: no reply"))
 
 
 __all__ = ["Disagreement", "VantageMerge", "is_silent"]

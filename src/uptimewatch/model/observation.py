@@ -3,15 +3,23 @@
 Observations are the boundary between polling and judging. They are plain, frozen and
 serializable (``to_dict``/``from_dict``), so that they can cross a process or an MQTT broker
 when several probe nodes share the work.
+
+They are msgspec structs rather than dataclasses: one is built for every poll, and in a cluster
+for every observation of every other node too, where a frozen dataclass's ``__init__`` (one
+``object.__setattr__`` a field) was a tenth of reading a peer's observation. ``array_like`` is the
+shape on the cluster's stream (:mod:`uptimewatch.cluster.codec` decodes a batch straight into
+them, with their types checked); ``gc=False`` because they hold only plain values, so the cycle
+collector has nothing to find in them.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+import msgspec
 
 #: A normalized field value. ``None`` means "the device could not tell", never a sentinel number.
 FieldValue = float | int | str | bool | None
@@ -31,8 +39,7 @@ class ErrorKind(StrEnum):
     INTERNAL = "internal"  # a bug on our side; logged with a traceback
 
 
-@dataclass(frozen=True, slots=True)
-class ProbeError:
+class ProbeError(msgspec.Struct, frozen=True, gc=False, array_like=True):
     kind: ErrorKind
     message: str
 
@@ -40,8 +47,7 @@ class ProbeError:
         return {"kind": self.kind.value, "message": self.message}
 
 
-@dataclass(frozen=True, slots=True)
-class Observation:
+class Observation(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """One probe result for one device.
 
     ``fields`` holds normalized fields (``power.on_battery``, ``icmp.loss_ratio``,
@@ -54,7 +60,7 @@ class Observation:
     probe: str  # "snmp", "icmp", "mqtt": the registry name of the protocol
     started_at: float  # unix time, seconds
     duration_s: float
-    fields: Mapping[str, FieldValue] = field(default_factory=dict)
+    fields: Mapping[str, FieldValue] = msgspec.field(default_factory=dict)
     error: ProbeError | None = None
     problems: tuple[str, ...] = ()
     profile: str | None = None  # names of the profiles that produced the fields, comma-joined
