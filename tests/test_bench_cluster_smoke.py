@@ -24,6 +24,8 @@ SUMMARY_KEYS = {
     "ratio_wall",
     "ratio_per_node_core",
     "ratio_per_node_core_without_cluster",
+    "ratio_per_node_core_same_pace",
+    "devices_per_node_cpu_s_1n_vp1_same_pace",
     "devices_per_node_cpu_s_1n_vp1",
     "devices_per_node_cpu_s_2n_vp1",
     "devices_per_node_cpu_s_2n_vp2",
@@ -64,7 +66,17 @@ def test_cluster_bench_runs_and_reports_every_figure(tmp_path: Path) -> None:
     for key, value in res["summary"].items():
         assert isinstance(value, float), (key, value)
         assert value > 0, (key, value)
-    assert [(s["nodes"], s["vantage_points"]) for s in res["scenarios"]] == [(1, 1), (2, 1), (2, 2), (2, 0)]
+    assert [(s["nodes"], s["vantage_points"]) for s in res["scenarios"]] == [
+        (1, 1),
+        (2, 1),
+        (2, 2),
+        (2, 0),
+        (1, 1),
+    ]
+    # the last one node is offered what each of the two polled
+    paced = res["scenarios"][-1]
+    assert paced["matched"]
+    assert paced["offered_devices_per_s"] == pytest.approx(res["scenarios"][1]["devices_polled_per_s"] / 2)
     for scenario in res["scenarios"]:
         clustered = scenario["vantage_points"] > 0
         # every node really polled the agents and, in a cluster, put its observations on the stream

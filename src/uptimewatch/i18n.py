@@ -41,11 +41,12 @@ import os
 import re
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, cast, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import msgspec
 from babel import Locale
 from babel.dates import format_date, format_datetime
 from babel.lists import format_list
@@ -121,8 +122,7 @@ def negotiate(accept_language: str | None, default: Language = DEFAULT_LANGUAGE)
     return default
 
 
-@dataclass(frozen=True, slots=True, eq=True)
-class Text:
+class Text(msgspec.Struct, frozen=True, gc=False):
     """A message to translate later: the English msgid (marked with :func:`N_`) and its parameters.
 
     This is what the ledger, the outbox and the health snapshot keep; :meth:`Translator.text`
@@ -132,8 +132,12 @@ class Text:
     """
 
     msgid: str
-    params: Mapping[str, Any] = field(default_factory=dict)
+    params: Mapping[str, Any] = msgspec.field(default_factory=dict)
     code: str = ""
+
+    # a struct, not a dataclass: the health model builds one for nearly every result it judges
+    # and compares it with the last one; msgspec does both in C. ``gc=False``: parameters are
+    # plain values, or other texts, never the text itself.
 
     def __hash__(self) -> int:
         return hash((self.msgid, self.code))

@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from ..i18n import N_, Phrase, Text, phrase_from_json
+from ..i18n import N_, Phrase, Text, phrase_from_json, phrase_to_json
 from ..model.observation import FieldValue
 from ..notify.types import AlertInfo, NoticeKind, Notification
 from .routing import Policy
@@ -108,6 +108,8 @@ class Alert:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
+        d["summary"] = phrase_to_json(self.summary)
+        d["description"] = phrase_to_json(self.description)
         d["labels"] = dict(self.labels)
         d["notified"] = list(self.notified)
         d["escalated"] = list(self.escalated)

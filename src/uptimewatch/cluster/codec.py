@@ -1,9 +1,10 @@
 """Observations on the wire: one MessagePack array per batch of observations, through msgspec.
 
-A batch is what one node's publisher found waiting when it was free to send: one observation on a
-quiet node, up to :data:`BATCH_MAX` on a busy one. Each NATS message costs the same on every hop
-(the publish, its acknowledgement, the replicas' writes, the delivery to every node) whatever it
-holds, so a busy node pays that once per batch, and a quiet one waits for nothing.
+A batch is what one node's publisher found waiting when it was free to send, and what joined it
+within ``node.PUBLISH_LINGER`` (20 ms): one observation on a quiet node, up to :data:`BATCH_MAX`
+on a busy one. Each NATS message costs the same on every hop (the publish, its acknowledgement,
+the replicas' writes, the delivery to every node) whatever it holds, so a busy node pays that once
+per batch.
 
 msgspec rather than JSON: the decoder validates the shape against the struct in the same pass (a
 malformed message is an error, not a half-filled Observation), array-like structs drop the field

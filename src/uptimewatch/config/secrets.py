@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
+import msgspec
 from pydantic import BaseModel, SecretStr
 
 from ..redact import url_secrets
@@ -112,6 +113,8 @@ def _secrets_in(value: Any) -> Iterator[str]:
                     todo.append(value)
         elif dataclasses.is_dataclass(item) and not isinstance(item, type):
             todo.extend(getattr(item, f.name) for f in dataclasses.fields(item))
+        elif isinstance(item, msgspec.Struct):
+            todo.extend(getattr(item, name) for name in item.__struct_fields__)
         elif isinstance(item, Mapping):
             todo.extend(item.values())
         elif isinstance(item, (list, tuple, set, frozenset)):

@@ -49,6 +49,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Final, Literal
 
+import msgspec
+
 from ..config.models import Config, District, Role, Site, Thresholds
 from ..config.resolve import ResolvedDevice
 from ..gcpause import no_cycle_collection, promote
@@ -119,10 +121,13 @@ def _device_reason(label: Phrase, reason: Phrase) -> Phrase:
 
 
 # -- the public, frozen picture -----------------------------------------------------------------
+# The records ingest builds for every observation (a probe's last result, a check whose value
+# moved) are msgspec structs: built and compared in C, about ten times faster than a frozen
+# dataclass, and left out of the cycle collector (plain values only), whose passes walk every
+# object a poll leaves alive.
 
 
-@dataclass(frozen=True, slots=True)
-class CheckStatus:
+class CheckStatus(msgspec.Struct, frozen=True, gc=False):
     """One check of one device. ``state`` is the latest result; ``hard_state`` the one that counts.
 
     ``since`` is when the latest result's state began (first of the streak); ``attempts`` how many
@@ -139,8 +144,7 @@ class CheckStatus:
     hard_state: CheckState
 
 
-@dataclass(frozen=True, slots=True)
-class ProbeRecord:
+class ProbeRecord(msgspec.Struct, frozen=True, gc=False):
     """The last result of one probe on one device."""
 
     probe: str

@@ -1,4 +1,4 @@
-"""Turn the health snapshot's frozen dataclasses into JSON-ready structures."""
+"""Turn the health snapshot's frozen dataclasses and structs into JSON-ready structures."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import math
 from collections.abc import Mapping
 from enum import Enum
 from typing import Any
+
+import msgspec
 
 from ..i18n import Text
 
@@ -22,6 +24,8 @@ def to_jsonable(value: Any) -> Any:
         return value.name.lower() if isinstance(value.value, int) else value.value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, msgspec.Struct):
+        return {name: to_jsonable(getattr(value, name)) for name in value.__struct_fields__}
     if isinstance(value, Mapping):
         return {str(to_jsonable(k)): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
