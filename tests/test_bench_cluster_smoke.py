@@ -24,8 +24,9 @@ SUMMARY_KEYS = {
     "ratio_wall",
     "ratio_per_node_core",
     "ratio_per_node_core_without_cluster",
-    "ratio_per_node_core_same_pace",
-    "devices_per_node_cpu_s_1n_vp1_same_pace",
+    "ratio_per_node_core_paced",
+    "devices_per_node_cpu_s_1n_paced",
+    "devices_per_node_cpu_s_2n_paced",
     "devices_per_node_cpu_s_1n_vp1",
     "devices_per_node_cpu_s_2n_vp1",
     "devices_per_node_cpu_s_2n_vp2",
@@ -72,11 +73,14 @@ def test_cluster_bench_runs_and_reports_every_figure(tmp_path: Path) -> None:
         (2, 2),
         (2, 0),
         (1, 1),
+        (2, 1),
     ]
-    # the last one node is offered what each of the two polled
-    paced = res["scenarios"][-1]
-    assert paced["matched"]
-    assert paced["offered_devices_per_s"] == pytest.approx(res["scenarios"][1]["devices_polled_per_s"] / 2)
+    # the paced pair is offered, per node, a share of what one node polled flat out
+    flat_out = res["scenarios"][0]["devices_polled_per_s"]
+    for scenario in res["scenarios"][-2:]:
+        assert scenario["paced"]
+        share = scenario["offered_devices_per_s"] / scenario["nodes"] / flat_out
+        assert share == pytest.approx(0.4)
     for scenario in res["scenarios"]:
         clustered = scenario["vantage_points"] > 0
         # every node really polled the agents and, in a cluster, put its observations on the stream

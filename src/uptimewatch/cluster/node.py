@@ -616,7 +616,7 @@ class ClusterNode:
 
     def observe(self, obs: Observation, ref: SiteRef | None) -> None:
         """One of our own polls finished: judge it with the others' and put it on the stream."""
-        self._judge(self.node_id, obs, ref)
+        self._judge(self.node_id, obs, ref, time.time())
         if self._nats_ready and ref is not None:
             try:
                 self._publish_queue.put_nowait(obs)
@@ -631,9 +631,13 @@ class ClusterNode:
             self.counters["decode_errors"] += 1
             return
         self.counters["received"] += count
+        if not batch:
+            return
         refs = self._site_refs()
+        judge = self._judge
+        now = time.time()  # one batch, one moment: its observations are judged together
         for obs in batch:
-            self._judge(node, obs, refs.get(obs.site_id))
+            judge(node, obs, refs.get(obs.site_id), now)
 
     def _site_refs(self) -> Mapping[str, SiteRef]:
         """The configured sites by id, rebuilt when the site list is replaced (a reload)."""
@@ -643,7 +647,7 @@ class ClusterNode:
             self._refs_of = sites
         return self._refs
 
-    def _judge(self, node: str, obs: Observation, ref: SiteRef | None) -> None:
+    def _judge(self, node: str, obs: Observation, ref: SiteRef | None, now: float) -> None:
         if ref is None:
             return  # a site this node's configuration does not have (a reload in progress)
         verdict = self._merge.offer(
@@ -653,7 +657,7 @@ class ClusterNode:
             healthy=self._healthy,
             quorum=self._quorum,
             max_age=ref.max_age,
-            now=time.time(),
+            now=now,
         )
         if verdict is not None:
             self._ingest(verdict)

@@ -308,15 +308,11 @@ def _has(*names: str) -> Callable[[Thresholds], bool]:
     return enabled
 
 
+#: judges a device's fields against its thresholds
+FieldJudge = Callable[[Mapping[str, FieldValue], Thresholds], Result]
+
 #: (check name, primary field, enabled by thresholds?, judge). Order is the order in reasons.
-FIELD_CHECKS: Final[
-    tuple[
-        tuple[
-            str, str, Callable[[Thresholds], bool], Callable[[Mapping[str, FieldValue], Thresholds], Result]
-        ],
-        ...,
-    ]
-] = (
+FIELD_CHECKS: Final[tuple[tuple[str, str, Callable[[Thresholds], bool], FieldJudge], ...]] = (
     ("power.on_battery", POWER_ON_BATTERY, _always, _on_battery),
     (
         "power.battery_minutes",

@@ -61,6 +61,7 @@ from .checks import (
     NO_DATA,
     SEVERITY,
     CheckState,
+    FieldJudge,
     ProbeChecks,
     Result,
     role_text,
@@ -284,6 +285,8 @@ class _Device:
     __slots__ = (
         "cfg",
         "checks",
+        "field_checks",
+        "field_checks_of",
         "fields_by_probe",
         "polled",
         "probes",
@@ -307,6 +310,10 @@ class _Device:
         self.status: DeviceStatus | None = None
         self.thresholds: Thresholds | None = None
         self.thr_key: str | None = None
+        # FIELD_CHECKS with whether ``field_checks_of`` enables each: thresholds change only with
+        # a reload or a new profile, and asking them on every observation was a third of judging
+        self.field_checks: tuple[tuple[str, str, FieldJudge, bool], ...] = ()
+        self.field_checks_of: Thresholds | None = None
 
 
 class _Site:
@@ -591,11 +598,16 @@ class HealthModel:
         probe = obs.probe
         at = obs.started_at
         hard = 0
-        for name, key, enabled, judge in FIELD_CHECKS:
+        if dev.field_checks_of is not t:
+            dev.field_checks = tuple(
+                (name, key, judge, enabled(t)) for name, key, enabled, judge in FIELD_CHECKS
+            )
+            dev.field_checks_of = t
+        for name, key, judge, enabled in dev.field_checks:
             value = fields.get(key)
-            existing = dev.checks.get(name)
-            if value is None or not enabled(t):
+            if value is None or not enabled:
                 # a field another probe feeds is none of this probe's business
+                existing = dev.checks.get(name)
                 if existing is not None and existing.source == probe:
                     hard += self._judge(
                         dev, name, probe, (CheckState.UNKNOWN, "no data", None), at=at, changes=changes
@@ -614,6 +626,26 @@ class HealthModel:
         """
         state, reason, value = result
         chk = dev.checks.get(name)
+        if chk is not None and (st := chk.status) is not None:
+            count = chk.count
+            if (
+                state == chk.state
+                and state == chk.hard_state
+                and count >= dev.cfg.hard_after
+                and chk.source == source
+                and st.state == state
+                and st.hard
+                and st.attempts == count
+                and st.hard_state == state
+                and st.since == chk.since
+                and st.value == value
+                and st.reason == reason
+            ):
+                # the same result as the last one, settled: what the steps below would come to,
+                # without their stores (most results of a quiet province are this)
+                chk.hard_reason = reason
+                chk.hard_value = value
+                return 0
         new_check = chk is None
         if chk is None:
             chk = dev.checks[name] = _Check(name, source)
