@@ -242,3 +242,27 @@ def test_reload_keeps_topology_states_and_applies_new_upstreams() -> None:
     assert [(c.site_id, c.old, c.new) for c in changes] == [("leaf1", SiteState.UNREACHABLE, SiteState.DOWN)]
     counts = next(r for r in model.snapshot().rollups if r.level == "province").counts
     assert (counts[SiteState.DOWN], counts[SiteState.UNREACHABLE]) == (2, 4)
+
+
+def test_a_fresh_answer_of_another_protocol_does_not_end_the_recheck_before_the_ping() -> None:
+    """After a hub comes back, a child whose SNMP answered first still has the ping of the outage
+    deciding whether it answers: it stays cut off and re-checking, never down, until a ping of
+    its own started after the recovery tells (the demo's hub cut gave a child an incident so)."""
+    model = make(hard_after=1)
+    poll(model, T0)
+    poll(model, T0 + MINUTE, HUB_DOWN | EVERYTHING_BEHIND)
+    assert states(model)["agg"] is SiteState.UNREACHABLE
+
+    back = T0 + 2 * MINUTE
+    model.ingest(ping("hub", "rtr", back))
+    model.ingest(ping("hub", "mw1", back))
+    assert states(model)["hub"] is SiteState.UP
+    assert model.snapshot().sites["agg"].rechecking
+    changes = model.ingest(snmp("agg", "rtr", back + 1, LINK_OK))
+    assert not [c for c in changes if c.kind == "site" and c.site_id == "agg"]
+    snap = model.snapshot()
+    assert snap.sites["agg"].state is SiteState.UNREACHABLE
+    assert snap.sites["agg"].rechecking
+    # the fresh ping answers: the site is up, and it never was down
+    changes = model.ingest(ping("agg", "rtr", back + 2))
+    assert {c.site_id: c.new for c in changes if c.kind == "site"}.get("agg") is SiteState.UP

@@ -452,6 +452,16 @@ def _unsettled(dev: _Device, since: float, reach: Reach) -> bool:
     return False
 
 
+def _fresh(dev: _Device, since: float, reach: Reach, *, strict: bool) -> bool:
+    """Whether ``dev`` has a result started at or after ``since``: of the protocol whose result
+    decides whether it answers with ``strict``, of any protocol without."""
+    probes = dev.probes
+    if strict and (decider := _reachability(dev, reach, hard=False)) is not None:
+        record = probes.get(decider.source)
+        return record is not None and record.at >= since
+    return any(p.at >= since for p in probes.values())
+
+
 def _hold_limit(devices: Iterable[_Device]) -> float:
     """How long a verdict may wait for ``devices``: the time they need to turn hard (``hard_after``
     polls) and one more interval, so that a device never polled holds nothing forever."""
@@ -499,6 +509,8 @@ class HealthModel:
         #: site id -> the sites whose pending verdict a new result of this site may settle
         self._waiters: dict[str, set[str]] = {}
         self._polls: list[tuple[str, str]] = []
+        #: when the observation being ingested was complete (its start plus its duration)
+        self._result_end = 0.0
         self._apply_config(config, devices)
 
     # -- observations in ------------------------------------------------------------------------
@@ -515,6 +527,7 @@ class HealthModel:
             # no check moves, hysteresis counts nothing and the last result stands
             return []
         at = obs.started_at
+        self._result_end = at + obs.duration_s
         cfg = dev.cfg
         changes: list[StateChange] = []
         # copied on write, so the status objects share it instead of copying it each
@@ -858,11 +871,13 @@ class HealthModel:
             self._challenge(site, refs)
         # (a verdict that waited for the upstream is this re-check's outcome, not a new outage's end)
         if first and site.recheck_since is None and site.state is SiteState.UNREACHABLE and site.cut_off:
-            # the path is back, but this site's device states date from the outage
-            site.recheck_since = at
+            # the path is back, but this site's device states date from the outage. Only results
+            # started once the one that showed the path back was complete count: a burst started
+            # while the upstream's was still waiting for its late reply saw the path still cut
+            site.recheck_since = max(at, self._result_end)
             self._rechecks.append(site.site_id)
         if site.recheck_since is not None:
-            if not self._rechecked(site, site.recheck_since, state):
+            if not self._rechecked(site, site.recheck_since, state, at):
                 labels = [label for _ref, label in site.cut_off]
                 msgid = (
                     N_("{uplinks:and} is back; re-checking this site")
@@ -975,11 +990,18 @@ class HealthModel:
             self._dirty_sites.add(site.site_id)
             self._snapshot = None
 
-    def _rechecked(self, site: _Site, since: float, state: SiteState) -> bool:
-        """Every core device has a result started after ``since``; and if they still count as
-        unreachable, the latest results agree (the others are being confirmed by hysteresis)."""
+    def _rechecked(self, site: _Site, since: float, state: SiteState, at: float) -> bool:
+        """Every core device has a result started after ``since`` of the protocol that decides
+        whether it answers; and if they still count as unreachable, the latest results agree (the
+        others are being confirmed by hysteresis).
+
+        That protocol's, not any one's: an SNMP answer that came back first left the ping's result
+        from the outage deciding, and the site turned down for a poll. Past the time its devices
+        need to turn hard, a fresh result of any protocol does (a protocol that stopped reporting
+        must not keep the site waiting)."""
+        strict = at - since <= _hold_limit(site.core)
         for d in site.core:
-            if not any(p.at >= since for p in d.probes.values()):
+            if not _fresh(d, since, self._reach, strict=strict):
                 return False
         if state is SiteState.DOWN:
             return not any(_answers_now(d, self._reach) for d in site.core)
