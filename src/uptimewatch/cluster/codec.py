@@ -20,7 +20,7 @@ from typing import Final
 
 import msgspec
 
-from ..model.observation import FieldValue, Observation
+from ..model.observation import Observation, finite
 
 SUBJECT_PREFIX: Final = "uptimewatch.obs"
 
@@ -54,18 +54,12 @@ class CodecError(ValueError):
     """A message on the stream is not an observation."""
 
 
-def _finite_value(value: FieldValue) -> FieldValue:
-    return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
 def _finite(obs: Observation) -> Observation:
     """``obs`` with NaN and infinities as None ("the device could not tell"), which a reader's
     thresholds can take; the same object when it has none, as nearly every observation."""
     for value in obs.fields.values():
         if value.__class__ is float and not math.isfinite(value):
-            fields = {
-                k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in obs.fields.items()
-            }
+            fields = {k: finite(v) for k, v in obs.fields.items()}
             return msgspec.structs.replace(obs, fields=fields)
     return obs
 

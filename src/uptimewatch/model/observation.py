@@ -76,7 +76,7 @@ class Observation(msgspec.Struct, frozen=True, gc=False, array_like=True):
             "probe": self.probe,
             "started_at": self.started_at,
             "duration_s": self.duration_s,
-            "fields": {k: _json_safe(v) for k, v in self.fields.items()},
+            "fields": {k: finite(v) for k, v in self.fields.items()},
             "error": self.error.to_dict() if self.error else None,
             "problems": list(self.problems),
             "profile": self.profile,
@@ -98,7 +98,9 @@ class Observation(msgspec.Struct, frozen=True, gc=False, array_like=True):
         )
 
 
-def _json_safe(value: FieldValue) -> FieldValue:
+def finite(value: FieldValue) -> FieldValue:
+    """NaN and infinities as None ("the device could not tell"): neither JSON nor a reader's
+    thresholds take them."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
