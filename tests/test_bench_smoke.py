@@ -7,7 +7,6 @@ Speed itself is measured by ``make bench``, never asserted here.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from tests.fixtures.ports import free_udp_port as free_port_below_ephemeral
 from uptimewatch.config.models import SnmpVersion
 from uptimewatch.config.resolve import SnmpTarget
 from uptimewatch.demo.agent import SnmpAgent
@@ -125,9 +125,7 @@ def test_bench_runs_and_prints_its_table(tmp_path: Path) -> None:
 
 
 def _free_udp_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    return free_port_below_ephemeral(host)
 
 
 async def test_new_devices_add_no_target_mib_rows() -> None:

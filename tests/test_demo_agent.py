@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
 
+from tests.fixtures.ports import free_udp_port
 from uptimewatch.config.models import Config
 from uptimewatch.config.resolve import SnmpTarget, resolve_all
 from uptimewatch.demo.agent import SnmpAgent
@@ -40,10 +40,7 @@ ENGINE_BOOTS = "1.3.6.1.6.3.10.2.1.2.0"
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.16.1.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    return free_udp_port("127.16.1.1")
 
 
 @dataclass

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.daemon import http_get
+from tests.fixtures.ports import free_udp_port as free_port_below_ephemeral
 from tests.test_cluster import wait_for
 from uptimewatch.cli import build_parser
 from uptimewatch.demo import DemoOptions
@@ -66,9 +67,7 @@ def _free_port_run(count: int) -> int:
 
 
 def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((f"127.{FIRST_NET}.1.1", 0))
-        return int(s.getsockname()[1])
+    return free_port_below_ephemeral(f"127.{FIRST_NET}.1.1")
 
 
 def _get(url: str) -> Any:

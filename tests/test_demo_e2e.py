@@ -12,7 +12,6 @@ import email.policy
 import io
 import json
 import os
-import socket
 import sys
 import time
 from datetime import datetime, timedelta
@@ -25,6 +24,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures.daemon import async_http, free_tcp_port, wait_until
+from tests.fixtures.ports import free_udp_port as free_port_below_ephemeral
 from uptimewatch.demo import DemoOptions, DemoRuntime, run_demo
 from uptimewatch.demo.firewall import table_exists_sync, unavailable_reason
 
@@ -49,9 +49,7 @@ CUT_BY_FIREWALL = unavailable_reason() is None
 
 
 def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((f"127.{FIRST_NET}.1.1", 0))
-        return int(s.getsockname()[1])
+    return free_port_below_ephemeral(f"127.{FIRST_NET}.1.1")
 
 
 async def get_json(url: str) -> Any:

@@ -13,6 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.fixtures.ports import free_udp_port as free_port_below_ephemeral
 from uptimewatch.demo import DemoOptions, run_demo
 
 SITES = 8
@@ -24,17 +25,11 @@ QUICK_SCENARIO = (
 
 
 def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.16.1.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    return free_port_below_ephemeral("127.16.1.1")
 
 
 def free_tcp_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    return free_port_below_ephemeral("127.0.0.1")
 
 
 def port_is_free(address: str, port: int) -> bool:

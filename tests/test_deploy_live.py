@@ -15,7 +15,6 @@ import contextlib
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ import yaml
 
 import uptimewatch
 from tests.fixtures.daemon import free_tcp_port, wait_until, write_yaml
+from tests.fixtures.ports import free_udp_port as free_port_below_ephemeral
 from tests.test_deploy_grafana import DASHBOARDS, all_panels, load_dashboard, render_expr
 from tests.test_deploy_prometheus import PROM, RULE_FILES, promtool
 from uptimewatch.app import run_daemon
@@ -76,9 +76,7 @@ def panel_queries(site: str) -> tuple[int, list[PanelQuery]]:
 
 
 def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.16.1.1", 0))
-        return int(s.getsockname()[1])
+    return free_port_below_ephemeral("127.16.1.1")
 
 
 def prometheus_binary() -> str:

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.daemon import free_tcp_port, province_config, wait_until, write_yaml
+from tests.fixtures.daemon import free_tcp_port, free_udp_port, province_config, wait_until, write_yaml
 from tests.fixtures.mosquitto import Mosquitto
 from uptimewatch import app as app_module
 from uptimewatch.alerts.service import AlertService
@@ -119,7 +119,7 @@ class Setup:
 @pytest.fixture
 def setup(tmp_path: Path, nats: LocalNatsCluster, broker: Mosquitto) -> Setup:
     listen = f"127.0.0.1:{free_tcp_port()}"
-    trap_port = free_tcp_port()  # a free UDP port as well, in practice
+    trap_port = free_udp_port()
     sites = [
         {
             "id": "hb-001",

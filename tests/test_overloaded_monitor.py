@@ -23,6 +23,7 @@ import aiohttp
 import pytest
 
 from tests.fixtures.daemon import free_tcp_port, wait_until, write_yaml
+from tests.fixtures.ports import free_udp_port
 from tests.test_health import MINUTE, T0, all_ok, make_model, ping, snmp
 from tests.test_scheduler import Sink, device, running
 from uptimewatch.alerts.rules import Evaluator
@@ -264,9 +265,7 @@ PROFILE = "bench-ups10"  # bench/probes: the UPS-MIB objects the benchmark's age
 @pytest.fixture(scope="module")
 def agents() -> Iterator[int]:
     """The benchmark's simulated power plants (127.64.x.y), answering from their own process."""
-    with __import__("socket").socket(2, 2) as s:  # a free UDP port on loopback
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    port = free_udp_port()
     cmd = [
         sys.executable,
         str(REPO / "bench" / "agents.py"),

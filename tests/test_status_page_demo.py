@@ -16,13 +16,13 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.fixtures.daemon import REPO, async_http, free_tcp_port, wait_until
+from tests.fixtures.ports import free_udp_port as free_port_below_ephemeral
 from uptimewatch.demo import DemoOptions, DemoRuntime, run_demo
 from uptimewatch.demo.firewall import unavailable_reason
 
@@ -60,9 +60,7 @@ pytestmark = [
 
 
 def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((f"127.{FIRST_NET}.1.1", 0))
-        return int(s.getsockname()[1])
+    return free_port_below_ephemeral(f"127.{FIRST_NET}.1.1")
 
 
 async def get_json(url: str) -> Any:

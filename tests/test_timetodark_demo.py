@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures.daemon import async_http, free_tcp_port, wait_until, write_yaml
+from tests.fixtures.ports import free_udp_port as free_port_below_ephemeral
 from uptimewatch.app import run_daemon
 from uptimewatch.config.models import Config
 from uptimewatch.config.resolve import ResolvedDevice, resolve_all
@@ -41,9 +41,7 @@ SIM_CUTOFF = 46.0
 
 
 def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.16.1.1", 0))
-        return int(s.getsockname()[1])
+    return free_port_below_ephemeral("127.16.1.1")
 
 
 def placeholder_model(minutes: int) -> DeviceModel:
